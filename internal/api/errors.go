@@ -1,0 +1,117 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/pathguard"
+	"github.com/runhost/runhost/internal/policy"
+	"github.com/runhost/runhost/internal/registry"
+	"github.com/runhost/runhost/internal/runner"
+	"github.com/runhost/runhost/shared"
+)
+
+// Error is the body of every error response: {"error": {"code", "message"}}.
+type Error struct {
+	Error ErrorBody `json:"error"`
+}
+
+// ErrorBody is a machine-readable code and a message for humans.
+type ErrorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// apiError is an error that already knows its HTTP status and code.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func badRequest(code, message string) error {
+	return &apiError{status: http.StatusBadRequest, code: code, message: message}
+}
+
+// statusOf maps an error from anywhere in the host to a status and code.
+// It is the one place that knows which failure is whose fault.
+func statusOf(err error) (int, string) {
+	var ae *apiError
+	var he *echo.HTTPError
+	var maxBytes *http.MaxBytesError
+	switch {
+	case errors.As(err, &ae):
+		return ae.status, ae.code
+	case errors.As(err, &maxBytes):
+		return http.StatusRequestEntityTooLarge, "body_too_large"
+	case errors.As(err, &he):
+		switch he.Code {
+		case http.StatusNotFound:
+			return he.Code, "not_found"
+		case http.StatusMethodNotAllowed:
+			return he.Code, "method_not_allowed"
+		case http.StatusRequestEntityTooLarge:
+			return he.Code, "body_too_large"
+		}
+		return he.Code, "http_error"
+	case errors.Is(err, registry.ErrUnknownRuntime):
+		return http.StatusNotFound, "unknown_runtime"
+	case errors.Is(err, runner.ErrUnknownVersion):
+		return http.StatusNotFound, "unknown_version"
+	case errors.Is(err, pathguard.ErrUnsafePath):
+		return http.StatusBadRequest, "unsafe_path"
+	case errors.Is(err, policy.ErrLimitExceeded):
+		return http.StatusBadRequest, "limit_exceeded"
+	case errors.Is(err, shared.ErrInvalidRequest):
+		return http.StatusBadRequest, "invalid_request"
+	case errors.Is(err, policy.ErrSpecRefused):
+		return http.StatusBadGateway, "spec_refused"
+	case errors.Is(err, registry.ErrPluginUnavailable), errors.As(err, new(*registry.PluginError)):
+		return http.StatusBadGateway, "plugin_failed"
+	case errors.Is(err, executor.ErrEngineUnavailable):
+		return http.StatusServiceUnavailable, "engine_unavailable"
+	case errors.Is(err, executor.ErrImageMissing):
+		return http.StatusServiceUnavailable, "image_missing"
+	case errors.Is(err, context.Canceled):
+		return 499, "client_closed_request" // nginx's code; nobody is listening
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, "timeout"
+	}
+	return http.StatusInternalServerError, "internal"
+}
+
+// handleError is echo's HTTPErrorHandler: every error becomes the JSON shape.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, code := statusOf(err)
+	msg := err.Error()
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		if m, ok := he.Message.(string); ok {
+			msg = m
+		}
+	}
+	log := s.requestLog(c)
+	if status >= 500 {
+		log.Error("request failed", "status", status, "code", code, "error", err)
+		if status == http.StatusInternalServerError {
+			msg = "internal error; the host's log has the details under request id " + requestID(c)
+		}
+	} else {
+		log.Debug("request refused", "status", status, "code", code, "error", err)
+	}
+	if status == 499 {
+		return
+	}
+	if err := c.JSON(status, Error{ErrorBody{Code: code, Message: msg}}); err != nil {
+		log.Debug("write error response", "error", err)
+	}
+}

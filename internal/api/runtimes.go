@@ -1,0 +1,68 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/runhost/runhost/internal/runner"
+)
+
+// Runtime is one entry of GET /runtimes.
+type Runtime struct {
+	Name         string    `json:"name"`
+	Aliases      []string  `json:"aliases"`
+	Description  string    `json:"description"`
+	Versions     []Version `json:"versions"`
+	Capabilities []string  `json:"capabilities"`
+}
+
+// Version is one version of a runtime.
+type Version struct {
+	Version   string `json:"version"`
+	Image     string `json:"image"`
+	Default   bool   `json:"default"`
+	Installed bool   `json:"installed"`
+}
+
+func runtimeJSON(info runner.RuntimeInfo) Runtime {
+	rt := Runtime{
+		Name:         info.Name,
+		Aliases:      nonNil(info.Aliases),
+		Description:  info.Description.Description,
+		Capabilities: nonNil(info.Capabilities),
+		Versions:     []Version{},
+	}
+	for _, v := range info.Versions {
+		rt.Versions = append(rt.Versions, Version{
+			Version:   v.Version,
+			Image:     v.Image,
+			Default:   v.Default,
+			Installed: info.Installed[v.Version],
+		})
+	}
+	return rt
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (s *Server) listRuntimes(c echo.Context) error {
+	out := []Runtime{}
+	for _, info := range s.runner.Runtimes(c.Request().Context()) {
+		out = append(out, runtimeJSON(info))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) getRuntime(c echo.Context) error {
+	info, err := s.runner.Runtime(c.Request().Context(), c.Param("name"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, runtimeJSON(info))
+}

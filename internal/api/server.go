@@ -1,0 +1,98 @@
+// Package api is runhost's HTTP interface, built on echo: routes, the JSON
+// shapes of requests and responses, and the mapping from errors to statuses.
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/runhost/runhost/internal/registry"
+	"github.com/runhost/runhost/internal/runner"
+)
+
+// Config configures the HTTP layer.
+type Config struct {
+	MaxBodyBytes int64
+}
+
+// Server serves the API.
+type Server struct {
+	cfg      Config
+	echo     *echo.Echo
+	runner   *runner.Runner
+	registry *registry.Registry
+	log      hclog.Logger
+}
+
+// New builds the routes.
+func New(cfg Config, run *runner.Runner, reg *registry.Registry, log hclog.Logger) *Server {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	s := &Server{cfg: cfg, echo: echo.New(), runner: run, registry: reg, log: log}
+	e := s.echo
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.RequestID())
+	e.Use(middleware.Recover())
+	e.Use(s.logRequests)
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/runtimes", s.listRuntimes)
+	e.GET("/runtimes/:name", s.getRuntime)
+	e.POST("/runtimes/:name/run", s.run)
+	e.GET("/plugins", s.listPlugins)
+	return s
+}
+
+// Handler is the server's http.Handler.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
+	defer cancel()
+	if err := s.runner.Ready(ctx); err != nil {
+		return c.JSON(http.StatusServiceUnavailable, Error{ErrorBody{Code: "not_ready", Message: err.Error()}})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) listPlugins(c echo.Context) error {
+	return c.JSON(http.StatusOK, s.registry.Reports())
+}
+
+func requestID(c echo.Context) string {
+	return c.Response().Header().Get(echo.HeaderXRequestID)
+}
+
+func (s *Server) requestLog(c echo.Context) hclog.Logger {
+	return s.log.With("request_id", requestID(c))
+}
+
+// logRequests writes one line per request.
+func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		s.requestLog(c).Info("request",
+			"method", c.Request().Method,
+			"path", c.Request().URL.Path,
+			"status", c.Response().Status,
+			"duration_ms", time.Since(start).Milliseconds())
+		return nil
+	}
+}

@@ -1,0 +1,117 @@
+// Package app wires the host together from its configuration: executor,
+// plugins, policy, runner and HTTP API. cmd/host and the end-to-end tests
+// both build the host through it, so the tests run exactly what ships.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/runhost/runhost/internal/api"
+	"github.com/runhost/runhost/internal/config"
+	"github.com/runhost/runhost/internal/executor/docker"
+	"github.com/runhost/runhost/internal/policy"
+	"github.com/runhost/runhost/internal/registry"
+	"github.com/runhost/runhost/internal/runner"
+)
+
+// App is a wired host.
+type App struct {
+	Instance string // id on every container this host creates
+	Executor *docker.Executor
+	Registry *registry.Registry
+	Runner   *runner.Runner
+	API      *api.Server
+
+	cfg config.Config
+	log hclog.Logger
+}
+
+// New builds the host and starts its plugins.
+func New(ctx context.Context, cfg config.Config, log hclog.Logger) (*App, error) {
+	initBinary, err := os.ReadFile(cfg.InitPath)
+	if err != nil {
+		return nil, fmt.Errorf("read the init binary (build it with `make build`, or set RUNHOST_INIT_PATH): %w", err)
+	}
+	instance := newInstanceID()
+	exec, err := docker.New(docker.Config{Instance: instance, InitBinary: initBinary, Logger: log.Named("docker")})
+	if err != nil {
+		return nil, err
+	}
+	reg, err := registry.Discover(ctx, registry.Config{
+		Dir:          cfg.PluginDir,
+		StartTimeout: cfg.PluginStartTimeout,
+		CallTimeout:  cfg.PluginCallTimeout,
+		Logger:       log.Named("plugins"),
+	})
+	if err != nil {
+		_ = exec.Close()
+		return nil, err
+	}
+	pol := policy.New(PolicyConfig(cfg))
+	run := runner.New(reg, pol, exec, log.Named("runner"))
+	srv := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes}, run, reg, log.Named("api"))
+	return &App{Instance: instance, Executor: exec, Registry: reg, Runner: run, API: srv, cfg: cfg, log: log}, nil
+}
+
+// PolicyConfig maps the host's settings onto the policy.
+func PolicyConfig(cfg config.Config) policy.Config {
+	return policy.Config{
+		DefaultTimeout: cfg.DefaultTimeout,
+		MaxTimeout:     cfg.MaxTimeout,
+		DefaultMemory:  cfg.DefaultMemoryMB << 20,
+		MaxMemory:      cfg.MaxMemoryMB << 20,
+		MinMemory:      config.MinMemoryMB << 20,
+		DefaultCPUs:    cfg.DefaultCPUs,
+		MaxCPUs:        cfg.MaxCPUs,
+		Pids:           cfg.PidsLimit,
+		NoFile:         cfg.NoFileLimit,
+		FileSizeBytes:  cfg.FileSizeMB << 20,
+		TmpBytes:       cfg.TmpMB << 20,
+		RunDirBytes:    cfg.RunDirMB << 20,
+		OutputBytes:    cfg.OutputBytes,
+		User:           cfg.RunUser,
+	}
+}
+
+// Handler is the HTTP API.
+func (a *App) Handler() http.Handler { return a.API.Handler() }
+
+// SweepLoop removes left-behind containers now and every interval until ctx ends.
+func (a *App) SweepLoop(ctx context.Context) {
+	t := time.NewTicker(a.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		n, err := a.Executor.Sweep(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			a.log.Warn("sweep failed", "error", err)
+		case n > 0:
+			a.log.Info("swept left-behind containers", "removed", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops the plugins and the engine client.
+func (a *App) Close() {
+	a.Registry.Close()
+	_ = a.Executor.Close()
+}
+
+func newInstanceID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,256 @@
+// Package config reads every host setting from the environment into one
+// struct, with defaults and validation. Each setting is declared once, in
+// settings(), which is also what the README's configuration table documents
+// (a test keeps the two in step).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the host's whole configuration.
+type Config struct {
+	Addr      string // listen address
+	PluginDir string // where runtime plugins are discovered
+	InitPath  string // the in-container init binary (runhost-init)
+
+	LogLevel  string
+	LogFormat string // "json" or "text"
+
+	// Run limits: what a request gets by default and the most it may ask for.
+	DefaultTimeout  time.Duration
+	MaxTimeout      time.Duration
+	DefaultMemoryMB int64
+	MaxMemoryMB     int64
+	DefaultCPUs     float64
+	MaxCPUs         float64
+
+	PidsLimit   int64 // processes and threads per run
+	NoFileLimit int64 // open files per process
+	FileSizeMB  int64 // largest file a run may write
+	TmpMB       int64 // size of the /tmp tmpfs
+	RunDirMB    int64 // size of the run directory tmpfs (where code files go)
+	OutputBytes int64 // cap on stdout and on stderr, each
+
+	MaxBodyBytes int64 // largest request body
+	RunUser      string
+
+	PluginStartTimeout time.Duration
+	PluginCallTimeout  time.Duration
+	ShutdownTimeout    time.Duration
+	SweepInterval      time.Duration
+}
+
+// Setting documents one environment variable.
+type Setting struct {
+	Name    string
+	Default string // the value used when the variable is unset or empty
+	Doc     string
+	set     func(c *Config, v string) error
+}
+
+// computed documents defaults that depend on the machine; their Default is
+// empty and fillComputedDefaults sets them.
+var computed = map[string]string{
+	"RUNHOST_MAX_CPUS":  "number of cores",
+	"RUNHOST_INIT_PATH": "`runhost-init` next to the host binary",
+	"DOCKER_HOST":       "the local engine's unix socket",
+}
+
+// ShownDefault is the default as the README shows it.
+func (s Setting) ShownDefault() string {
+	if d, ok := computed[s.Name]; ok {
+		return d
+	}
+	return s.Default
+}
+
+// Settings lists every environment variable the host reads.
+func Settings() []Setting { return settings() }
+
+func settings() []Setting {
+	return []Setting{
+		{"RUNHOST_ADDR", "127.0.0.1:8080", "HTTP listen address", str(func(c *Config) *string { return &c.Addr })},
+		{"RUNHOST_PLUGIN_DIR", "./bin/plugins", "directory scanned for `runhost-plugin-*` executables", str(func(c *Config) *string { return &c.PluginDir })},
+		{"RUNHOST_INIT_PATH", "", "the static init binary placed in every run container", str(func(c *Config) *string { return &c.InitPath })},
+		{"RUNHOST_LOG_LEVEL", "info", "trace, debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "trace", "debug", "info", "warn", "error")},
+		{"RUNHOST_LOG_FORMAT", "json", "json or text", oneOf(func(c *Config) *string { return &c.LogFormat }, "json", "text")},
+		{"RUNHOST_DEFAULT_TIMEOUT_MS", "10000", "wall-clock timeout of a run that asks for none", dur(func(c *Config) *time.Duration { return &c.DefaultTimeout }, time.Millisecond)},
+		{"RUNHOST_MAX_TIMEOUT_MS", "60000", "largest `timeout_ms` a request may ask for", dur(func(c *Config) *time.Duration { return &c.MaxTimeout }, time.Millisecond)},
+		{"RUNHOST_DEFAULT_MEMORY_MB", "256", "memory limit of a run that asks for none (swap is not allowed)", integer(func(c *Config) *int64 { return &c.DefaultMemoryMB })},
+		{"RUNHOST_MAX_MEMORY_MB", "2048", "largest `memory_mb` a request may ask for", integer(func(c *Config) *int64 { return &c.MaxMemoryMB })},
+		{"RUNHOST_DEFAULT_CPUS", "1", "CPU limit of a run that asks for none", float(func(c *Config) *float64 { return &c.DefaultCPUs })},
+		{"RUNHOST_MAX_CPUS", "", "largest `cpus` a request may ask for", float(func(c *Config) *float64 { return &c.MaxCPUs })},
+		{"RUNHOST_PIDS_LIMIT", "128", "processes and threads per run", integer(func(c *Config) *int64 { return &c.PidsLimit })},
+		{"RUNHOST_NOFILE_LIMIT", "1024", "open files per process in a run", integer(func(c *Config) *int64 { return &c.NoFileLimit })},
+		{"RUNHOST_FILE_SIZE_MB", "64", "largest file a run may write", integer(func(c *Config) *int64 { return &c.FileSizeMB })},
+		{"RUNHOST_TMP_MB", "64", "size of the `/tmp` tmpfs in a run (counts against its memory)", integer(func(c *Config) *int64 { return &c.TmpMB })},
+		{"RUNHOST_RUN_DIR_MB", "64", "size of the run directory tmpfs holding the code files", integer(func(c *Config) *int64 { return &c.RunDirMB })},
+		{"RUNHOST_OUTPUT_LIMIT_BYTES", "1048576", "cap on stdout and on stderr of a run, each; the rest is discarded and flagged", integer(func(c *Config) *int64 { return &c.OutputBytes })},
+		{"RUNHOST_MAX_BODY_BYTES", "10485760", "largest request body (413 above it)", integer(func(c *Config) *int64 { return &c.MaxBodyBytes })},
+		{"RUNHOST_RUN_USER", "1000:1000", "numeric uid:gid every run uses (never root)", runUser},
+		{"RUNHOST_PLUGIN_START_TIMEOUT_MS", "10000", "how long a plugin may take to start and describe itself", dur(func(c *Config) *time.Duration { return &c.PluginStartTimeout }, time.Millisecond)},
+		{"RUNHOST_PLUGIN_CALL_TIMEOUT_MS", "5000", "deadline of one call into a plugin", dur(func(c *Config) *time.Duration { return &c.PluginCallTimeout }, time.Millisecond)},
+		{"RUNHOST_SHUTDOWN_TIMEOUT_MS", "30000", "on SIGTERM, how long in-flight runs may finish before they are killed", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, time.Millisecond)},
+		{"RUNHOST_SWEEP_INTERVAL_MS", "60000", "how often containers left past their deadline are removed", dur(func(c *Config) *time.Duration { return &c.SweepInterval }, time.Millisecond)},
+		{"DOCKER_HOST", "", "Docker engine endpoint (read by the Docker client, with `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`)", nil},
+	}
+}
+
+// Load reads the configuration from the environment. Unknown RUNHOST_*
+// variables are an error: a typo must not silently fall back to a default.
+func Load() (Config, error) { return FromEnv(os.Environ()) }
+
+// FromEnv reads the configuration from environ ("KEY=value" entries).
+func FromEnv(environ []string) (Config, error) {
+	env := map[string]string{}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	known := map[string]bool{}
+	var c Config
+	var errs []error
+	for _, s := range settings() {
+		known[s.Name] = true
+		if s.set == nil {
+			continue
+		}
+		v, ok := env[s.Name]
+		if !ok || v == "" {
+			v = s.Default
+		}
+		if v == "" {
+			continue // a computed default, filled in below
+		}
+		if err := s.set(&c, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", s.Name, v, err))
+		}
+	}
+	for k := range env {
+		if strings.HasPrefix(k, "RUNHOST_") && !known[k] {
+			errs = append(errs, fmt.Errorf("unknown setting %s (see the configuration table in README.md)", k))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
+	c.fillComputedDefaults()
+	return c, c.validate()
+}
+
+func (c *Config) fillComputedDefaults() {
+	if c.MaxCPUs == 0 {
+		c.MaxCPUs = float64(runtime.NumCPU())
+	}
+	if c.InitPath == "" {
+		if exe, err := os.Executable(); err == nil {
+			c.InitPath = joinDir(exe, "runhost-init")
+		}
+	}
+}
+
+func joinDir(file, name string) string {
+	if i := strings.LastIndexByte(file, '/'); i >= 0 {
+		return file[:i+1] + name
+	}
+	return name
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("RUNHOST_ADDR=%q: %w", c.Addr, err))
+	}
+	check(c.DefaultTimeout > 0 && c.DefaultTimeout <= c.MaxTimeout, "RUNHOST_DEFAULT_TIMEOUT_MS must be positive and at most RUNHOST_MAX_TIMEOUT_MS")
+	check(c.DefaultMemoryMB >= MinMemoryMB && c.DefaultMemoryMB <= c.MaxMemoryMB, "RUNHOST_DEFAULT_MEMORY_MB must be at least %d and at most RUNHOST_MAX_MEMORY_MB", MinMemoryMB)
+	check(c.DefaultCPUs > 0 && c.DefaultCPUs <= c.MaxCPUs, "RUNHOST_DEFAULT_CPUS must be positive and at most RUNHOST_MAX_CPUS")
+	check(c.PidsLimit >= 8, "RUNHOST_PIDS_LIMIT must be at least 8")
+	check(c.NoFileLimit >= 16, "RUNHOST_NOFILE_LIMIT must be at least 16")
+	check(c.FileSizeMB > 0, "RUNHOST_FILE_SIZE_MB must be positive")
+	check(c.TmpMB > 0, "RUNHOST_TMP_MB must be positive")
+	check(c.RunDirMB > 0, "RUNHOST_RUN_DIR_MB must be positive")
+	check(c.OutputBytes > 0, "RUNHOST_OUTPUT_LIMIT_BYTES must be positive")
+	check(c.MaxBodyBytes >= 1024, "RUNHOST_MAX_BODY_BYTES must be at least 1024")
+	check(c.PluginStartTimeout > 0 && c.PluginCallTimeout > 0, "plugin timeouts must be positive")
+	check(c.SweepInterval >= time.Second, "RUNHOST_SWEEP_INTERVAL_MS must be at least 1000")
+	return errors.Join(errs...)
+}
+
+// MinMemoryMB is the smallest memory limit a run may have: below it even an
+// interpreter's start-up is killed, which only confuses the caller.
+const MinMemoryMB = 16
+
+func str(field func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *field(c) = v; return nil }
+}
+
+func oneOf(field func(*Config) *string, allowed ...string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if !slices.Contains(allowed, v) {
+			return fmt.Errorf("want one of %s", strings.Join(allowed, ", "))
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+func integer(field func(*Config) *int64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return errors.New("want a non-negative integer")
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+func float(field func(*Config) *float64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 {
+			return errors.New("want a positive number")
+		}
+		*field(c) = f
+		return nil
+	}
+}
+
+func dur(field func(*Config) *time.Duration, unit time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return errors.New("want a non-negative integer")
+		}
+		*field(c) = time.Duration(n) * unit
+		return nil
+	}
+}
+
+func runUser(c *Config, v string) error {
+	uid, gid, ok := strings.Cut(v, ":")
+	u, err1 := strconv.ParseUint(uid, 10, 32)
+	g, err2 := strconv.ParseUint(gid, 10, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return errors.New("want numeric uid:gid")
+	}
+	if u == 0 || g == 0 {
+		return errors.New("runs never use root (uid or gid 0)")
+	}
+	c.RunUser = v
+	return nil
+}

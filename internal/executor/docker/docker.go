@@ -1,0 +1,436 @@
+// Package docker runs jobs on a Docker engine. It is the only package that
+// imports the Docker client: every engine call the host makes is here.
+//
+// One run is create → attach → wait → start → send frame and stdin → read
+// output → exit or kill → inspect → remove. The create+start half lives in
+// start(), so a warm pool can replace it without touching the rest.
+package docker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-units"
+	"github.com/hashicorp/go-hclog"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/executor/output"
+	"github.com/runhost/runhost/internal/initproc"
+)
+
+// Labels runhost puts on everything it creates on the engine.
+const (
+	LabelManaged  = "runhost.managed"  // "true" on every runhost object
+	LabelInstance = "runhost.instance" // the host process that created it
+	LabelDeadline = "runhost.deadline" // unix seconds after which a sweep may remove it
+)
+
+// initDir is where the init volume is mounted in every run container.
+const initDir = "/.runhost"
+
+// engine is the part of the Docker client the executor uses.
+type engine interface {
+	Ping(ctx context.Context) (types.Ping, error)
+	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig, networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
+	ContainerAttach(ctx context.Context, id string, options container.AttachOptions) (types.HijackedResponse, error)
+	ContainerWait(ctx context.Context, id string, condition container.WaitCondition) (<-chan container.WaitResponse, <-chan error)
+	ContainerStart(ctx context.Context, id string, options container.StartOptions) error
+	ContainerKill(ctx context.Context, id, signal string) error
+	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
+	ContainerRemove(ctx context.Context, id string, options container.RemoveOptions) error
+	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+	ContainerStatPath(ctx context.Context, id, path string) (container.PathStat, error)
+	CopyToContainer(ctx context.Context, id, dstPath string, content io.Reader, options container.CopyToContainerOptions) error
+	ImageInspect(ctx context.Context, imageID string, inspectOpts ...client.ImageInspectOption) (image.InspectResponse, error)
+	ImageImport(ctx context.Context, source image.ImportSource, ref string, options image.ImportOptions) (io.ReadCloser, error)
+	VolumeCreate(ctx context.Context, options volume.CreateOptions) (volume.Volume, error)
+	Close() error
+}
+
+// Config configures an Executor.
+type Config struct {
+	Instance   string // this host process's id, put on every container
+	InitBinary []byte // the static runhost-init program
+	Logger     hclog.Logger
+}
+
+// Executor runs jobs on one Docker engine.
+type Executor struct {
+	engine   engine
+	instance string
+	log      hclog.Logger
+	init     *initVolume
+}
+
+var _ executor.Executor = (*Executor)(nil)
+
+// New connects to the engine named by the environment (DOCKER_HOST and
+// friends, or the local socket), negotiating the API version. It does not
+// fail when the engine is down: runs fail until it answers.
+func New(cfg Config) (*Executor, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return newExecutor(cli, cfg), nil
+}
+
+func newExecutor(e engine, cfg Config) *Executor {
+	log := cfg.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Executor{
+		engine:   e,
+		instance: cfg.Instance,
+		log:      log,
+		init:     newInitVolume(cfg.InitBinary),
+	}
+}
+
+// Close releases the client's connections.
+func (e *Executor) Close() error { return e.engine.Close() }
+
+// Ping reports whether the engine answers.
+func (e *Executor) Ping(ctx context.Context) error {
+	if _, err := e.engine.Ping(ctx); err != nil {
+		return engineError("ping", err)
+	}
+	return nil
+}
+
+// ImageExists reports whether img is present on the engine.
+func (e *Executor) ImageExists(ctx context.Context, img string) (bool, error) {
+	_, err := e.engine.ImageInspect(ctx, img)
+	switch {
+	case err == nil:
+		return true, nil
+	case errdefs.IsNotFound(err):
+		return false, nil
+	default:
+		return false, engineError("inspect image", err)
+	}
+}
+
+// Run executes job in a fresh container and always removes it.
+func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, error) {
+	if err := e.init.ensure(ctx, e.engine, e.labels(job, time.Hour)); err != nil {
+		return executor.Result{}, err
+	}
+	frame, err := encodeFrame(job)
+	if err != nil {
+		return executor.Result{}, err
+	}
+
+	c, err := e.start(ctx, job)
+	if c != nil {
+		defer e.remove(ctx, c.id)
+	}
+	if err != nil {
+		return executor.Result{}, err
+	}
+	return e.finish(ctx, c, job, frame)
+}
+
+// started is a container that is running init, waiting for its frame.
+type started struct {
+	id      string
+	stream  types.HijackedResponse
+	exited  <-chan container.WaitResponse
+	waitErr <-chan error
+	startAt time.Time
+	cancel  context.CancelFunc // stops the wait when the run is over
+}
+
+// start creates the container, attaches to it and starts it. On error the
+// returned container (if not nil) still needs removing.
+func (e *Executor) start(ctx context.Context, job executor.Job) (*started, error) {
+	cfg, hostCfg, err := e.containerConfig(job)
+	if err != nil {
+		return nil, err
+	}
+	created, err := e.engine.ContainerCreate(ctx, cfg, hostCfg, nil, nil, "")
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("%w: %s (build it with `make images`)", executor.ErrImageMissing, job.Image)
+		}
+		return nil, engineError("create container", err)
+	}
+	c := &started{id: created.ID}
+
+	c.stream, err = e.engine.ContainerAttach(ctx, c.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	if err != nil {
+		return c, engineError("attach", err)
+	}
+	// The wait outlives the request's context: after a cancel we still kill
+	// the container and want to see it stop.
+	waitCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.cancel = cancel
+	c.exited, c.waitErr = e.engine.ContainerWait(waitCtx, c.id, container.WaitConditionNextExit)
+
+	c.startAt = time.Now()
+	if err := e.engine.ContainerStart(ctx, c.id, container.StartOptions{}); err != nil {
+		c.stream.Close()
+		cancel()
+		e.init.invalidate() // a missing init volume shows up here first
+		return c, engineError("start container", err)
+	}
+	return c, nil
+}
+
+// finish feeds the running container its frame and stdin, collects output
+// until it exits, is killed at the timeout, or the caller goes away.
+func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, frame []byte) (executor.Result, error) {
+	defer c.cancel()
+	defer c.stream.Close()
+
+	go func() {
+		// Errors are expected when the program exits without reading stdin.
+		_, _ = c.stream.Conn.Write(frame)
+		_, _ = c.stream.Conn.Write(job.Stdin)
+		_ = c.stream.CloseWrite()
+	}()
+
+	stdout := output.NewCapped(job.Limits.OutputBytes)
+	stderr := output.NewCapped(job.Limits.OutputBytes)
+	copied := make(chan error, 1)
+	go func() {
+		_, err := stdcopy.StdCopy(stdout, stderr, c.stream.Reader)
+		copied <- err
+	}()
+
+	timer := time.NewTimer(job.Limits.Timeout)
+	defer timer.Stop()
+
+	var res executor.Result
+	var status container.WaitResponse
+	select {
+	case status = <-c.exited:
+	case err := <-c.waitErr:
+		return res, engineError("wait for container", err)
+	case <-timer.C:
+		res.TimedOut = true
+		status, err := e.kill(ctx, c)
+		if err != nil {
+			return res, err
+		}
+		res.ExitCode = int(status.StatusCode)
+	case <-ctx.Done():
+		_, _ = e.kill(ctx, c)
+		return res, ctx.Err()
+	}
+	res.Duration = time.Since(c.startAt)
+	if !res.TimedOut {
+		res.ExitCode = int(status.StatusCode)
+	}
+
+	// The stream ends when the container's processes are gone; do not let a
+	// stuck connection hold the request.
+	select {
+	case <-copied:
+	case <-time.After(5 * time.Second):
+		e.log.Warn("output stream did not close after exit", "container", c.id)
+	}
+	res.Stdout, res.StdoutTruncated = stdout.Bytes(), stdout.Truncated()
+	res.Stderr, res.StderrTruncated = stderr.Bytes(), stderr.Truncated()
+
+	info, err := e.engine.ContainerInspect(context.WithoutCancel(ctx), c.id)
+	if err != nil {
+		return res, engineError("inspect container", err)
+	}
+	res.OOMKilled = info.State != nil && info.State.OOMKilled
+	return res, nil
+}
+
+// kill stops the container now and waits until the engine reports it gone.
+func (e *Executor) kill(ctx context.Context, c *started) (container.WaitResponse, error) {
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := e.engine.ContainerKill(kctx, c.id, "KILL"); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
+		e.log.Warn("kill container", "container", c.id, "error", err)
+	}
+	select {
+	case status := <-c.exited:
+		return status, nil
+	case err := <-c.waitErr:
+		return container.WaitResponse{}, engineError("wait for killed container", err)
+	case <-kctx.Done():
+		return container.WaitResponse{}, engineError("wait for killed container", kctx.Err())
+	}
+}
+
+// remove deletes a container on every path, with its own deadline so a
+// cancelled request still cleans up.
+func (e *Executor) remove(ctx context.Context, id string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	err := e.engine.ContainerRemove(rctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !errdefs.IsNotFound(err) {
+		e.log.Error("remove container (the sweep will retry)", "container", id, "error", err)
+	}
+}
+
+// containerConfig is the whole hardening of a run container in one place.
+func (e *Executor) containerConfig(job executor.Job) (*container.Config, *container.HostConfig, error) {
+	uid, gid, ok := strings.Cut(job.User, ":")
+	if !ok || uid == "0" || gid == "0" {
+		return nil, nil, fmt.Errorf("job user %q: want a non-root uid:gid", job.User)
+	}
+	l := job.Limits
+	pids := l.Pids
+	cfg := &container.Config{
+		Image:           job.Image,
+		Entrypoint:      []string{initDir + "/init"},
+		Cmd:             []string{},
+		User:            job.User,
+		WorkingDir:      "/",
+		Hostname:        "runhost",
+		Labels:          e.labels(job, l.Timeout),
+		AttachStdin:     true,
+		AttachStdout:    true,
+		AttachStderr:    true,
+		OpenStdin:       true,
+		StdinOnce:       true,
+		NetworkDisabled: true,
+	}
+	noInit := false
+	hostCfg := &container.HostConfig{
+		NetworkMode:    "none",
+		ReadonlyRootfs: true,
+		Privileged:     false,
+		CapDrop:        []string{"ALL"},
+		SecurityOpt:    []string{"no-new-privileges"},
+		IpcMode:        "private",
+		Init:           &noInit, // runhost-init is PID 1
+		LogConfig:      container.LogConfig{Type: "none"},
+		Tmpfs: map[string]string{
+			"/tmp":          fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d,mode=1777", l.TmpBytes),
+			executor.RunDir: fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d,mode=0755,uid=%s,gid=%s", l.RunDirBytes, uid, gid),
+		},
+		Mounts: []mount.Mount{{
+			Type:          mount.TypeVolume,
+			Source:        e.init.name,
+			Target:        initDir,
+			ReadOnly:      true,
+			VolumeOptions: &mount.VolumeOptions{NoCopy: true},
+		}},
+		Resources: container.Resources{
+			Memory:     l.MemoryBytes,
+			MemorySwap: l.MemoryBytes, // equal to Memory: no swap
+			NanoCPUs:   l.NanoCPUs,
+			PidsLimit:  &pids,
+			Ulimits: []*units.Ulimit{
+				{Name: "nofile", Soft: l.NoFile, Hard: l.NoFile},
+				{Name: "fsize", Soft: l.FileSizeBytes, Hard: l.FileSizeBytes},
+				{Name: "core", Soft: 0, Hard: 0},
+			},
+		},
+	}
+	return cfg, hostCfg, nil
+}
+
+// labels marks a container as runhost's, with a deadline after which any
+// runhost sweep may remove it (the run's timeout plus a margin).
+func (e *Executor) labels(job executor.Job, timeout time.Duration) map[string]string {
+	out := make(map[string]string, len(job.Labels)+3)
+	for k, v := range job.Labels {
+		out[k] = v
+	}
+	out[LabelManaged] = "true"
+	out[LabelInstance] = e.instance
+	out[LabelDeadline] = strconv.FormatInt(time.Now().Add(timeout+sweepMargin).Unix(), 10)
+	return out
+}
+
+// sweepMargin is how long past its timeout a container may live before a
+// sweep treats it as left behind.
+const sweepMargin = 2 * time.Minute
+
+// Sweep removes runhost containers whose deadline has passed: those a crashed
+// or killed host left behind. It returns how many it removed.
+func (e *Executor) Sweep(ctx context.Context) (int, error) {
+	list, err := e.engine.ContainerList(ctx, container.ListOptions{
+		All:     true,
+		Filters: filters.NewArgs(filters.Arg("label", LabelManaged+"=true")),
+	})
+	if err != nil {
+		return 0, engineError("list containers", err)
+	}
+	now := time.Now().Unix()
+	removed := 0
+	for _, c := range list {
+		deadline, err := strconv.ParseInt(c.Labels[LabelDeadline], 10, 64)
+		if err == nil && deadline > now {
+			continue
+		}
+		err = e.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		if err != nil && !errdefs.IsNotFound(err) {
+			e.log.Warn("sweep: remove container", "container", c.ID, "error", err)
+			continue
+		}
+		removed++
+	}
+	return removed, nil
+}
+
+// encodeFrame builds what init reads on stdin before the program's stdin.
+func encodeFrame(job executor.Job) ([]byte, error) {
+	h := initproc.Header{
+		Dir:     executor.RunDir,
+		WorkDir: job.WorkDir,
+		Command: job.Command,
+		Env:     job.Env,
+	}
+	contents := make([][]byte, len(job.Files))
+	size := 0
+	for i, f := range job.Files {
+		h.Files = append(h.Files, initproc.FileHeader{Path: f.Path})
+		contents[i] = f.Content
+		size += len(f.Content)
+	}
+	var buf bytes.Buffer
+	buf.Grow(size + 4096)
+	if err := initproc.WriteFrame(&buf, h, contents); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// engineError wraps err; connection failures become ErrEngineUnavailable.
+func engineError(op string, err error) error {
+	var netErr net.Error
+	if client.IsErrConnectionFailed(err) || errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) && strings.Contains(op, "ping") {
+		return fmt.Errorf("%s: %w: %v", op, executor.ErrEngineUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// initVolume is the named volume holding runhost-init, mounted read-only in
+// every run container. Its name carries the binary's hash, so hosts of
+// different versions sharing an engine never overwrite each other's init.
+type initVolume struct {
+	binary []byte
+	name   string
+
+	mu    sync.Mutex
+	ready bool
+}

@@ -1,0 +1,79 @@
+// Package executor defines what the host asks of an execution engine: run one
+// job in a fresh, locked-down container and report what happened. The policy
+// package builds jobs; implementations (docker/) carry them out exactly and
+// decide nothing about what a run may do.
+package executor
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// RunDir is where a run's files are placed inside its container, on a
+// size-capped tmpfs. Commands run there unless a job names a sub-directory.
+const RunDir = "/code"
+
+// Executor runs jobs on an engine.
+type Executor interface {
+	// Run executes job and returns its result. A program that fails, times out
+	// or runs out of memory is a Result, not an error; errors mean the engine
+	// could not run the job at all.
+	Run(ctx context.Context, job Job) (Result, error)
+	// Ping reports whether the engine answers.
+	Ping(ctx context.Context) error
+	// ImageExists reports whether image is present on the engine.
+	ImageExists(ctx context.Context, image string) (bool, error)
+}
+
+// Job is one fully decided run: every field is what the container gets.
+type Job struct {
+	ID      string // run id, also in the container's labels
+	Image   string
+	Command []string
+	Env     []string // KEY=VALUE, the program's whole environment on top of the image's
+	WorkDir string   // absolute path inside the container, RunDir or below it
+	Files   []File   // placed under RunDir before Command starts
+	Stdin   []byte
+	User    string // numeric uid:gid
+	Labels  map[string]string
+	Limits  Limits
+}
+
+// File is a file placed under RunDir. Path is relative and already checked.
+type File struct {
+	Path    string
+	Content []byte
+}
+
+// Limits are the resources a job may use. All are set; none is zero.
+type Limits struct {
+	Timeout       time.Duration // wall clock, from start to exit
+	MemoryBytes   int64         // also the memory+swap limit: no swap
+	NanoCPUs      int64
+	Pids          int64
+	NoFile        int64
+	FileSizeBytes int64
+	TmpBytes      int64 // /tmp tmpfs
+	RunDirBytes   int64 // RunDir tmpfs
+	OutputBytes   int64 // per stream; the rest is discarded
+}
+
+// Result is what a finished run produced.
+type Result struct {
+	ExitCode        int
+	Stdout          []byte
+	Stderr          []byte
+	StdoutTruncated bool
+	StderrTruncated bool
+	TimedOut        bool
+	OOMKilled       bool
+	Duration        time.Duration // from start to exit
+}
+
+// ErrEngineUnavailable means the engine could not be reached; the caller
+// answers 503 and may retry.
+var ErrEngineUnavailable = errors.New("container engine unavailable")
+
+// ErrImageMissing means the job's image is not on the engine.
+var ErrImageMissing = errors.New("image not installed")

@@ -1,0 +1,233 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/runhost/runhost/shared"
+)
+
+// Plugin is one running plugin process and what it described.
+type Plugin struct {
+	path string
+	cfg  Config
+	log  hclog.Logger
+	desc shared.Description // fixed at first start
+
+	mu        sync.Mutex
+	client    *plugin.Client
+	rt        shared.Runtime
+	failures  int       // consecutive failed restarts
+	retryAt   time.Time // no restart before this
+	lastError string
+}
+
+// PluginError is a failure of the plugin itself (crash, timeout, bad answer).
+type PluginError struct {
+	Runtime string
+	Err     error
+}
+
+func (e *PluginError) Error() string { return fmt.Sprintf("plugin %q: %v", e.Runtime, e.Err) }
+func (e *PluginError) Unwrap() error { return e.Err }
+
+// start launches the binary at path, completes the handshake and reads the
+// plugin's description.
+func start(ctx context.Context, path string, cfg Config, log hclog.Logger) (*Plugin, error) {
+	p := &Plugin{path: path, cfg: cfg, log: log.Named(filepath.Base(path))}
+	client, rt, err := p.launch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
+	defer cancel()
+	desc, err := rt.Describe(dctx)
+	if err != nil {
+		client.Kill()
+		return nil, fmt.Errorf("describe: %w", err)
+	}
+	if err := ValidateDescription(desc); err != nil {
+		client.Kill()
+		return nil, fmt.Errorf("invalid description: %w", err)
+	}
+	p.desc, p.client, p.rt = desc, client, rt
+	p.log = log.Named(desc.Name)
+	return p, nil
+}
+
+// launch starts the process the way the host always does: no shell, an empty
+// environment, and killed by the kernel if the host dies.
+func (p *Plugin) launch(ctx context.Context) (*plugin.Client, shared.Runtime, error) {
+	cmd := exec.Command(p.path)
+	cmd.Env = []string{}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cc := shared.ClientConfig(cmd, p.log)
+	cc.StartTimeout = p.cfg.StartTimeout
+	client := plugin.NewClient(cc)
+
+	type dialed struct {
+		rt  shared.Runtime
+		err error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		rpc, err := client.Client()
+		if err != nil {
+			done <- dialed{err: err}
+			return
+		}
+		raw, err := rpc.Dispense(shared.PluginName)
+		if err != nil {
+			done <- dialed{err: err}
+			return
+		}
+		rt, ok := raw.(shared.Runtime)
+		if !ok {
+			done <- dialed{err: fmt.Errorf("dispensed %T, not a runtime", raw)}
+			return
+		}
+		done <- dialed{rt: rt}
+	}()
+	select {
+	case d := <-done:
+		if d.err != nil {
+			client.Kill()
+			return nil, nil, explainStartError(d.err)
+		}
+		return client, d.rt, nil
+	case <-ctx.Done():
+		client.Kill()
+		return nil, nil, ctx.Err()
+	}
+}
+
+var incompatible = regexp.MustCompile(`Plugin version: (\d+), Client versions: \[([^\]]*)\]`)
+
+// explainStartError turns go-plugin's start-up errors into messages that say
+// what is wrong and what to do.
+func explainStartError(err error) error {
+	msg := err.Error()
+	if m := incompatible.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("plugin speaks protocol version %s but this host speaks %s: rebuild the plugin against a runhost SDK of a matching protocol version", m[1], m[2])
+	}
+	switch {
+	case errors.Is(err, plugin.ErrProcessNotFound), strings.Contains(msg, "plugin exited before we could connect"):
+		return fmt.Errorf("plugin exited during start-up, before the handshake (see its log lines above): %w", err)
+	case strings.Contains(msg, "timeout while waiting for plugin to start"):
+		return fmt.Errorf("plugin did not complete the handshake in time (does main call shared.Serve?): %w", err)
+	case strings.Contains(msg, "Unrecognized remote plugin message"):
+		return fmt.Errorf("plugin wrote to stdout before the handshake; plugins must log to stderr only: %w", err)
+	}
+	return fmt.Errorf("start plugin: %w", err)
+}
+
+
+// Path is the plugin binary's path.
+func (p *Plugin) Path() string { return p.path }
+
+// Description is what the plugin described at start.
+func (p *Plugin) Description() shared.Description { return p.desc }
+
+// State reports whether the plugin process is running.
+func (p *Plugin) State() (State, string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.client != nil && !p.client.Exited() {
+		return StateHealthy, ""
+	}
+	return StateCrashed, p.lastError
+}
+
+// Plan asks the plugin for a spec, restarting the process first if it died.
+func (p *Plugin) Plan(ctx context.Context, req shared.RunRequest) (shared.Spec, error) {
+	rt, err := p.runtime(ctx)
+	if err != nil {
+		return shared.Spec{}, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, p.cfg.CallTimeout)
+	defer cancel()
+	spec, err := rt.Plan(cctx, req)
+	switch {
+	case err == nil:
+		return spec, nil
+	case errors.Is(err, shared.ErrInvalidRequest):
+		return shared.Spec{}, err
+	case ctx.Err() != nil:
+		return shared.Spec{}, ctx.Err()
+	case cctx.Err() != nil:
+		// A plugin that does not answer in time is presumed stuck.
+		p.restartSoon("plan call timed out")
+		return shared.Spec{}, &PluginError{Runtime: p.desc.Name, Err: fmt.Errorf("%w: no answer within %s", ErrPluginUnavailable, p.cfg.CallTimeout)}
+	default:
+		if p.exited() {
+			return shared.Spec{}, &PluginError{Runtime: p.desc.Name, Err: fmt.Errorf("%w: the plugin process exited during the call", ErrPluginUnavailable)}
+		}
+		return shared.Spec{}, &PluginError{Runtime: p.desc.Name, Err: err}
+	}
+}
+
+func (p *Plugin) exited() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.client == nil || p.client.Exited()
+}
+
+// runtime returns a live connection, starting a new process if the old one
+// exited. Repeated failures back off exponentially up to a minute.
+func (p *Plugin) runtime(ctx context.Context) (shared.Runtime, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.client != nil && !p.client.Exited() {
+		return p.rt, nil
+	}
+	if p.client != nil {
+		p.log.Warn("plugin process exited; restarting")
+		p.lastError = "process exited"
+		p.client = nil
+	}
+	if time.Now().Before(p.retryAt) {
+		return nil, &PluginError{Runtime: p.desc.Name, Err: fmt.Errorf("%w: restarting after failures (last: %s); next attempt in %s", ErrPluginUnavailable, p.lastError, time.Until(p.retryAt).Round(time.Second))}
+	}
+	client, rt, err := p.launch(ctx)
+	if err != nil {
+		p.failures++
+		p.retryAt = time.Now().Add(min(time.Minute, time.Second<<min(p.failures, 6)))
+		p.lastError = err.Error()
+		return nil, &PluginError{Runtime: p.desc.Name, Err: fmt.Errorf("%w: restart failed: %v", ErrPluginUnavailable, err)}
+	}
+	p.client, p.rt, p.failures, p.lastError = client, rt, 0, ""
+	return rt, nil
+}
+
+// restartSoon kills a stuck process; the next call starts a new one.
+func (p *Plugin) restartSoon(reason string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.log.Warn("killing plugin process", "reason", reason)
+	p.lastError = reason
+	if p.client != nil {
+		go p.client.Kill()
+	}
+	p.client = nil
+}
+
+func (p *Plugin) kill() {
+	p.mu.Lock()
+	c := p.client
+	p.client = nil
+	p.mu.Unlock()
+	if c != nil {
+		c.Kill()
+	}
+}

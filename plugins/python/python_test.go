@@ -1,0 +1,58 @@
+package main
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/runhost/runhost/shared"
+	"github.com/runhost/runhost/shared/plugintest"
+)
+
+func TestPlan(t *testing.T) {
+	rt := plugintest.Connect(t, Python{})
+	tests := []struct {
+		name    string
+		req     shared.RunRequest
+		command []string
+		files   []string
+		invalid bool
+	}{
+		{"code", shared.RunRequest{Version: "3.11", Code: "print(1)", Args: []string{"a"}}, []string{"python3", "main.py", "a"}, []string{"main.py"}, false},
+		{"files with entry", shared.RunRequest{Version: "3.11", Files: []shared.File{{Path: "lib.py"}, {Path: "app.py"}}, Entry: "app.py"}, []string{"python3", "app.py"}, []string{"lib.py", "app.py"}, false},
+		{"files, first is entry", shared.RunRequest{Version: "3.11", Files: []shared.File{{Path: "app.py"}}}, []string{"python3", "app.py"}, []string{"app.py"}, false},
+		{"entry missing", shared.RunRequest{Version: "3.11", Files: []shared.File{{Path: "app.py"}}, Entry: "x.py"}, nil, nil, true},
+		{"no code", shared.RunRequest{Version: "3.11"}, nil, nil, true},
+		{"unknown version", shared.RunRequest{Version: "2.7", Code: "print 1"}, nil, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec, err := rt.Plan(t.Context(), tt.req)
+			if tt.invalid {
+				if !errors.Is(err, shared.ErrInvalidRequest) {
+					t.Fatalf("Plan = %v, want an invalid-request error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(spec.Command, tt.command) {
+				t.Errorf("command = %q, want %q", spec.Command, tt.command)
+			}
+			var paths []string
+			for _, f := range spec.Files {
+				paths = append(paths, f.Path)
+			}
+			if !slices.Equal(paths, tt.files) {
+				t.Errorf("files = %q, want %q", paths, tt.files)
+			}
+			if spec.Image != "runhost/python:3.11" {
+				t.Errorf("image = %q", spec.Image)
+			}
+			if spec.Env["PYTHONUNBUFFERED"] != "1" {
+				t.Errorf("env = %v, want PYTHONUNBUFFERED=1", spec.Env)
+			}
+		})
+	}
+}

@@ -1,0 +1,44 @@
+package shared
+
+import (
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+)
+
+// Serve runs impl as a runhost plugin and returns when the host disconnects.
+// Call it from main and do nothing else there: a plugin must never write to
+// stdout (it carries the handshake). Log with the logger from Logger; it
+// writes JSON to stderr, which the host folds into its own log.
+func Serve(impl Runtime) {
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig:  Handshake,
+		VersionedPlugins: PluginSets(impl),
+		GRPCServer:       NewGRPCServer,
+		Logger:           Logger(),
+	})
+}
+
+// NewGRPCServer builds the plugin's gRPC server: panics become errors and
+// messages may carry a full request's files.
+func NewGRPCServer(opts []grpc.ServerOption) *grpc.Server {
+	opts = append(opts,
+		grpc.ChainUnaryInterceptor(recoverPanics),
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.MaxSendMsgSize(MaxMessageBytes),
+	)
+	return grpc.NewServer(opts...)
+}
+
+// Logger returns the plugin-side logger: hclog JSON on stderr, which the host
+// parses and re-logs under the plugin's name.
+func Logger() hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "plugin",
+		Output:     os.Stderr,
+		JSONFormat: true,
+		Level:      hclog.Info,
+	})
+}
