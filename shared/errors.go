@@ -9,6 +9,10 @@ import (
 // plugin. The host answers them with HTTP 400.
 var ErrInvalidRequest = errors.New("invalid request")
 
+// ErrConnectionLost means the host lost its connection to the plugin
+// process mid-call: it crashed or stopped answering.
+var ErrConnectionLost = errors.New("plugin connection lost")
+
 // RequestError is a request the runtime cannot run, with a message for the
 // caller. It matches ErrInvalidRequest with errors.Is.
 type RequestError struct {

@@ -104,6 +104,8 @@ func fromStatus(err error) error {
 		return fmt.Errorf("%s: %w", st.Message(), context.DeadlineExceeded)
 	case codes.Canceled:
 		return fmt.Errorf("%s: %w", st.Message(), context.Canceled)
+	case codes.Unavailable:
+		return fmt.Errorf("%w: %s", ErrConnectionLost, st.Message())
 	default:
 		return errors.New(st.Message())
 	}

@@ -101,6 +101,9 @@ func settings() []Setting {
 		{"RUNHOST_PLUGIN_CALL_TIMEOUT_MS", "5000", "deadline of one call into a plugin", dur(func(c *Config) *time.Duration { return &c.PluginCallTimeout }, time.Millisecond)},
 		{"RUNHOST_SHUTDOWN_TIMEOUT_MS", "30000", "on SIGTERM, how long in-flight runs may finish before they are killed", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, time.Millisecond)},
 		{"RUNHOST_SWEEP_INTERVAL_MS", "60000", "how often containers left past their deadline are removed", dur(func(c *Config) *time.Duration { return &c.SweepInterval }, time.Millisecond)},
+		{"RUNHOST_IMAGE_SOURCE", "auto", "`make images`: `auto` tries a registry and falls back to an offline Debian build; `registry` or `offline` forces one", nil},
+		{"RUNHOST_IMAGE_CACHE", ".cache/images", "`make images`: where debootstrap root filesystems and .debs are cached", nil},
+		{"RUNHOST_DEBIAN_MIRROR", "http://deb.debian.org/debian", "`make images`: the Debian mirror offline builds use", nil},
 		{"DOCKER_HOST", "", "Docker engine endpoint (read by the Docker client, with `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`)", nil},
 	}
 }

@@ -103,7 +103,7 @@ func (p *Plugin) launch(ctx context.Context) (*plugin.Client, shared.Runtime, er
 	case d := <-done:
 		if d.err != nil {
 			client.Kill()
-			return nil, nil, explainStartError(d.err)
+			return nil, nil, explainStartError(d.err, p.cfg.StartTimeout)
 		}
 		return client, d.rt, nil
 	case <-ctx.Done():
@@ -112,26 +112,30 @@ func (p *Plugin) launch(ctx context.Context) (*plugin.Client, shared.Runtime, er
 	}
 }
 
-var incompatible = regexp.MustCompile(`Plugin version: (\d+), Client versions: \[([^\]]*)\]`)
+var (
+	incompatible = regexp.MustCompile(`Plugin version: (\d+), Client versions: \[([^\]]*)\]`)
+	strayStdout  = regexp.MustCompile(`Unrecognized remote plugin message: ([^\n]*)`)
+)
 
-// explainStartError turns go-plugin's start-up errors into messages that say
-// what is wrong and what to do.
-func explainStartError(err error) error {
+// explainStartError turns go-plugin's start-up errors into short messages
+// that say what is wrong and what to do.
+func explainStartError(err error, startTimeout time.Duration) error {
 	msg := err.Error()
 	if m := incompatible.FindStringSubmatch(msg); m != nil {
 		return fmt.Errorf("plugin speaks protocol version %s but this host speaks %s: rebuild the plugin against a runhost SDK of a matching protocol version", m[1], m[2])
 	}
-	switch {
-	case errors.Is(err, plugin.ErrProcessNotFound), strings.Contains(msg, "plugin exited before we could connect"):
-		return fmt.Errorf("plugin exited during start-up, before the handshake (see its log lines above): %w", err)
+	switch m := strayStdout.FindStringSubmatch(msg); {
+	case strings.Contains(msg, "Failed to read any lines from plugin's stdout"),
+		strings.Contains(msg, "plugin exited before we could connect"),
+		errors.Is(err, plugin.ErrProcessNotFound):
+		return errors.New("plugin exited during start-up, before the handshake; its own output is in the host log")
+	case m != nil:
+		return fmt.Errorf("plugin wrote %q to stdout before the handshake; stdout carries the handshake, so plugins must log to stderr only (use shared.Logger)", m[1])
 	case strings.Contains(msg, "timeout while waiting for plugin to start"):
-		return fmt.Errorf("plugin did not complete the handshake in time (does main call shared.Serve?): %w", err)
-	case strings.Contains(msg, "Unrecognized remote plugin message"):
-		return fmt.Errorf("plugin wrote to stdout before the handshake; plugins must log to stderr only: %w", err)
+		return fmt.Errorf("plugin did not complete the handshake within %s: does its main call shared.Serve?", startTimeout)
 	}
 	return fmt.Errorf("start plugin: %w", err)
 }
-
 
 // Path is the plugin binary's path.
 func (p *Plugin) Path() string { return p.path }
@@ -169,18 +173,13 @@ func (p *Plugin) Plan(ctx context.Context, req shared.RunRequest) (shared.Spec, 
 		// A plugin that does not answer in time is presumed stuck.
 		p.restartSoon("plan call timed out")
 		return shared.Spec{}, &PluginError{Runtime: p.desc.Name, Err: fmt.Errorf("%w: no answer within %s", ErrPluginUnavailable, p.cfg.CallTimeout)}
+	case errors.Is(err, shared.ErrConnectionLost):
+		// The process died or its socket broke: replace it on the next call.
+		p.restartSoon("connection lost: " + err.Error())
+		return shared.Spec{}, &PluginError{Runtime: p.desc.Name, Err: fmt.Errorf("%w: the plugin process crashed or stopped answering during the call", ErrPluginUnavailable)}
 	default:
-		if p.exited() {
-			return shared.Spec{}, &PluginError{Runtime: p.desc.Name, Err: fmt.Errorf("%w: the plugin process exited during the call", ErrPluginUnavailable)}
-		}
 		return shared.Spec{}, &PluginError{Runtime: p.desc.Name, Err: err}
 	}
-}
-
-func (p *Plugin) exited() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.client == nil || p.client.Exited()
 }
 
 // runtime returns a live connection, starting a new process if the old one

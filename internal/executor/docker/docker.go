@@ -168,14 +168,23 @@ func (e *Executor) start(ctx context.Context, job executor.Job) (*started, error
 	if err != nil {
 		return nil, err
 	}
-	created, err := e.engine.ContainerCreate(ctx, cfg, hostCfg, nil, nil, "")
+	// Create with a context the caller cannot cancel: a create cut short
+	// after the engine acted would leave a container nobody knows about. The
+	// name is the second safety net: it can be removed without its id.
+	name := "runhost-" + job.ID
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), engineCallTimeout)
+	created, err := e.engine.ContainerCreate(cctx, cfg, hostCfg, nil, nil, name)
+	cancel()
 	if err != nil {
 		if errdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("%w: %s (build it with `make images`)", executor.ErrImageMissing, job.Image)
 		}
-		return nil, engineError("create container", err)
+		return &started{id: name}, engineError("create container", err)
 	}
 	c := &started{id: created.ID}
+	if err := ctx.Err(); err != nil {
+		return c, err
+	}
 
 	c.stream, err = e.engine.ContainerAttach(ctx, c.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
 	if err != nil {
@@ -263,7 +272,7 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 
 // kill stops the container now and waits until the engine reports it gone.
 func (e *Executor) kill(ctx context.Context, c *started) (container.WaitResponse, error) {
-	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), engineCallTimeout)
 	defer cancel()
 	if err := e.engine.ContainerKill(kctx, c.id, "KILL"); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
 		e.log.Warn("kill container", "container", c.id, "error", err)
@@ -281,7 +290,7 @@ func (e *Executor) kill(ctx context.Context, c *started) (container.WaitResponse
 // remove deletes a container on every path, with its own deadline so a
 // cancelled request still cleans up.
 func (e *Executor) remove(ctx context.Context, id string) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), engineCallTimeout)
 	defer cancel()
 	err := e.engine.ContainerRemove(rctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !errdefs.IsNotFound(err) {
@@ -415,10 +424,17 @@ func encodeFrame(job executor.Job) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// engineCallTimeout bounds one engine call made on a detached context.
+const engineCallTimeout = 30 * time.Second
+
 // engineError wraps err; connection failures become ErrEngineUnavailable.
+// A cancelled caller stays context.Canceled: that is not the engine's fault.
 func engineError(op string, err error) error {
 	var netErr net.Error
-	if client.IsErrConnectionFailed(err) || errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) && strings.Contains(op, "ping") {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("%s: %w", op, err)
+	case client.IsErrConnectionFailed(err), errors.As(err, &netErr), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s: %w: %v", op, executor.ErrEngineUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)

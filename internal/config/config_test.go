@@ -1,0 +1,76 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaults(t *testing.T) {
+	c, err := FromEnv(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:8080" || c.PluginDir != "./bin/plugins" || c.DefaultTimeout != 10*time.Second ||
+		c.MaxMemoryMB != 2048 || c.OutputBytes != 1<<20 || c.MaxBodyBytes != 10<<20 || c.RunUser != "1000:1000" {
+		t.Errorf("defaults: %+v", c)
+	}
+	if c.MaxCPUs != float64(runtime.NumCPU()) {
+		t.Errorf("MaxCPUs = %g, want the number of cores", c.MaxCPUs)
+	}
+	if !strings.HasSuffix(c.InitPath, "/runhost-init") {
+		t.Errorf("InitPath = %q", c.InitPath)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	tests := []struct {
+		env  string
+		want string
+	}{
+		{"RUNHOST_TIMEOUT=5", "unknown setting RUNHOST_TIMEOUT"},
+		{"RUNHOST_MAX_TIMEOUT_MS=abc", "RUNHOST_MAX_TIMEOUT_MS"},
+		{"RUNHOST_DEFAULT_TIMEOUT_MS=999999", "at most RUNHOST_MAX_TIMEOUT_MS"},
+		{"RUNHOST_RUN_USER=0:0", "never use root"},
+		{"RUNHOST_RUN_USER=runner", "numeric"},
+		{"RUNHOST_LOG_LEVEL=loud", "want one of"},
+		{"RUNHOST_ADDR=nope", "RUNHOST_ADDR"},
+		{"RUNHOST_DEFAULT_CPUS=-1", "positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env, func(t *testing.T) {
+			_, err := FromEnv([]string{tt.env})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error about %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestOverrides(t *testing.T) {
+	c, err := FromEnv([]string{"RUNHOST_ADDR=0.0.0.0:9000", "RUNHOST_MAX_CPUS=1.5", "RUNHOST_OUTPUT_LIMIT_BYTES=10", "UNRELATED=1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "0.0.0.0:9000" || c.MaxCPUs != 1.5 || c.OutputBytes != 10 {
+		t.Errorf("%+v", c)
+	}
+}
+
+// Every setting must be in the README's configuration table.
+func TestREADMEDocumentsEverySetting(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	readme, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range Settings() {
+		row := "| `" + s.Name + "` |"
+		if !strings.Contains(string(readme), row) {
+			t.Errorf("README.md has no row for %s (want a line starting %q)", s.Name, row)
+		}
+	}
+}

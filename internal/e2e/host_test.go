@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/docker/docker/client"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/runhost/runhost/internal/app"
+	"github.com/runhost/runhost/internal/config"
+	"github.com/runhost/runhost/internal/testenv"
+)
+
+var runtimeImages = []string{"runhost/python:3.11", "runhost/shell:bookworm"}
+
+// host is a running runhost for one test.
+type host struct {
+	t      *testing.T
+	URL    string
+	App    *app.App
+	Docker *client.Client
+}
+
+// startHost builds a host from the default configuration plus env
+// ("KEY=value" entries), serves it over HTTP and tears it down at the end of
+// the test, failing it if a container was left behind.
+func startHost(t *testing.T, env ...string) *host {
+	t.Helper()
+	return startHostWith(t, testenv.RequireDocker(t), env...)
+}
+
+// startHostWith is startHost with the test's own engine client, for tests
+// that point the host somewhere else (DOCKER_HOST) than where they look.
+func startHostWith(t *testing.T, cli *client.Client, env ...string) *host {
+	t.Helper()
+	testenv.RequireImages(t, cli, runtimeImages...)
+	bins := testenv.Build(t)
+	cfg, err := config.FromEnv(append([]string{
+		"RUNHOST_PLUGIN_DIR=" + bins.PluginDir,
+		"RUNHOST_INIT_PATH=" + bins.Init,
+	}, env...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.New(context.Background(), cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		testenv.NoLeftovers(t, cli, a.Instance)
+		a.Close()
+	})
+	return &host{t: t, URL: srv.URL, App: a, Docker: cli}
+}
+
+// testLogger sends the host's log to the test's output while the test runs.
+func testLogger(t *testing.T) hclog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(w.close)
+	return hclog.New(&hclog.LoggerOptions{Name: "runhost", Output: w, Level: hclog.Debug})
+}
+
+type testWriter struct {
+	mu   sync.Mutex
+	t    *testing.T
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *testWriter) close() { w.mu.Lock(); w.done = true; w.mu.Unlock() }
+
+// do sends a request and returns the status and body.
+func (h *host) do(ctx context.Context, method, path string, body io.Reader) (int, []byte) {
+	h.t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, h.URL+path, body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp.StatusCode, b
+}
+
+// post sends v as JSON.
+func (h *host) post(path string, v any) (int, []byte) {
+	h.t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return h.do(context.Background(), http.MethodPost, path, bytes.NewReader(b))
+}
+
+// runResult is the response of a run.
+type runResult struct {
+	RunID           string `json:"run_id"`
+	Runtime         string `json:"runtime"`
+	Version         string `json:"version"`
+	Image           string `json:"image"`
+	ExitCode        int    `json:"exit_code"`
+	Stdout          string `json:"stdout"`
+	Stderr          string `json:"stderr"`
+	StdoutTruncated bool   `json:"stdout_truncated"`
+	StderrTruncated bool   `json:"stderr_truncated"`
+	TimedOut        bool   `json:"timed_out"`
+	OOMKilled       bool   `json:"oom_killed"`
+	DurationMS      int64  `json:"duration_ms"`
+}
+
+// run posts a run request that must succeed with 200.
+func (h *host) run(runtime string, req map[string]any) runResult {
+	h.t.Helper()
+	status, body := h.post("/runtimes/"+runtime+"/run", req)
+	if status != http.StatusOK {
+		h.t.Fatalf("run %s: status %d: %s", runtime, status, body)
+	}
+	var res runResult
+	if err := json.Unmarshal(body, &res); err != nil {
+		h.t.Fatalf("decode %s: %v", body, err)
+	}
+	return res
+}
+
+// apiError is the JSON error shape.
+type apiError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func decodeError(t *testing.T, body []byte) apiError {
+	t.Helper()
+	var e apiError
+	if err := json.Unmarshal(body, &e); err != nil || e.Error.Code == "" {
+		t.Fatalf("body is not the error shape {\"error\":{\"code\",\"message\"}}: %s", body)
+	}
+	return e
+}

@@ -1,0 +1,235 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/runhost/runhost/internal/testenv"
+	"github.com/runhost/runhost/shared"
+)
+
+// pluginDir builds testdata/testplugin once and installs it under each
+// name; "!" before a name installs it without the executable bit.
+func pluginDir(t *testing.T, names ...string) string {
+	t.Helper()
+	bin := testenv.GoBuild(t, "./internal/registry/testdata/testplugin", t.TempDir(), "testplugin")
+	dir := t.TempDir()
+	for _, n := range names {
+		mode := os.FileMode(0o755)
+		if strings.HasPrefix(n, "!") {
+			n, mode = n[1:], 0o644
+		}
+		data, err := os.ReadFile(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, n), data, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func discover(t *testing.T, dir string) *Registry {
+	t.Helper()
+	reg, err := Discover(context.Background(), Config{
+		Dir:          dir,
+		StartTimeout: 10 * time.Second,
+		CallTimeout:  2 * time.Second,
+		Logger:       hclog.NewNullLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reg.Close)
+	return reg
+}
+
+func TestDiscovery(t *testing.T) {
+	dir := pluginDir(t,
+		"runhost-plugin-good",
+		"runhost-plugin-zclash",
+		"!runhost-plugin-noexec",
+		"not-a-plugin",
+		"runhost-plugin-exits",
+		"runhost-plugin-badproto",
+		"runhost-plugin-stdout",
+		"runhost-plugin-nodesc",
+	)
+	if err := os.Symlink(filepath.Join(dir, "runhost-plugin-good"), filepath.Join(dir, "runhost-plugin-link")); err != nil {
+		t.Fatal(err)
+	}
+	reg := discover(t, dir)
+
+	tests := []struct {
+		file   string
+		state  State
+		reason string // a part of the reason
+	}{
+		{"runhost-plugin-good", StateHealthy, ""},
+		{"runhost-plugin-zclash", StateRefused, `runtime name "good" is already served by`},
+		{"runhost-plugin-noexec", StateRefused, "not executable"},
+		{"not-a-plugin", StateIgnored, "name does not match"},
+		{"runhost-plugin-exits", StateRefused, "exited during start-up"},
+		{"runhost-plugin-badproto", StateRefused, "protocol version 99 but this host speaks 1"},
+		{"runhost-plugin-stdout", StateRefused, `wrote "a stray line on stdout" to stdout`},
+		{"runhost-plugin-nodesc", StateRefused, "invalid description: no versions"},
+		{"runhost-plugin-link", StateRefused, "symbolic links"},
+	}
+	reports := map[string]FileReport{}
+	for _, r := range reg.Reports() {
+		reports[filepath.Base(r.Path)] = r
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			r, ok := reports[tt.file]
+			if !ok {
+				t.Fatalf("no report for %s", tt.file)
+			}
+			if r.State != tt.state || !strings.Contains(r.Reason, tt.reason) {
+				t.Errorf("got %s %q, want %s with %q", r.State, r.Reason, tt.state, tt.reason)
+			}
+		})
+	}
+	if len(reg.Plugins()) != 1 {
+		t.Errorf("%d plugins served, want only good", len(reg.Plugins()))
+	}
+	if _, err := reg.Lookup("good"); err != nil {
+		t.Errorf("Lookup(good): %v", err)
+	}
+	var unknown *UnknownRuntimeError
+	if _, err := reg.Lookup("exits"); !errors.As(err, &unknown) || !strings.Contains(err.Error(), "known runtimes: good") {
+		t.Errorf("Lookup(exits) = %v, want an unknown-runtime error listing good", err)
+	}
+}
+
+func TestMissingPluginDirIsEmpty(t *testing.T) {
+	reg := discover(t, filepath.Join(t.TempDir(), "nope"))
+	if len(reg.Plugins()) != 0 {
+		t.Fatal("plugins from a missing directory")
+	}
+}
+
+func TestPluginGetsNoHostEnvironment(t *testing.T) {
+	t.Setenv("RUNHOST_TEST_SECRET", "s3cret")
+	reg := discover(t, pluginDir(t, "runhost-plugin-env"))
+	p, err := reg.Lookup("env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := p.Description().Description
+	if strings.Contains(env, "s3cret") || strings.Contains(env, "PATH=") {
+		t.Errorf("plugin environment carries host variables:\n%s", env)
+	}
+}
+
+func TestPluginFaults(t *testing.T) {
+	reg := discover(t, pluginDir(t, "runhost-plugin-good"))
+	p, err := reg.Lookup("good")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := func(code string) (shared.Spec, error) {
+		return p.Plan(context.Background(), shared.RunRequest{Version: "1", Code: code})
+	}
+	first, err := plan("ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("invalid request is the caller's fault", func(t *testing.T) {
+		if _, err := plan("invalid"); !errors.Is(err, shared.ErrInvalidRequest) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("panic becomes an error and the process lives", func(t *testing.T) {
+		_, err := plan("panic")
+		var pe *PluginError
+		if !errors.As(err, &pe) || !strings.Contains(err.Error(), "planned panic") {
+			t.Fatalf("got %v, want a plugin error naming the panic", err)
+		}
+		spec, err := plan("ok")
+		if err != nil || spec.Env["PID"] != first.Env["PID"] {
+			t.Fatalf("after a panic: %v, pid %s then %s", err, first.Env["PID"], spec.Env["PID"])
+		}
+	})
+	t.Run("crash is reported and the next call gets a new process", func(t *testing.T) {
+		if _, err := plan("exit"); !errors.Is(err, ErrPluginUnavailable) {
+			t.Fatalf("got %v, want ErrPluginUnavailable", err)
+		}
+		spec, err := plan("ok")
+		if err != nil {
+			t.Fatalf("after a crash: %v", err)
+		}
+		if spec.Env["PID"] == first.Env["PID"] {
+			t.Fatal("same process after a crash")
+		}
+		first = spec
+	})
+	t.Run("hang hits the call deadline and the process is replaced", func(t *testing.T) {
+		if _, err := plan("hang"); !errors.Is(err, ErrPluginUnavailable) {
+			t.Fatalf("got %v, want ErrPluginUnavailable", err)
+		}
+		spec, err := plan("ok")
+		if err != nil || spec.Env["PID"] == first.Env["PID"] {
+			t.Fatalf("after a hang: %v, pid %s then %s", err, first.Env["PID"], spec.Env["PID"])
+		}
+	})
+	t.Run("caller cancel reaches the plugin", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_, err := p.Plan(ctx, shared.RunRequest{Version: "1", Code: "wait-for-cancel"})
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("got %v, want the caller's deadline", err)
+		}
+	})
+}
+
+func TestValidateDescription(t *testing.T) {
+	ok := shared.Description{Name: "py", Versions: []shared.Version{{Version: "3.11", Image: "i", Default: true}}}
+	tests := []struct {
+		name   string
+		mutate func(*shared.Description)
+		want   string
+	}{
+		{"valid", func(*shared.Description) {}, ""},
+		{"upper-case name", func(d *shared.Description) { d.Name = "Py" }, "name"},
+		{"empty name", func(d *shared.Description) { d.Name = "" }, "name"},
+		{"bad alias", func(d *shared.Description) { d.Aliases = []string{"a b"} }, "alias"},
+		{"alias repeats name", func(d *shared.Description) { d.Aliases = []string{"py"} }, "repeats"},
+		{"no versions", func(d *shared.Description) { d.Versions = nil }, "no versions"},
+		{"no default", func(d *shared.Description) { d.Versions[0].Default = false }, "0 versions are marked default"},
+		{"two defaults", func(d *shared.Description) {
+			d.Versions = append(d.Versions, shared.Version{Version: "3.13", Image: "j", Default: true})
+		}, "2 versions"},
+		{"duplicate version", func(d *shared.Description) {
+			d.Versions = append(d.Versions, shared.Version{Version: "3.11", Image: "j"})
+		}, "twice"},
+		{"no image", func(d *shared.Description) { d.Versions[0].Image = "" }, "no image"},
+		{"slash in version", func(d *shared.Description) { d.Versions[0].Version = "3/11" }, "slashes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := ok
+			d.Versions = append([]shared.Version(nil), ok.Versions...)
+			tt.mutate(&d)
+			err := ValidateDescription(d)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error about %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,88 @@
+// Command testplugin is a runtime plugin whose behaviour is chosen by the
+// name it is installed under (runhost-plugin-<behaviour>), so one binary
+// plays every good and bad plugin the discovery tests need.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/runhost/runhost/shared"
+)
+
+type runtime struct{ name string }
+
+func (r runtime) Describe(context.Context) (shared.Description, error) {
+	d := shared.Description{
+		Name:     r.name,
+		Versions: []shared.Version{{Version: "1", Image: "img:1", Default: true}},
+	}
+	switch r.name {
+	case "zclash":
+		d.Name = "good"
+	case "nodesc":
+		d.Versions = nil
+	}
+	return d, nil
+}
+
+func (r runtime) Plan(ctx context.Context, req shared.RunRequest) (shared.Spec, error) {
+	switch req.Code {
+	case "panic":
+		panic("planned panic")
+	case "exit":
+		os.Exit(1)
+	case "hang":
+		time.Sleep(time.Hour)
+	case "invalid":
+		return shared.Spec{}, shared.Invalidf("this request is invalid")
+	case "wait-for-cancel":
+		<-ctx.Done()
+		return shared.Spec{}, ctx.Err()
+	}
+	return shared.Spec{Image: "img:1", Command: []string{"run", req.Code}, Env: map[string]string{"PID": fmt.Sprint(os.Getpid())}}, nil
+}
+
+func main() {
+	behaviour := strings.TrimPrefix(filepath.Base(os.Args[0]), "runhost-plugin-")
+	switch behaviour {
+	case "exits":
+		fmt.Fprintln(os.Stderr, "testplugin: exiting at start on purpose")
+		os.Exit(3)
+	case "badproto":
+		plugin.Serve(&plugin.ServeConfig{
+			HandshakeConfig:  shared.Handshake,
+			VersionedPlugins: map[int]plugin.PluginSet{99: shared.PluginSets(runtime{behaviour})[shared.ProtocolVersion]},
+			GRPCServer:       shared.NewGRPCServer,
+		})
+		return
+	case "stdout":
+		fmt.Println("a stray line on stdout")
+	case "env":
+		// Reports its environment through its description, to prove it is empty
+		// of the host's variables.
+		shared.Serve(envRuntime{})
+		return
+	}
+	shared.Serve(runtime{behaviour})
+}
+
+type envRuntime struct{}
+
+func (envRuntime) Describe(context.Context) (shared.Description, error) {
+	return shared.Description{
+		Name:        "env",
+		Description: strings.Join(os.Environ(), "\n"),
+		Versions:    []shared.Version{{Version: "1", Image: "img:1", Default: true}},
+	}, nil
+}
+
+func (envRuntime) Plan(context.Context, shared.RunRequest) (shared.Spec, error) {
+	return shared.Spec{}, nil
+}
