@@ -59,12 +59,12 @@ type RunResponse struct {
 
 // Bounds on a request's shape, checked before any plugin sees it.
 const (
-	maxFiles     = 256
-	maxArgs      = 1024
-	maxArgBytes  = 256 << 10
-	maxEnv       = 256
-	maxEnvValue  = 64 << 10
-	maxLimit     = 1 << 30 // far above any maximum, low enough not to overflow
+	maxFiles    = 256
+	maxArgs     = 1024
+	maxArgBytes = 256 << 10
+	maxEnv      = 256
+	maxEnvValue = 64 << 10
+	maxLimit    = 1 << 30 // far above any maximum, low enough not to overflow
 )
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

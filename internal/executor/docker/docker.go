@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -26,7 +27,6 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-units"
 	"github.com/hashicorp/go-hclog"
@@ -124,7 +124,7 @@ func (e *Executor) ImageExists(ctx context.Context, img string) (bool, error) {
 	switch {
 	case err == nil:
 		return true, nil
-	case errdefs.IsNotFound(err):
+	case cerrdefs.IsNotFound(err):
 		return false, nil
 	default:
 		return false, engineError("inspect image", err)
@@ -176,7 +176,7 @@ func (e *Executor) start(ctx context.Context, job executor.Job) (*started, error
 	created, err := e.engine.ContainerCreate(cctx, cfg, hostCfg, nil, nil, name)
 	cancel()
 	if err != nil {
-		if errdefs.IsNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("%w: %s (build it with `make images`)", executor.ErrImageMissing, job.Image)
 		}
 		return &started{id: name}, engineError("create container", err)
@@ -274,7 +274,7 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 func (e *Executor) kill(ctx context.Context, c *started) (container.WaitResponse, error) {
 	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), engineCallTimeout)
 	defer cancel()
-	if err := e.engine.ContainerKill(kctx, c.id, "KILL"); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
+	if err := e.engine.ContainerKill(kctx, c.id, "KILL"); err != nil && !cerrdefs.IsNotFound(err) && !cerrdefs.IsConflict(err) {
 		e.log.Warn("kill container", "container", c.id, "error", err)
 	}
 	select {
@@ -293,7 +293,7 @@ func (e *Executor) remove(ctx context.Context, id string) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), engineCallTimeout)
 	defer cancel()
 	err := e.engine.ContainerRemove(rctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	if err != nil && !errdefs.IsNotFound(err) {
+	if err != nil && !cerrdefs.IsNotFound(err) {
 		e.log.Error("remove container (the sweep will retry)", "container", id, "error", err)
 	}
 }
@@ -392,7 +392,7 @@ func (e *Executor) Sweep(ctx context.Context) (int, error) {
 			continue
 		}
 		err = e.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
-		if err != nil && !errdefs.IsNotFound(err) {
+		if err != nil && !cerrdefs.IsNotFound(err) {
 			e.log.Warn("sweep: remove container", "container", c.ID, "error", err)
 			continue
 		}

@@ -11,11 +11,11 @@ import (
 	"io"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
-	"github.com/docker/docker/errdefs"
 )
 
 func newInitVolume(binary []byte) *initVolume {
@@ -59,7 +59,7 @@ func (v *initVolume) fill(ctx context.Context, e engine, labels map[string]strin
 	// A container is needed to reach the volume. It is never started; its
 	// image is a one-file image of the init binary, imported once.
 	helperImage := "runhost/" + v.name + ":latest"
-	if _, err := e.ImageInspect(ctx, helperImage); errdefs.IsNotFound(err) {
+	if _, err := e.ImageInspect(ctx, helperImage); cerrdefs.IsNotFound(err) {
 		if err := importImage(ctx, e, helperImage, v.binary); err != nil {
 			return err
 		}

@@ -1,0 +1,144 @@
+package initproc
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestFrameRoundTrip(t *testing.T) {
+	h := Header{Dir: "/code", WorkDir: "/code/sub", Command: []string{"python3", "main.py"}, Env: []string{"A=1"},
+		Files: []FileHeader{{Path: "main.py"}, {Path: "pkg/x.bin"}}}
+	contents := [][]byte{[]byte("print(1)"), {0, 1, 2}}
+	var buf bytes.Buffer
+	if err := WriteFrame(&buf, h, contents); err != nil {
+		t.Fatal(err)
+	}
+	buf.WriteString("user stdin")
+
+	got, err := ReadHeader(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Files[0].Size, h.Files[1].Size = 8, 3
+	if !reflect.DeepEqual(got, h) {
+		t.Fatalf("header = %+v, want %+v", got, h)
+	}
+	rest, _ := io.ReadAll(&buf)
+	if want := "print(1)\x00\x01\x02user stdin"; string(rest) != want {
+		t.Fatalf("after the header: %q, want %q", rest, want)
+	}
+}
+
+func TestReadHeaderRejects(t *testing.T) {
+	tests := []struct {
+		name, input, want string
+	}{
+		{"empty", "", "EOF"},
+		{"bad magic", "NOTRUNHOST\x00\x00\x00\x02{}", "bad magic"},
+		{"huge header", Magic + "\xff\xff\xff\xff", "too large"},
+		{"short header", Magic + "\x00\x00\x00\x10{}", "EOF"},
+		{"no command", Magic + "\x00\x00\x00\x02{}", "empty command"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ReadHeader(strings.NewReader(tt.input))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error about %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestPlaceFiles(t *testing.T) {
+	dir := t.TempDir()
+	h := Header{Dir: dir, WorkDir: filepath.Join(dir, "work"), Command: []string{"x"},
+		Files: []FileHeader{{Path: "a.txt", Size: 3}, {Path: "deep/er/b.txt", Size: 2}}}
+	if err := placeFiles(h, strings.NewReader("abcdeREST")); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{"a.txt": "abc", "deep/er/b.txt": "de"} {
+		got, err := os.ReadFile(filepath.Join(dir, path))
+		if err != nil || string(got) != want {
+			t.Errorf("%s = %q, %v; want %q", path, got, err, want)
+		}
+	}
+	if fi, err := os.Stat(h.WorkDir); err != nil || !fi.IsDir() {
+		t.Errorf("work dir not created: %v", err)
+	}
+}
+
+func TestPlaceFilesRefuses(t *testing.T) {
+	outside := t.TempDir()
+	tests := []struct {
+		name  string
+		setup func(dir string)
+		h     func(dir string) Header
+		want  string
+	}{
+		{"path escapes", nil, func(dir string) Header {
+			return Header{Dir: dir, WorkDir: dir, Files: []FileHeader{{Path: "../x", Size: 1}}}
+		}, `".."`},
+		{"symlinked directory", func(dir string) {
+			_ = os.Symlink(outside, filepath.Join(dir, "link"))
+		}, func(dir string) Header {
+			return Header{Dir: dir, WorkDir: dir, Files: []FileHeader{{Path: "link/x", Size: 1}}}
+		}, "escapes"},
+		{"existing symlink as file", func(dir string) {
+			_ = os.Symlink(filepath.Join(outside, "target"), filepath.Join(dir, "f"))
+		}, func(dir string) Header {
+			return Header{Dir: dir, WorkDir: dir, Files: []FileHeader{{Path: "f", Size: 1}}}
+		}, "exists"},
+		{"work dir outside", nil, func(dir string) Header {
+			return Header{Dir: dir, WorkDir: "/etc"}
+		}, "outside"},
+		{"short content", nil, func(dir string) Header {
+			return Header{Dir: dir, WorkDir: dir, Files: []FileHeader{{Path: "a", Size: 100}}}
+		}, "EOF"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tt.setup != nil {
+				tt.setup(dir)
+			}
+			err := placeFiles(tt.h(dir), strings.NewReader("x"))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error about %q", err, tt.want)
+			}
+			entries, _ := os.ReadDir(outside)
+			if len(entries) > 0 {
+				t.Fatalf("a file was written outside the run directory: %v", entries)
+			}
+		})
+	}
+}
+
+func TestMergeEnv(t *testing.T) {
+	got := mergeEnv([]string{"PATH=/bin", "HOME=/", "LANG=C"}, []string{"HOME=/tmp", "X=1"})
+	want := []string{"PATH=/bin", "HOME=/tmp", "LANG=C", "X=1"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+func TestLookPath(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "tool")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := lookPath("tool", "/nonexistent:"+dir); err != nil || got != exe {
+		t.Errorf("lookPath = %q, %v", got, err)
+	}
+	if _, err := lookPath("nope", dir); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("lookPath(nope) = %v", err)
+	}
+	if got, _ := lookPath("./rel/x", dir); got != "./rel/x" {
+		t.Errorf("a path with a slash is used as is, got %q", got)
+	}
+}
