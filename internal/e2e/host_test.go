@@ -23,7 +23,7 @@ var runtimeImages = []string{"runhost/python:3.11", "runhost/shell:bookworm"}
 
 // host is a running runhost for one test.
 type host struct {
-	t      *testing.T
+	t      testing.TB
 	URL    string
 	App    *app.App
 	Docker *client.Client
@@ -32,14 +32,14 @@ type host struct {
 // startHost builds a host from the default configuration plus env
 // ("KEY=value" entries), serves it over HTTP and tears it down at the end of
 // the test, failing it if a container was left behind.
-func startHost(t *testing.T, env ...string) *host {
+func startHost(t testing.TB, env ...string) *host {
 	t.Helper()
 	return startHostWith(t, testenv.RequireDocker(t), env...)
 }
 
 // startHostWith is startHost with the test's own engine client, for tests
 // that point the host somewhere else (DOCKER_HOST) than where they look.
-func startHostWith(t *testing.T, cli *client.Client, env ...string) *host {
+func startHostWith(t testing.TB, cli *client.Client, env ...string) *host {
 	t.Helper()
 	testenv.RequireImages(t, cli, runtimeImages...)
 	bins := testenv.Build(t)
@@ -64,7 +64,7 @@ func startHostWith(t *testing.T, cli *client.Client, env ...string) *host {
 }
 
 // testLogger sends the host's log to the test's output while the test runs.
-func testLogger(t *testing.T) hclog.Logger {
+func testLogger(t testing.TB) hclog.Logger {
 	w := &testWriter{t: t}
 	t.Cleanup(w.close)
 	return hclog.New(&hclog.LoggerOptions{Name: "runhost", Output: w, Level: hclog.Debug})
@@ -72,7 +72,7 @@ func testLogger(t *testing.T) hclog.Logger {
 
 type testWriter struct {
 	mu   sync.Mutex
-	t    *testing.T
+	t    testing.TB
 	done bool
 }
 
