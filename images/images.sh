@@ -70,27 +70,33 @@ build_offline() {
   as_root chroot "$root" apt-get clean
   as_root rm -rf "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/* \
     "$root"/usr/share/info/* "$root"/var/log/* "$root"/var/cache/debconf/*-old "$root"/etc/resolv.conf
-  as_root tar -C "$root" -c . | docker import \
-    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'ENV LANG=C.UTF-8' \
+  # The image's environment is the Dockerfile's ENV lines, so both ways agree.
+  local changes=(--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin')
+  while read -r line; do changes+=(--change "$line"); done < <(grep '^ENV ' "$dir_/Dockerfile")
+  as_root tar -C "$root" -c . | docker import "${changes[@]}" \
     --change 'USER 1000:1000' \
     --change 'WORKDIR /code' \
-    --change "LABEL runhost.image=$(basename "$dir_") runhost.source=offline runhost.suite=$suite" \
+    --change "LABEL runhost.recipe=$recipe runhost.source=offline runhost.suite=$suite" \
     - "$image" >/dev/null
 }
 
 build_registry() {
   local image=$1 dir_=$2
-  docker build -q -t "$image" "$dir_" >/dev/null
+  docker build -q --label "runhost.recipe=$recipe" --label runhost.source=registry -t "$image" "$dir_" >/dev/null
 }
 
 while read -r image dir_ suite packages; do
   [[ -z "$image" || "$image" == \#* ]] && continue
   if [ ${#ONLY[@]} -gt 0 ] && [[ ! " ${ONLY[*]} " == *" $image "* ]]; then continue; fi
-  if docker image inspect "$image" >/dev/null 2>&1; then
+  # The recipe hash changes when the image's line, its Dockerfile or this
+  # script changes; an image built from another recipe is rebuilt.
+  recipe=$(cat <(echo "$image $dir_ $suite $packages") "$dir_/Dockerfile" "$0" | sha256sum | cut -c1-16)
+  have=$(docker image inspect -f '{{index .Config.Labels "runhost.recipe"}}' "$image" 2>/dev/null || true)
+  if [ "$have" = "$recipe" ]; then
     log "$image: present"
     continue
   fi
+  [ -n "$have" ] && log "$image: built from another recipe; rebuilding"
   start=$(date +%s)
   case "$SOURCE" in
     registry) build_registry "$image" "$dir_" ;;

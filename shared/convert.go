@@ -59,6 +59,12 @@ func planRequestToProto(r RunRequest) *pluginpb.PlanRequest {
 		Entry:   r.Entry,
 		Args:    r.Args,
 		Env:     r.Env,
+
+		Packages:   r.Packages,
+		Image:      r.Image,
+		Command:    &pluginpb.Command{Argv: r.Command.Argv, Shell: r.Command.Shell},
+		Dockerfile: r.Dockerfile,
+		BuildArgs:  r.BuildArgs,
 	}
 }
 
@@ -70,11 +76,17 @@ func planRequestFromProto(p *pluginpb.PlanRequest) RunRequest {
 		Entry:   p.GetEntry(),
 		Args:    p.GetArgs(),
 		Env:     p.GetEnv(),
+
+		Packages:   p.GetPackages(),
+		Image:      p.GetImage(),
+		Command:    Command{Argv: p.GetCommand().GetArgv(), Shell: p.GetCommand().GetShell()},
+		Dockerfile: p.GetDockerfile(),
+		BuildArgs:  p.GetBuildArgs(),
 	}
 }
 
 func specToProto(s Spec) *pluginpb.Spec {
-	return &pluginpb.Spec{
+	out := &pluginpb.Spec{
 		Image:   s.Image,
 		Files:   filesToProto(s.Files),
 		Command: s.Command,
@@ -86,10 +98,17 @@ func specToProto(s Spec) *pluginpb.Spec {
 			Cpus:        s.Limits.CPUs,
 		},
 	}
+	if i := s.Install; i != nil {
+		out.Install = &pluginpb.Install{Command: i.Command, Files: filesToProto(i.Files), Env: i.Env, OutputDir: i.OutputDir, Network: i.Network}
+	}
+	if b := s.Build; b != nil {
+		out.Build = &pluginpb.Build{Dockerfile: b.Dockerfile, Context: filesToProto(b.Context), BuildArgs: b.BuildArgs}
+	}
+	return out
 }
 
 func specFromProto(p *pluginpb.Spec) Spec {
-	return Spec{
+	s := Spec{
 		Image:   p.GetImage(),
 		Files:   filesFromProto(p.GetFiles()),
 		Command: p.GetCommand(),
@@ -101,6 +120,13 @@ func specFromProto(p *pluginpb.Spec) Spec {
 			CPUs:        p.GetLimits().GetCpus(),
 		},
 	}
+	if i := p.GetInstall(); i != nil {
+		s.Install = &Install{Command: i.GetCommand(), Files: filesFromProto(i.GetFiles()), Env: i.GetEnv(), OutputDir: i.GetOutputDir(), Network: i.GetNetwork()}
+	}
+	if b := p.GetBuild(); b != nil {
+		s.Build = &Build{Dockerfile: b.GetDockerfile(), Context: filesFromProto(b.GetContext()), BuildArgs: b.GetBuildArgs()}
+	}
+	return s
 }
 
 func filesToProto(files []File) []*pluginpb.File {

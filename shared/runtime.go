@@ -20,10 +20,13 @@ type Runtime interface {
 type Capability = string
 
 const (
-	CapStdin Capability = "stdin" // the program reads the request's stdin
-	CapArgs  Capability = "args"  // command-line arguments reach the program
-	CapEnv   Capability = "env"   // environment variables reach the program
-	CapFiles Capability = "files" // multi-file programs with an entry file
+	CapStdin       Capability = "stdin"        // the program reads the request's stdin
+	CapArgs        Capability = "args"         // command-line arguments reach the program
+	CapEnv         Capability = "env"          // environment variables reach the program
+	CapFiles       Capability = "files"        // multi-file programs with an entry file
+	CapPackages    Capability = "packages"     // dependencies installed before the run (pip, npm)
+	CapCustomImage Capability = "custom-image" // the request names its own image and command
+	CapDockerfile  Capability = "dockerfile"   // the request brings a Dockerfile to build and run
 )
 
 // Description is what a plugin says about itself.
@@ -59,6 +62,25 @@ type RunRequest struct {
 	Entry   string // the file to run, one of Files; empty means the first
 	Args    []string
 	Env     map[string]string
+
+	// Packages are dependencies to install before the run, as the caller
+	// wrote them (pip requirement lines, npm package specs). CapPackages.
+	Packages []string
+	// Image and Command replace the runtime's own image and command.
+	// CapCustomImage; the host checks the image against its allow-list.
+	Image   string
+	Command Command
+	// Dockerfile and BuildArgs describe an image to build; Files are its
+	// build context. CapDockerfile.
+	Dockerfile string
+	BuildArgs  map[string]string
+}
+
+// Command is a command given by the caller: an argv, or a line for a shell.
+// At most one is set.
+type Command struct {
+	Argv  []string
+	Shell string
 }
 
 // File is a file placed in the run directory. Path is relative and clean.
@@ -77,6 +99,36 @@ type Spec struct {
 	Env     map[string]string // environment of the program
 	WorkDir string            // relative to the run directory; empty means the run directory
 	Limits  Limits            // the runtime's own defaults; the request and host maxima win
+
+	// Install, when set, runs first in its own container and its output
+	// directory is mounted read-only into the run. The host caches it by
+	// content: the same install is done once.
+	Install *Install
+	// Build, when set, is built into an image first and the run uses that
+	// image; Image must then be empty. An empty Command runs the image's own
+	// entrypoint and command.
+	Build *Build
+}
+
+// Install is a dependency installation step.
+type Install struct {
+	Command []string          // run in the spec's image, in a run directory holding Files
+	Files   []File            // e.g. requirements.txt, package.json
+	Env     map[string]string // e.g. PIP_* settings
+	// OutputDir is where the installed dependencies go: an absolute,
+	// one-level path such as "/deps". It is a fresh cache volume, writable
+	// during the install and mounted read-only at the same path for the run.
+	OutputDir string
+	// Network asks for network access during the install (to reach the
+	// package index). The host grants it only if its policy allows.
+	Network bool
+}
+
+// Build is an image build from a Dockerfile.
+type Build struct {
+	Dockerfile string
+	Context    []File // the build context; paths relative to its root
+	BuildArgs  map[string]string
 }
 
 // Limits are resource limits. Zero means "no opinion".

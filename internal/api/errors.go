@@ -66,6 +66,10 @@ func statusOf(err error) (int, string) {
 		return http.StatusNotFound, "unknown_version"
 	case errors.Is(err, pathguard.ErrUnsafePath):
 		return http.StatusBadRequest, "unsafe_path"
+	case errors.Is(err, policy.ErrImageNotAllowed):
+		return http.StatusForbidden, "image_not_allowed"
+	case errors.Is(err, policy.ErrContextTooLarge):
+		return http.StatusRequestEntityTooLarge, "context_too_large"
 	case errors.Is(err, policy.ErrLimitExceeded):
 		return http.StatusBadRequest, "limit_exceeded"
 	case errors.Is(err, shared.ErrInvalidRequest):

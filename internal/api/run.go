@@ -31,6 +31,38 @@ type RunRequest struct {
 	TimeoutMS int64             `json:"timeout_ms,omitempty"`
 	MemoryMB  int64             `json:"memory_mb,omitempty"`
 	CPUs      float64           `json:"cpus,omitempty"`
+
+	Requirements []string          `json:"requirements,omitempty"` // pip requirements (python)
+	Packages     []string          `json:"packages,omitempty"`     // npm packages (node)
+	Image        string            `json:"image,omitempty"`        // custom image (shell)
+	Command      *Command          `json:"command,omitempty"`      // custom command: argv or a shell line
+	Dockerfile   string            `json:"dockerfile,omitempty"`   // Dockerfile to build (dockerfile)
+	BuildArgs    map[string]string `json:"build_args,omitempty"`
+}
+
+// Command is a JSON array (an argv) or a string (a line for sh -c).
+type Command struct {
+	Argv  []string
+	Shell string
+}
+
+// UnmarshalJSON accepts either form.
+func (c *Command) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		return json.Unmarshal(b, &c.Shell)
+	}
+	if err := json.Unmarshal(b, &c.Argv); err != nil {
+		return errors.New("command: want an array of strings or a string")
+	}
+	return nil
+}
+
+// MarshalJSON writes the form that was given.
+func (c Command) MarshalJSON() ([]byte, error) {
+	if c.Argv != nil {
+		return json.Marshal(c.Argv)
+	}
+	return json.Marshal(c.Shell)
 }
 
 // File is one file of a multi-file program.
@@ -43,7 +75,10 @@ type File struct {
 // RunResponse is the result of a run. A program that fails, times out or is
 // OOM-killed is still a 200 with these fields set.
 type RunResponse struct {
-	RunID           string `json:"run_id"`
+	RunID string `json:"run_id"`
+	// Stage is the step the result fields describe: "run", or "install" or
+	// "build" when that step failed and the run did not start.
+	Stage           string `json:"stage"`
 	Runtime         string `json:"runtime"`
 	Version         string `json:"version"`
 	Image           string `json:"image"`
@@ -55,6 +90,24 @@ type RunResponse struct {
 	TimedOut        bool   `json:"timed_out"`
 	OOMKilled       bool   `json:"oom_killed"`
 	DurationMS      int64  `json:"duration_ms"`
+
+	Install *StepInfo  `json:"install,omitempty"` // present when the run had dependencies
+	Build   *BuildInfo `json:"build,omitempty"`   // present when the run built a Dockerfile
+}
+
+// StepInfo describes an install step before the run.
+type StepInfo struct {
+	Cached     bool  `json:"cached"`
+	DurationMS int64 `json:"duration_ms"`
+}
+
+// BuildInfo describes a Dockerfile build before the run.
+type BuildInfo struct {
+	Image        string `json:"image"`
+	Cached       bool   `json:"cached"`
+	DurationMS   int64  `json:"duration_ms"`
+	Log          string `json:"log"`
+	LogTruncated bool   `json:"log_truncated"`
 }
 
 // Bounds on a request's shape, checked before any plugin sees it.
@@ -82,8 +135,13 @@ func (s *Server) run(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, RunResponse{
+	return c.JSON(http.StatusOK, runResponse(res))
+}
+
+func runResponse(res runner.Result) RunResponse {
+	out := RunResponse{
 		RunID:           res.RunID,
+		Stage:           res.Stage,
 		Runtime:         res.Runtime,
 		Version:         res.Version,
 		Image:           res.Image,
@@ -95,7 +153,14 @@ func (s *Server) run(c echo.Context) error {
 		TimedOut:        res.TimedOut,
 		OOMKilled:       res.OOMKilled,
 		DurationMS:      res.Duration.Milliseconds(),
-	})
+	}
+	if i := res.Install; i != nil {
+		out.Install = &StepInfo{Cached: i.Cached, DurationMS: i.Duration.Milliseconds()}
+	}
+	if b := res.Build; b != nil {
+		out.Build = &BuildInfo{Image: b.Image, Cached: b.Cached, DurationMS: b.Duration.Milliseconds(), Log: string(b.Log), LogTruncated: b.LogTruncated}
+	}
+	return out
 }
 
 // decode reads exactly one JSON value with no unknown fields from a body of
@@ -145,8 +210,12 @@ func toRunnerRequest(runtime string, req RunRequest) (runner.Request, error) {
 	case req.CPUs > maxLimit || req.CPUs < 0:
 		return runner.Request{}, &policy.LimitError{Field: "cpus", Msg: fmt.Sprintf("%g is out of range", req.CPUs)}
 	}
-	if req.Code == "" && len(req.Files) == 0 {
-		return runner.Request{}, badRequest("no_code", "give the program as code or files")
+	hasCommand := req.Command != nil && (len(req.Command.Argv) > 0 || req.Command.Shell != "")
+	if req.Code == "" && len(req.Files) == 0 && !hasCommand && req.Dockerfile == "" {
+		return runner.Request{}, badRequest("no_code", "give the program as code or files (or a command, or a dockerfile)")
+	}
+	if len(req.Requirements) > 0 && len(req.Packages) > 0 {
+		return runner.Request{}, badRequest("invalid_request", "give requirements or packages, not both")
 	}
 	if len(req.Files) > maxFiles {
 		return runner.Request{}, badRequest("too_many_files", fmt.Sprintf("%d files, at most %d", len(req.Files), maxFiles))
@@ -196,15 +265,34 @@ func toRunnerRequest(runtime string, req RunRequest) (runner.Request, error) {
 			return runner.Request{}, badRequest("invalid_env", fmt.Sprintf("env %s: value contains NUL or is longer than %d bytes", k, maxEnvValue))
 		}
 	}
+	var command shared.Command
+	if req.Command != nil {
+		command = shared.Command{Argv: req.Command.Argv, Shell: req.Command.Shell}
+		for i, a := range command.Argv {
+			if strings.ContainsRune(a, 0) {
+				return runner.Request{}, badRequest("invalid_arg", fmt.Sprintf("command[%d] contains NUL", i))
+			}
+		}
+	}
+	for k := range req.BuildArgs {
+		if !envName.MatchString(k) {
+			return runner.Request{}, badRequest("invalid_request", fmt.Sprintf("build_args name %q: want letters, digits and _", k))
+		}
+	}
 	return runner.Request{
-		Runtime: runtime,
-		Version: req.Version,
-		Code:    req.Code,
-		Files:   files,
-		Entry:   req.Entry,
-		Stdin:   []byte(req.Stdin),
-		Args:    req.Args,
-		Env:     req.Env,
+		Packages:   append(req.Requirements, req.Packages...),
+		Image:      req.Image,
+		Command:    command,
+		Dockerfile: req.Dockerfile,
+		BuildArgs:  req.BuildArgs,
+		Runtime:    runtime,
+		Version:    req.Version,
+		Code:       req.Code,
+		Files:      files,
+		Entry:      req.Entry,
+		Stdin:      []byte(req.Stdin),
+		Args:       req.Args,
+		Env:        req.Env,
 		Limits: policy.Requested{
 			Timeout:     time.Duration(req.TimeoutMS) * time.Millisecond,
 			MemoryBytes: req.MemoryMB << 20,

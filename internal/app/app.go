@@ -41,7 +41,15 @@ func New(ctx context.Context, cfg config.Config, log hclog.Logger) (*App, error)
 		return nil, fmt.Errorf("read the init binary (build it with `make build`, or set RUNHOST_INIT_PATH): %w", err)
 	}
 	instance := newInstanceID()
-	exec, err := docker.New(docker.Config{Instance: instance, InitBinary: initBinary, Logger: log.Named("docker")})
+	exec, err := docker.New(docker.Config{
+		Instance:          instance,
+		InitBinary:        initBinary,
+		Logger:            log.Named("docker"),
+		DepsCacheEntries:  int(cfg.DepsCacheEntries),
+		DepsCacheBytes:    cfg.DepsCacheMB << 20,
+		BuildCacheEntries: int(cfg.BuildCacheEntries),
+		BuildCacheBytes:   cfg.BuildCacheMB << 20,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -55,14 +63,27 @@ func New(ctx context.Context, cfg config.Config, log hclog.Logger) (*App, error)
 		_ = exec.Close()
 		return nil, err
 	}
-	pol := policy.New(PolicyConfig(cfg))
+	polCfg, err := PolicyConfig(cfg)
+	if err != nil {
+		reg.Close()
+		_ = exec.Close()
+		return nil, err
+	}
+	pol := policy.New(polCfg)
 	run := runner.New(reg, pol, exec, log.Named("runner"))
 	srv := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes}, run, reg, log.Named("api"))
 	return &App{Instance: instance, Executor: exec, Registry: reg, Runner: run, API: srv, cfg: cfg, log: log}, nil
 }
 
 // PolicyConfig maps the host's settings onto the policy.
-func PolicyConfig(cfg config.Config) policy.Config {
+func PolicyConfig(cfg config.Config) (policy.Config, error) {
+	var ca []byte
+	if cfg.CABundle != "" {
+		var err error
+		if ca, err = os.ReadFile(cfg.CABundle); err != nil {
+			return policy.Config{}, fmt.Errorf("RUNHOST_CA_BUNDLE: %w", err)
+		}
+	}
 	return policy.Config{
 		DefaultTimeout: cfg.DefaultTimeout,
 		MaxTimeout:     cfg.MaxTimeout,
@@ -78,7 +99,22 @@ func PolicyConfig(cfg config.Config) policy.Config {
 		RunDirBytes:    cfg.RunDirMB << 20,
 		OutputBytes:    cfg.OutputBytes,
 		User:           cfg.RunUser,
-	}
+
+		AllowedImages:       cfg.AllowedImages,
+		AllowInstallNetwork: cfg.AllowInstallNetwork,
+		InstallNetwork:      cfg.InstallNetwork,
+		InstallTimeout:      cfg.InstallTimeout,
+		InstallMemory:       cfg.InstallMemoryMB << 20,
+		PipIndexURL:         cfg.PipIndexURL,
+		NpmRegistry:         cfg.NpmRegistry,
+		CABundle:            ca,
+
+		BuildTimeout:    cfg.BuildTimeout,
+		BuildMemory:     cfg.BuildMemoryMB << 20,
+		BuildNetwork:    cfg.BuildNetwork,
+		MaxContextBytes: cfg.MaxContextBytes,
+		BuildLogBytes:   cfg.BuildLogBytes,
+	}, nil
 }
 
 // Handler is the HTTP API.

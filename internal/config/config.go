@@ -47,6 +47,32 @@ type Config struct {
 	PluginCallTimeout  time.Duration
 	ShutdownTimeout    time.Duration
 	SweepInterval      time.Duration
+
+	// Dependency installs (pip, npm): their own container, limits and network.
+	AllowInstallNetwork bool
+	InstallNetwork      string // Docker network install steps join
+	PipIndexURL         string
+	NpmRegistry         string
+	CABundle            string // PEM file given to install steps (and builds)
+	InstallTimeout      time.Duration
+	InstallMemoryMB     int64
+	DepsCacheEntries    int64
+	DepsCacheMB         int64
+
+	// Images a request may name (custom-image runtimes); empty means the
+	// runtimes' own images.
+	AllowedImages []string
+
+	// Dockerfile builds.
+	BuildTimeout      time.Duration
+	BuildMemoryMB     int64
+	BuildNetwork      bool
+	MaxContextBytes   int64
+	BuildLogBytes     int64
+	BuildCacheEntries int64
+	BuildCacheMB      int64
+
+	SelfTestOnStart bool
 }
 
 // Setting documents one environment variable.
@@ -101,11 +127,43 @@ func settings() []Setting {
 		{"RUNHOST_PLUGIN_CALL_TIMEOUT_MS", "5000", "deadline of one call into a plugin", dur(func(c *Config) *time.Duration { return &c.PluginCallTimeout }, time.Millisecond)},
 		{"RUNHOST_SHUTDOWN_TIMEOUT_MS", "30000", "on SIGTERM, how long in-flight runs may finish before they are killed", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, time.Millisecond)},
 		{"RUNHOST_SWEEP_INTERVAL_MS", "60000", "how often containers left past their deadline are removed", dur(func(c *Config) *time.Duration { return &c.SweepInterval }, time.Millisecond)},
+		{"RUNHOST_ALLOW_INSTALL_NETWORK", "true", "whether dependency installs (pip, npm) get network access; runs never do", boolean(func(c *Config) *bool { return &c.AllowInstallNetwork })},
+		{"RUNHOST_INSTALL_NETWORK", "bridge", "the Docker network install steps join when they get network access", str(func(c *Config) *string { return &c.InstallNetwork })},
+		{"RUNHOST_PIP_INDEX_URL", "", "package index for pip installs (pip's default, PyPI, when empty)", str(func(c *Config) *string { return &c.PipIndexURL })},
+		{"RUNHOST_NPM_REGISTRY", "", "registry for npm installs (npm's default when empty)", str(func(c *Config) *string { return &c.NpmRegistry })},
+		{"RUNHOST_CA_BUNDLE", "", "PEM bundle trusted by install steps and builds, for TLS-intercepting proxies (e.g. `/etc/ssl/certs/ca-certificates.crt`)", str(func(c *Config) *string { return &c.CABundle })},
+		{"RUNHOST_INSTALL_TIMEOUT_MS", "300000", "wall-clock timeout of one dependency install", dur(func(c *Config) *time.Duration { return &c.InstallTimeout }, time.Millisecond)},
+		{"RUNHOST_INSTALL_MEMORY_MB", "1024", "memory limit of a dependency install", integer(func(c *Config) *int64 { return &c.InstallMemoryMB })},
+		{"RUNHOST_DEPS_CACHE_ENTRIES", "100", "installed dependency sets kept (least recently used go first)", integer(func(c *Config) *int64 { return &c.DepsCacheEntries })},
+		{"RUNHOST_DEPS_CACHE_MB", "4096", "bytes of installed dependencies kept", integer(func(c *Config) *int64 { return &c.DepsCacheMB })},
+		{"RUNHOST_ALLOWED_IMAGES", "", "comma-separated image patterns (`*` matches anything) a request may name with `image`; empty means the runtimes' own images", list(func(c *Config) *[]string { return &c.AllowedImages })},
+		{"RUNHOST_BUILD_TIMEOUT_MS", "300000", "wall-clock timeout of one Dockerfile build", dur(func(c *Config) *time.Duration { return &c.BuildTimeout }, time.Millisecond)},
+		{"RUNHOST_BUILD_MEMORY_MB", "2048", "memory limit of each build step's container", integer(func(c *Config) *int64 { return &c.BuildMemoryMB })},
+		{"RUNHOST_BUILD_NETWORK", "false", "whether RUN steps of a Dockerfile build get network access", boolean(func(c *Config) *bool { return &c.BuildNetwork })},
+		{"RUNHOST_MAX_CONTEXT_BYTES", "10485760", "largest build context (413 above it)", integer(func(c *Config) *int64 { return &c.MaxContextBytes })},
+		{"RUNHOST_BUILD_LOG_BYTES", "65536", "cap on the build log returned with a run", integer(func(c *Config) *int64 { return &c.BuildLogBytes })},
+		{"RUNHOST_BUILD_CACHE_ENTRIES", "50", "built images kept (least recently used go first)", integer(func(c *Config) *int64 { return &c.BuildCacheEntries })},
+		{"RUNHOST_BUILD_CACHE_MB", "10240", "bytes of built images kept", integer(func(c *Config) *int64 { return &c.BuildCacheMB })},
+		{"RUNHOST_SELFTEST_ON_START", "true", "run every version's self-test when the host starts (results in `GET /runtimes`)", boolean(func(c *Config) *bool { return &c.SelfTestOnStart })},
 		{"RUNHOST_IMAGE_SOURCE", "auto", "`make images`: `auto` tries a registry and falls back to an offline Debian build; `registry` or `offline` forces one", nil},
 		{"RUNHOST_IMAGE_CACHE", ".cache/images", "`make images`: where debootstrap root filesystems and .debs are cached", nil},
 		{"RUNHOST_DEBIAN_MIRROR", "http://deb.debian.org/debian", "`make images`: the Debian mirror offline builds use", nil},
 		{"DOCKER_HOST", "", "Docker engine endpoint (read by the Docker client, with `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`)", nil},
 	}
+}
+
+// MarkdownTable is the README's configuration table, generated from Settings.
+func MarkdownTable() string {
+	var b strings.Builder
+	b.WriteString("| variable | default | meaning |\n|---|---|---|\n")
+	for _, s := range settings() {
+		d := s.ShownDefault()
+		if _, isComputed := computed[s.Name]; !isComputed && d != "" {
+			d = "`" + d + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", s.Name, d, s.Doc)
+	}
+	return b.String()
 }
 
 // Load reads the configuration from the environment. Unknown RUNHOST_*
@@ -190,6 +248,15 @@ func (c *Config) validate() error {
 	check(c.MaxBodyBytes >= 1024, "RUNHOST_MAX_BODY_BYTES must be at least 1024")
 	check(c.PluginStartTimeout > 0 && c.PluginCallTimeout > 0, "plugin timeouts must be positive")
 	check(c.SweepInterval >= time.Second, "RUNHOST_SWEEP_INTERVAL_MS must be at least 1000")
+	check(c.InstallTimeout > 0 && c.InstallMemoryMB >= MinMemoryMB, "install timeout and memory must be positive")
+	check(c.BuildTimeout > 0 && c.BuildMemoryMB >= MinMemoryMB, "build timeout and memory must be positive")
+	check(c.DepsCacheEntries > 0 && c.DepsCacheMB > 0 && c.BuildCacheEntries > 0 && c.BuildCacheMB > 0, "cache sizes must be positive")
+	check(c.MaxContextBytes > 0 && c.BuildLogBytes > 0, "RUNHOST_MAX_CONTEXT_BYTES and RUNHOST_BUILD_LOG_BYTES must be positive")
+	if c.CABundle != "" {
+		if _, err := os.Stat(c.CABundle); err != nil {
+			errs = append(errs, fmt.Errorf("RUNHOST_CA_BUNDLE: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -199,6 +266,30 @@ const MinMemoryMB = 16
 
 func str(field func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, v string) error { *field(c) = v; return nil }
+}
+
+func boolean(field func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errors.New("want true or false")
+		}
+		*field(c) = b
+		return nil
+	}
+}
+
+func list(field func(*Config) *[]string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		var out []string
+		for _, item := range strings.Split(v, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				out = append(out, item)
+			}
+		}
+		*field(c) = out
+		return nil
+	}
 }
 
 func oneOf(field func(*Config) *string, allowed ...string) func(*Config, string) error {

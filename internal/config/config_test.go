@@ -1,6 +1,7 @@
 package config
 
 import (
+	"flag"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -60,17 +61,33 @@ func TestOverrides(t *testing.T) {
 	}
 }
 
-// Every setting must be in the README's configuration table.
-func TestREADMEDocumentsEverySetting(t *testing.T) {
+var update = flag.Bool("update", false, "rewrite README.md's configuration table")
+
+// The README's configuration table is generated from Settings; regenerate it
+// with `go test ./internal/config -run TestREADME -update`.
+func TestREADMEConfigurationTable(t *testing.T) {
 	_, file, _, _ := runtime.Caller(0)
-	readme, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "README.md"))
+	path := filepath.Join(filepath.Dir(file), "..", "..", "README.md")
+	readme, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range Settings() {
-		row := "| `" + s.Name + "` |"
-		if !strings.Contains(string(readme), row) {
-			t.Errorf("README.md has no row for %s (want a line starting %q)", s.Name, row)
-		}
+	const start, end = "<!-- config:start -->\n", "<!-- config:end -->"
+	i, j := strings.Index(string(readme), start), strings.Index(string(readme), end)
+	if i < 0 || j < i {
+		t.Fatalf("README.md lacks the %q ... %q markers", start, end)
 	}
+	want := MarkdownTable()
+	got := string(readme[i+len(start) : j])
+	if got == want {
+		return
+	}
+	if *update {
+		out := string(readme[:i+len(start)]) + want + string(readme[j:])
+		if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Errorf("README.md's configuration table is out of date; run: go test ./internal/config -run TestREADME -update")
 }

@@ -24,6 +24,9 @@ type Executor interface {
 	Ping(ctx context.Context) error
 	// ImageExists reports whether image is present on the engine.
 	ImageExists(ctx context.Context, image string) (bool, error)
+	// Build builds an image from a Dockerfile, or finds it already built.
+	// A Dockerfile that fails to build is a BuiltImage with Failed set.
+	Build(ctx context.Context, b Build) (BuiltImage, error)
 }
 
 // Job is one fully decided run: every field is what the container gets.
@@ -38,6 +41,49 @@ type Job struct {
 	User    string // numeric uid:gid
 	Labels  map[string]string
 	Limits  Limits
+	// Install, when set, runs first; its output is mounted read-only at
+	// Install.OutputDir for the run.
+	Install *Install
+}
+
+// Install is a dependency installation step, cached by Key.
+type Install struct {
+	Key       string // content hash: equal keys install the same thing
+	Image     string
+	Command   []string
+	Env       []string
+	Files     []File
+	OutputDir string // absolute; a fresh cache volume is mounted here, writable
+	Network   string // Docker network to join; empty means none
+	Limits    Limits
+}
+
+// Build is an image build, cached by Key.
+type Build struct {
+	Key         string // content hash of Dockerfile, context and build args
+	Dockerfile  []byte
+	Context     []File
+	BuildArgs   map[string]string
+	Network     bool // RUN steps get network access
+	Timeout     time.Duration
+	MemoryBytes int64
+	NanoCPUs    int64
+	LogBytes    int64
+	Labels      map[string]string
+}
+
+// BuiltImage is the outcome of a Build.
+type BuiltImage struct {
+	Ref          string // the image to run
+	Cached       bool   // built earlier; nothing was built now
+	Failed       bool   // the Dockerfile did not build; Error says why
+	Error        string
+	Log          []byte
+	LogTruncated bool
+	Duration     time.Duration
+	Entrypoint   []string // the image's own, for runs that give no command
+	Cmd          []string
+	WorkingDir   string
 }
 
 // File is a file placed under RunDir. Path is relative and already checked.
@@ -59,8 +105,19 @@ type Limits struct {
 	OutputBytes   int64 // per stream; the rest is discarded
 }
 
-// Result is what a finished run produced.
+// Stages a result can come from.
+const (
+	StageInstall = "install"
+	StageBuild   = "build"
+	StageRun     = "run"
+)
+
+// Result is what a finished job produced. When a step before the run
+// failed, Stage names it and the fields describe that step; the run did
+// not start.
 type Result struct {
+	Stage           string
+	Install         *StepInfo // set when the job had an install step
 	ExitCode        int
 	Stdout          []byte
 	Stderr          []byte
@@ -69,6 +126,12 @@ type Result struct {
 	TimedOut        bool
 	OOMKilled       bool
 	Duration        time.Duration // from start to exit
+}
+
+// StepInfo says how a step before the run went.
+type StepInfo struct {
+	Cached   bool // done earlier; reused
+	Duration time.Duration
 }
 
 // ErrEngineUnavailable means the engine could not be reached; the caller

@@ -34,6 +34,9 @@ type Header struct {
 	Command []string     `json:"command"` // argv; argv[0] is looked up in the job's PATH
 	Env     []string     `json:"env"`     // KEY=VALUE, on top of init's own environment (the image's)
 	Files   []FileHeader `json:"files"`   // contents follow the header, in this order
+	// ReadyFile, when set, is created (empty) after the command exits 0:
+	// the mark of a finished install in a cache volume.
+	ReadyFile string `json:"ready_file,omitempty"`
 }
 
 // FileHeader names one file and the number of bytes of it that follow.

@@ -55,7 +55,13 @@ func run(stdin *os.File, stderr io.Writer) int {
 	if err != nil {
 		return fail(ExitNotFound, fmt.Errorf("start %s: %w", h.Command[0], err))
 	}
-	return supervise(pid, sigs)
+	code := supervise(pid, sigs)
+	if code == 0 && h.ReadyFile != "" {
+		if err := os.WriteFile(h.ReadyFile, nil, 0o644); err != nil {
+			return fail(ExitSetupFailed, fmt.Errorf("mark %s ready: %w", h.ReadyFile, err))
+		}
+	}
+	return code
 }
 
 // supervise forwards signals to the child's process group and reaps every
@@ -104,8 +110,8 @@ func placeFiles(h Header, r io.Reader) error {
 	if !filepath.IsAbs(h.Dir) || filepath.Clean(h.Dir) != h.Dir {
 		return fmt.Errorf("run directory %q is not an absolute clean path", h.Dir)
 	}
-	if rel, err := filepath.Rel(h.Dir, h.WorkDir); err != nil || strings.HasPrefix(rel, "..") {
-		return fmt.Errorf("working directory %q is outside %q", h.WorkDir, h.Dir)
+	if !filepath.IsAbs(h.WorkDir) || filepath.Clean(h.WorkDir) != h.WorkDir {
+		return fmt.Errorf("working directory %q is not an absolute clean path", h.WorkDir)
 	}
 	root, err := os.OpenRoot(h.Dir)
 	if err != nil {
@@ -131,8 +137,9 @@ func placeFiles(h Header, r io.Reader) error {
 			return fmt.Errorf("write %s: %w", f.Path, err)
 		}
 	}
-	if h.WorkDir != h.Dir {
-		rel, _ := filepath.Rel(h.Dir, h.WorkDir)
+	// A working directory in the run directory is created; one elsewhere
+	// (an image's WORKDIR) must exist already.
+	if rel, err := filepath.Rel(h.Dir, h.WorkDir); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
 		if err := mkdirAll(root, rel); err != nil {
 			return err
 		}

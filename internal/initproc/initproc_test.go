@@ -93,9 +93,9 @@ func TestPlaceFilesRefuses(t *testing.T) {
 		}, func(dir string) Header {
 			return Header{Dir: dir, WorkDir: dir, Files: []FileHeader{{Path: "f", Size: 1}}}
 		}, "exists"},
-		{"work dir outside", nil, func(dir string) Header {
-			return Header{Dir: dir, WorkDir: "/etc"}
-		}, "outside"},
+		{"work dir not clean", nil, func(dir string) Header {
+			return Header{Dir: dir, WorkDir: dir + "/../x"}
+		}, "not an absolute clean path"},
 		{"short content", nil, func(dir string) Header {
 			return Header{Dir: dir, WorkDir: dir, Files: []FileHeader{{Path: "a", Size: 100}}}
 		}, "EOF"},

@@ -5,9 +5,14 @@
 package policy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
+	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -35,6 +40,24 @@ type Config struct {
 	OutputBytes   int64
 
 	User string // numeric uid:gid of every run
+
+	// Images a custom-image request may name (patterns, * matches any
+	// run of characters). Empty: the images the runtimes declare.
+	AllowedImages []string
+
+	AllowInstallNetwork bool
+	InstallNetwork      string // Docker network for installs that may use the network
+	InstallTimeout      time.Duration
+	InstallMemory       int64
+	PipIndexURL         string
+	NpmRegistry         string
+	CABundle            []byte // PEM given to install steps; nil for none
+
+	BuildTimeout    time.Duration
+	BuildMemory     int64
+	BuildNetwork    bool
+	MaxContextBytes int64
+	BuildLogBytes   int64
 }
 
 // Requested are the limits a caller asked for; zero means "the default".
@@ -46,12 +69,18 @@ type Requested struct {
 
 // Input is everything the policy looks at for one run.
 type Input struct {
-	RunID     string
-	Runtime   string         // the plugin's runtime name
-	Version   shared.Version // the version the request resolved to
-	Spec      shared.Spec    // what the plugin planned
-	Requested Requested
-	Stdin     []byte
+	RunID        string
+	Runtime      string              // the plugin's runtime name
+	Capabilities []shared.Capability // what the runtime declared
+	Version      shared.Version      // the version the request resolved to
+	Spec         shared.Spec         // what the plugin planned
+	Requested    Requested
+	Stdin        []byte
+	// DeclaredImages are every runtime's images: the default allow-list.
+	DeclaredImages []string
+	// Built is the image the spec's Build produced; set by the caller after
+	// building, before asking for the run job.
+	Built *executor.BuiltImage
 }
 
 // Limits on a spec's shape; a request is held to tighter ones at the API edge.
@@ -63,6 +92,10 @@ const (
 )
 
 var (
+	// ErrImageNotAllowed marks a request naming an image outside the allow-list (403).
+	ErrImageNotAllowed = errors.New("image not allowed")
+	// ErrContextTooLarge marks a build context over the host's limit (413).
+	ErrContextTooLarge = errors.New("build context too large")
 	// ErrLimitExceeded marks a request that asked for more than the host allows (400).
 	ErrLimitExceeded = errors.New("limit exceeded")
 	// ErrSpecRefused marks a plugin spec that breaks the host's policy (502).
@@ -89,6 +122,17 @@ func (e *SpecError) Error() string {
 	return fmt.Sprintf("plugin %q planned a spec the host refuses: %s: %s", e.Runtime, e.Field, e.Msg)
 }
 func (e *SpecError) Is(target error) bool { return target == ErrSpecRefused }
+
+// ImageError is a custom image outside RUNHOST_ALLOWED_IMAGES.
+type ImageError struct {
+	Image   string
+	Allowed []string
+}
+
+func (e *ImageError) Error() string {
+	return fmt.Sprintf("image %q is not allowed: RUNHOST_ALLOWED_IMAGES permits %s", e.Image, strings.Join(e.Allowed, ", "))
+}
+func (e *ImageError) Is(target error) bool { return target == ErrImageNotAllowed }
 
 // Policy turns specs into jobs.
 type Policy struct {
@@ -133,14 +177,19 @@ func (p *Policy) Job(in Input) (executor.Job, error) {
 	}
 	spec := in.Spec
 
-	if spec.Image != in.Version.Image {
-		return refuse("image", "%q is not the image of version %s (%q)", spec.Image, in.Version.Version, in.Version.Image)
+	image, err := p.image(in)
+	if err != nil {
+		return executor.Job{}, err
 	}
-	if len(spec.Command) == 0 {
+	command := spec.Command
+	if in.Built != nil && len(command) == 0 {
+		command = append(append([]string{}, in.Built.Entrypoint...), in.Built.Cmd...)
+	}
+	if len(command) == 0 {
 		return refuse("command", "empty")
 	}
 	cmdBytes := 0
-	for _, a := range spec.Command {
+	for _, a := range command {
 		if strings.ContainsRune(a, 0) {
 			return refuse("command", "an argument contains NUL")
 		}
@@ -155,6 +204,9 @@ func (p *Policy) Job(in Input) (executor.Job, error) {
 		return refuse("files", "%v", err)
 	}
 	workDir := executor.RunDir
+	if in.Built != nil && in.Built.WorkingDir != "" && spec.WorkDir == "" {
+		workDir = path.Clean(in.Built.WorkingDir) // the Dockerfile's WORKDIR
+	}
 	if spec.WorkDir != "" && spec.WorkDir != "." {
 		if err := pathguard.Check(spec.WorkDir); err != nil {
 			return refuse("work_dir", "%v", err)
@@ -170,10 +222,16 @@ func (p *Policy) Job(in Input) (executor.Job, error) {
 	if err != nil {
 		return executor.Job{}, err
 	}
+	var install *executor.Install
+	if spec.Install != nil {
+		if install, err = p.install(in, image); err != nil {
+			return executor.Job{}, err
+		}
+	}
 	return executor.Job{
 		ID:      in.RunID,
-		Image:   spec.Image,
-		Command: spec.Command,
+		Image:   image,
+		Command: command,
 		Env:     env,
 		WorkDir: workDir,
 		Files:   files,
@@ -184,8 +242,223 @@ func (p *Policy) Job(in Input) (executor.Job, error) {
 			"runhost.runtime": in.Runtime,
 			"runhost.version": in.Version.Version,
 		},
-		Limits: limits,
+		Limits:  limits,
+		Install: install,
 	}, nil
+}
+
+// image decides which image the run uses: the version's own, an image the
+// spec's build produced, or — for runtimes that take custom images — one the
+// request named, if the allow-list permits it.
+func (p *Policy) image(in Input) (string, error) {
+	spec := in.Spec
+	switch {
+	case spec.Build != nil:
+		if spec.Image != "" {
+			return "", &SpecError{in.Runtime, "image", "a spec with a build must leave the image empty"}
+		}
+		if in.Built == nil || in.Built.Ref == "" {
+			return "", &SpecError{in.Runtime, "build", "the image has not been built"}
+		}
+		return in.Built.Ref, nil
+	case spec.Image == in.Version.Image:
+		return spec.Image, nil
+	case !slices.Contains(in.Capabilities, shared.CapCustomImage):
+		return "", &SpecError{in.Runtime, "image", fmt.Sprintf("%q is not the image of version %s (%q)", spec.Image, in.Version.Version, in.Version.Image)}
+	}
+	allowed := p.cfg.AllowedImages
+	if len(allowed) == 0 {
+		allowed = in.DeclaredImages
+	}
+	for _, pattern := range allowed {
+		if MatchImage(pattern, spec.Image) {
+			return spec.Image, nil
+		}
+	}
+	return "", &ImageError{Image: spec.Image, Allowed: allowed}
+}
+
+// MatchImage reports whether image matches pattern, where * matches any run
+// of characters (slashes and colons included) and everything else is literal.
+func MatchImage(pattern, image string) bool {
+	parts := strings.Split(pattern, "*")
+	if len(parts) == 1 {
+		return pattern == image
+	}
+	if !strings.HasPrefix(image, parts[0]) {
+		return false
+	}
+	rest := image[len(parts[0]):]
+	for _, part := range parts[1 : len(parts)-1] {
+		i := strings.Index(rest, part)
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+len(part):]
+	}
+	return strings.HasSuffix(rest, parts[len(parts)-1])
+}
+
+// reservedDirs may not be an install's output directory.
+var reservedDirs = map[string]bool{
+	"/bin": true, "/boot": true, "/dev": true, "/etc": true, "/home": true, "/lib": true, "/lib32": true,
+	"/lib64": true, "/libx32": true, "/media": true, "/mnt": true, "/opt": true, "/proc": true, "/root": true,
+	"/run": true, "/sbin": true, "/srv": true, "/sys": true, "/tmp": true, "/usr": true, "/var": true,
+	executor.RunDir: true, "/.runhost": true,
+}
+
+var outputDir = regexp.MustCompile(`^/[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+
+// install decides the install step: the plugin's command and files in the
+// run's image, the host's package index and CA bundle, network only when the
+// host allows it, and the host's install limits.
+func (p *Policy) install(in Input, image string) (*executor.Install, error) {
+	c := p.cfg
+	spec := in.Spec.Install
+	refuse := func(field, format string, args ...any) (*executor.Install, error) {
+		return nil, &SpecError{Runtime: in.Runtime, Field: "install." + field, Msg: fmt.Sprintf(format, args...)}
+	}
+	if !slices.Contains(in.Capabilities, shared.CapPackages) {
+		return refuse("command", "the runtime does not declare the %q capability", shared.CapPackages)
+	}
+	if len(spec.Command) == 0 {
+		return refuse("command", "empty")
+	}
+	if !outputDir.MatchString(spec.OutputDir) || reservedDirs[spec.OutputDir] {
+		return refuse("output_dir", "%q: want a new top-level directory such as /deps", spec.OutputDir)
+	}
+	files, err := p.files(spec.Files)
+	if err != nil {
+		return refuse("files", "%v", err)
+	}
+	envMap := map[string]string{}
+	for k, v := range spec.Env {
+		envMap[k] = v
+	}
+	// The host's package sources win over anything the plugin set.
+	if c.PipIndexURL != "" {
+		envMap["PIP_INDEX_URL"] = c.PipIndexURL
+		if u, err := url.Parse(c.PipIndexURL); err == nil && u.Scheme == "http" {
+			envMap["PIP_TRUSTED_HOST"] = u.Hostname()
+		}
+	}
+	if c.NpmRegistry != "" {
+		envMap["NPM_CONFIG_REGISTRY"] = c.NpmRegistry
+	}
+	if len(c.CABundle) > 0 {
+		const ca = executor.RunDir + "/" + caFile
+		files = append(files, executor.File{Path: caFile, Content: c.CABundle})
+		for _, k := range []string{"PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "NPM_CONFIG_CAFILE"} {
+			envMap[k] = ca
+		}
+	}
+	env, err := environment(envMap)
+	if err != nil {
+		return refuse("env", "%v", err)
+	}
+	network := ""
+	if spec.Network && c.AllowInstallNetwork {
+		network = c.InstallNetwork
+	}
+	limits := executor.Limits{
+		Timeout:       c.InstallTimeout,
+		MemoryBytes:   c.InstallMemory,
+		NanoCPUs:      int64(c.MaxCPUs * 1e9),
+		Pids:          max(c.Pids, 512),
+		NoFile:        max(c.NoFile, 4096),
+		FileSizeBytes: c.FileSizeBytes,
+		TmpBytes:      max(c.TmpBytes, 512<<20),
+		RunDirBytes:   c.RunDirBytes,
+		OutputBytes:   c.OutputBytes,
+	}
+	inst := &executor.Install{
+		Image:     image,
+		Command:   spec.Command,
+		Env:       env,
+		Files:     files,
+		OutputDir: spec.OutputDir,
+		Network:   network,
+		Limits:    limits,
+	}
+	inst.Key = contentKey("install", in.Runtime, in.Version.Version, image, strings.Join(spec.Command, "\x00"),
+		strings.Join(env, "\x00"), spec.OutputDir, network, filesDigest(files))
+	return inst, nil
+}
+
+// caFile is where an install step finds the host's CA bundle.
+const caFile = ".runhost-ca.pem"
+
+// Build decides how a spec's Dockerfile is built: the host's build limits,
+// no network unless the host allows it, and a context within its size cap.
+func (p *Policy) Build(in Input) (executor.Build, error) {
+	c := p.cfg
+	b := in.Spec.Build
+	refuse := func(field, format string, args ...any) (executor.Build, error) {
+		return executor.Build{}, &SpecError{Runtime: in.Runtime, Field: "build." + field, Msg: fmt.Sprintf(format, args...)}
+	}
+	if b == nil {
+		return refuse("dockerfile", "no build in the spec")
+	}
+	if !slices.Contains(in.Capabilities, shared.CapDockerfile) {
+		return refuse("dockerfile", "the runtime does not declare the %q capability", shared.CapDockerfile)
+	}
+	if strings.TrimSpace(b.Dockerfile) == "" {
+		return refuse("dockerfile", "empty")
+	}
+	var size int64 = int64(len(b.Dockerfile))
+	for _, f := range b.Context {
+		if err := pathguard.Check(f.Path); err != nil {
+			return refuse("context", "%v", err)
+		}
+		size += int64(len(f.Content))
+	}
+	if size > c.MaxContextBytes {
+		return executor.Build{}, fmt.Errorf("%w: %d bytes with the Dockerfile, more than RUNHOST_MAX_CONTEXT_BYTES (%d)", ErrContextTooLarge, size, c.MaxContextBytes)
+	}
+	files := make([]executor.File, 0, len(b.Context))
+	for _, f := range b.Context {
+		files = append(files, executor.File{Path: f.Path, Content: f.Content})
+	}
+	args := make([]string, 0, len(b.BuildArgs))
+	for k, v := range b.BuildArgs {
+		if !envName.MatchString(k) {
+			return refuse("build_args", "name %q is not a valid variable name", k)
+		}
+		args = append(args, k+"="+v)
+	}
+	sort.Strings(args)
+	return executor.Build{
+		Key:         contentKey("build", b.Dockerfile, strings.Join(args, "\x00"), filesDigest(files), fmt.Sprint(c.BuildNetwork)),
+		Dockerfile:  []byte(b.Dockerfile),
+		Context:     files,
+		BuildArgs:   b.BuildArgs,
+		Network:     c.BuildNetwork,
+		Timeout:     c.BuildTimeout,
+		MemoryBytes: c.BuildMemory,
+		NanoCPUs:    int64(c.MaxCPUs * 1e9),
+		LogBytes:    c.BuildLogBytes,
+		Labels:      map[string]string{"runhost.runtime": in.Runtime},
+	}, nil
+}
+
+// contentKey hashes its parts into a cache key.
+func contentKey(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:%s;", len(p), p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// filesDigest hashes files independent of their order.
+func filesDigest(files []executor.File) string {
+	sums := make([]string, 0, len(files))
+	for _, f := range files {
+		sum := sha256.Sum256(f.Content)
+		sums = append(sums, f.Path+"\x00"+hex.EncodeToString(sum[:]))
+	}
+	sort.Strings(sums)
+	return strings.Join(sums, "\x00")
 }
 
 // limits resolves each limit: the request's, else the plugin's, else the

@@ -254,7 +254,7 @@ func ValidateDescription(d shared.Description) error {
 			return fmt.Errorf("version %q: must be non-empty, without spaces or slashes", v.Version)
 		case seen[v.Version]:
 			return fmt.Errorf("version %q is listed twice", v.Version)
-		case v.Image == "":
+		case v.Image == "" && !slices.Contains(d.Capabilities, shared.CapDockerfile):
 			return fmt.Errorf("version %q has no image", v.Version)
 		}
 		seen[v.Version] = true

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -30,6 +31,12 @@ type Request struct {
 	Args    []string
 	Env     map[string]string
 	Limits  policy.Requested
+
+	Packages   []string          // requirements (pip) or packages (npm)
+	Image      string            // custom image (custom-image runtimes)
+	Command    shared.Command    // custom command
+	Dockerfile string            // Dockerfile to build (dockerfile runtimes)
+	BuildArgs  map[string]string // its build arguments
 }
 
 // Result is a finished run with what it ran on.
@@ -38,7 +45,17 @@ type Result struct {
 	Runtime string
 	Version string
 	Image   string
+	Build   *BuildInfo // set when the run built an image
 	executor.Result
+}
+
+// BuildInfo is what a Dockerfile build did before the run.
+type BuildInfo struct {
+	Image        string
+	Cached       bool
+	Duration     time.Duration
+	Log          []byte
+	LogTruncated bool
 }
 
 // Runner wires the parts of a run together.
@@ -76,25 +93,46 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	}
 
 	spec, err := p.Plan(ctx, shared.RunRequest{
-		Version: version.Version,
-		Code:    req.Code,
-		Files:   req.Files,
-		Entry:   req.Entry,
-		Args:    req.Args,
-		Env:     req.Env,
+		Version:    version.Version,
+		Code:       req.Code,
+		Files:      req.Files,
+		Entry:      req.Entry,
+		Args:       req.Args,
+		Env:        req.Env,
+		Packages:   req.Packages,
+		Image:      req.Image,
+		Command:    req.Command,
+		Dockerfile: req.Dockerfile,
+		BuildArgs:  req.BuildArgs,
 	})
 	if err != nil {
 		return Result{}, err
 	}
 	id := newRunID()
-	job, err := r.policy.Job(policy.Input{
-		RunID:     id,
-		Runtime:   desc.Name,
-		Version:   version,
-		Spec:      spec,
-		Requested: req.Limits,
-		Stdin:     req.Stdin,
-	})
+	in := policy.Input{
+		RunID:          id,
+		Runtime:        desc.Name,
+		Capabilities:   desc.Capabilities,
+		Version:        version,
+		Spec:           spec,
+		Requested:      req.Limits,
+		Stdin:          req.Stdin,
+		DeclaredImages: r.declaredImages(),
+	}
+	out := Result{RunID: id, Runtime: desc.Name, Version: version.Version}
+	if spec.Build != nil {
+		built, failed, err := r.build(ctx, in)
+		if err != nil {
+			return Result{}, err
+		}
+		out.Build = &BuildInfo{Image: built.Ref, Cached: built.Cached, Duration: built.Duration, Log: built.Log, LogTruncated: built.LogTruncated}
+		if failed {
+			out.Result = executor.Result{Stage: executor.StageBuild, ExitCode: 1, Stderr: []byte(built.Error + "\n")}
+			return out, nil
+		}
+		in.Built = &built
+	}
+	job, err := r.policy.Job(in)
 	if err != nil {
 		return Result{}, err
 	}
@@ -102,7 +140,35 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{RunID: id, Runtime: desc.Name, Version: version.Version, Image: job.Image, Result: res}, nil
+	out.Image, out.Result = job.Image, res
+	return out, nil
+}
+
+// build builds the spec's Dockerfile, or finds it built.
+func (r *Runner) build(ctx context.Context, in policy.Input) (built executor.BuiltImage, failed bool, err error) {
+	b, err := r.policy.Build(in)
+	if err != nil {
+		return executor.BuiltImage{}, false, err
+	}
+	built, err = r.executor.Build(ctx, b)
+	if err != nil {
+		return executor.BuiltImage{}, false, err
+	}
+	return built, built.Failed, nil
+}
+
+// declaredImages lists every image the served runtimes declare: the
+// default allow-list for custom images.
+func (r *Runner) declaredImages() []string {
+	var out []string
+	for _, p := range r.registry.Plugins() {
+		for _, v := range p.Description().Versions {
+			if v.Image != "" && !slices.Contains(out, v.Image) {
+				out = append(out, v.Image)
+			}
+		}
+	}
+	return out
 }
 
 // checkCapabilities refuses request features the runtime does not declare.
@@ -128,8 +194,27 @@ func checkCapabilities(d shared.Description, req Request) error {
 			return err
 		}
 	}
-	if len(req.Files) > 0 {
+	if len(req.Files) > 0 && !slices.Contains(d.Capabilities, shared.CapDockerfile) {
 		if err := missing(shared.CapFiles, "files"); err != nil {
+			return err
+		}
+	}
+	if len(req.Packages) > 0 {
+		if err := missing(shared.CapPackages, "requirements or packages"); err != nil {
+			return err
+		}
+	}
+	if req.Image != "" {
+		if err := missing(shared.CapCustomImage, "image"); err != nil {
+			return err
+		}
+	}
+	hasCommand := len(req.Command.Argv) > 0 || req.Command.Shell != ""
+	if hasCommand && !slices.Contains(d.Capabilities, shared.CapCustomImage) && !slices.Contains(d.Capabilities, shared.CapDockerfile) {
+		return shared.Invalidf("runtime %q does not support command", d.Name)
+	}
+	if req.Dockerfile != "" || len(req.BuildArgs) > 0 {
+		if err := missing(shared.CapDockerfile, "dockerfile or build_args"); err != nil {
 			return err
 		}
 	}
@@ -172,6 +257,10 @@ func (r *Runner) info(ctx context.Context, p *registry.Plugin) RuntimeInfo {
 	d := p.Description()
 	info := RuntimeInfo{Description: d, Installed: map[string]bool{}}
 	for _, v := range d.Versions {
+		if v.Image == "" { // built per request
+			info.Installed[v.Version] = true
+			continue
+		}
 		ok, err := r.executor.ImageExists(ctx, v.Image)
 		if err != nil {
 			r.log.Debug("cannot check image", "image", v.Image, "error", err)

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"maps"
+	"slices"
+	"strings"
 
 	"github.com/runhost/runhost/shared"
 )
@@ -11,30 +13,41 @@ import (
 type Python struct{}
 
 var versions = []shared.Version{
-	{
-		Version: "3.11",
-		Image:   "runhost/python:3.11",
-		Default: true,
+	version("3.11", "runhost/python:3.11", true),
+	version("3.13", "runhost/python:3.13", false),
+}
+
+func version(v, image string, def bool) shared.Version {
+	return shared.Version{
+		Version: v,
+		Image:   image,
+		Default: def,
 		SelfTest: shared.SelfTest{
 			Code:           "import sys\nprint('OK', '%d.%d' % sys.version_info[:2])\n",
-			ExpectedStdout: "OK 3.11\n",
+			ExpectedStdout: "OK " + v + "\n",
 		},
-	},
+	}
 }
+
+// depsDir is where pip installs requirements; the run finds them on PYTHONPATH.
+const depsDir = "/deps"
 
 // Describe implements shared.Runtime.
 func (Python) Describe(context.Context) (shared.Description, error) {
 	return shared.Description{
-		Name:         "python",
-		Aliases:      []string{"py", "python3"},
-		Description:  "Python 3 (CPython from Debian)",
-		Versions:     versions,
-		Capabilities: []shared.Capability{shared.CapStdin, shared.CapArgs, shared.CapEnv, shared.CapFiles},
+		Name:        "python",
+		Aliases:     []string{"py", "python3"},
+		Description: "Python 3 (CPython from Debian), with pip requirements",
+		Versions:    versions,
+		Capabilities: []shared.Capability{
+			shared.CapStdin, shared.CapArgs, shared.CapEnv, shared.CapFiles, shared.CapPackages,
+		},
 	}, nil
 }
 
 // Plan implements shared.Runtime: `python3 <entry> <args...>`, unbuffered so
-// output interleaves as the program wrote it.
+// output interleaves as the program wrote it; requirements are installed
+// with pip into a cached directory first.
 func (Python) Plan(_ context.Context, req shared.RunRequest) (shared.Spec, error) {
 	image, err := imageOf(req.Version)
 	if err != nil {
@@ -48,13 +61,57 @@ func (Python) Plan(_ context.Context, req shared.RunRequest) (shared.Spec, error
 		"PYTHONUNBUFFERED":        "1",
 		"PYTHONDONTWRITEBYTECODE": "1",
 	}
-	maps.Copy(env, req.Env)
-	return shared.Spec{
+	spec := shared.Spec{
 		Image:   image,
 		Files:   files,
 		Command: append([]string{"python3", entry}, req.Args...),
 		Env:     env,
-	}, nil
+	}
+	if len(req.Packages) > 0 {
+		reqs, err := requirements(req.Packages)
+		if err != nil {
+			return shared.Spec{}, err
+		}
+		spec.Install = &shared.Install{
+			Command: []string{"python3", "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
+				"--no-warn-script-location", "--no-input", "--target", depsDir, "-r", "requirements.txt"},
+			Files:     []shared.File{{Path: "requirements.txt", Content: []byte(strings.Join(reqs, "\n") + "\n")}},
+			OutputDir: depsDir,
+			Network:   true,
+		}
+		env["PYTHONPATH"] = depsDir
+	}
+	maps.Copy(env, req.Env)
+	return spec, nil
+}
+
+// requirements normalises requirement lines so that the same set installs
+// once: trimmed, sorted, without duplicates. Options and direct references
+// are refused: packages come from the host's configured index only.
+func requirements(pkgs []string) ([]string, error) {
+	if len(pkgs) > 200 {
+		return nil, shared.Invalidf("%d requirements, at most 200", len(pkgs))
+	}
+	var out []string
+	for _, p := range pkgs {
+		p = strings.TrimSpace(p)
+		switch {
+		case p == "" || strings.HasPrefix(p, "#"):
+			continue
+		case len(p) > 256:
+			return nil, shared.Invalidf("requirement %.40q... is longer than 256 bytes", p)
+		case strings.HasPrefix(p, "-"):
+			return nil, shared.Invalidf("requirement %q: pip options are not allowed; the host chooses the package index", p)
+		case strings.Contains(p, "://") || strings.Contains(p, "@") || strings.ContainsAny(p, "/\\\n\r"):
+			return nil, shared.Invalidf("requirement %q: give a package name and version specifier; URLs and paths are not allowed", p)
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, shared.Invalidf("requirements are empty")
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }
 
 func imageOf(version string) (string, error) {

@@ -6,7 +6,9 @@ import (
 	"github.com/runhost/runhost/shared"
 )
 
-// Shell runs bash scripts in a Debian image with the usual command-line tools.
+// Shell runs bash scripts in a Debian image with the usual command-line
+// tools, or any command in an image the host allows (the seed's
+// run_command).
 type Shell struct{}
 
 var versions = []shared.Version{
@@ -24,16 +26,19 @@ var versions = []shared.Version{
 // Describe implements shared.Runtime.
 func (Shell) Describe(context.Context) (shared.Description, error) {
 	return shared.Description{
-		Name:         "shell",
-		Aliases:      []string{"bash", "sh"},
-		Description:  "bash scripts with Debian's core tools",
-		Versions:     versions,
-		Capabilities: []shared.Capability{shared.CapStdin, shared.CapArgs, shared.CapEnv, shared.CapFiles},
+		Name:        "shell",
+		Aliases:     []string{"bash", "sh"},
+		Description: "bash scripts with Debian's core tools, or a command in another allowed image",
+		Versions:    versions,
+		Capabilities: []shared.Capability{
+			shared.CapStdin, shared.CapArgs, shared.CapEnv, shared.CapFiles, shared.CapCustomImage,
+		},
 	}, nil
 }
 
 // Plan implements shared.Runtime: `bash <entry> <args...>`, so $1... are the
-// request's args.
+// request's args. With image and command, the command runs in that image
+// instead (an argv as is, a string through sh -c).
 func (Shell) Plan(_ context.Context, req shared.RunRequest) (shared.Spec, error) {
 	var image string
 	for _, v := range versions {
@@ -43,6 +48,9 @@ func (Shell) Plan(_ context.Context, req shared.RunRequest) (shared.Spec, error)
 	}
 	if image == "" {
 		return shared.Spec{}, shared.Invalidf("bash %q is not a version this plugin knows", req.Version)
+	}
+	if req.Image != "" || len(req.Command.Argv) > 0 || req.Command.Shell != "" {
+		return customCommand(req, image)
 	}
 	files, entry, err := shared.SourceFiles(req, "main.sh")
 	if err != nil {
@@ -54,4 +62,25 @@ func (Shell) Plan(_ context.Context, req shared.RunRequest) (shared.Spec, error)
 		Command: append([]string{"bash", entry}, req.Args...),
 		Env:     req.Env,
 	}, nil
+}
+
+func customCommand(req shared.RunRequest, defaultImage string) (shared.Spec, error) {
+	if req.Code != "" {
+		return shared.Spec{}, shared.Invalidf("give code or command, not both")
+	}
+	image := req.Image
+	if image == "" {
+		image = defaultImage
+	}
+	var argv []string
+	switch {
+	case len(req.Command.Argv) > 0:
+		argv = append(append([]string{}, req.Command.Argv...), req.Args...)
+	case req.Command.Shell != "":
+		// sh -c LINE name args...: $0 is a name, $1... are the request's args.
+		argv = append([]string{"sh", "-c", req.Command.Shell, "sh"}, req.Args...)
+	default:
+		return shared.Spec{}, shared.Invalidf("image %q given without a command", image)
+	}
+	return shared.Spec{Image: image, Files: req.Files, Command: argv, Env: req.Env}, nil
 }

@@ -20,6 +20,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
@@ -63,6 +64,12 @@ type engine interface {
 	ImageInspect(ctx context.Context, imageID string, inspectOpts ...client.ImageInspectOption) (image.InspectResponse, error)
 	ImageImport(ctx context.Context, source image.ImportSource, ref string, options image.ImportOptions) (io.ReadCloser, error)
 	VolumeCreate(ctx context.Context, options volume.CreateOptions) (volume.Volume, error)
+	VolumeList(ctx context.Context, options volume.ListOptions) (volume.ListResponse, error)
+	VolumeRemove(ctx context.Context, volumeID string, force bool) error
+	DiskUsage(ctx context.Context, options types.DiskUsageOptions) (types.DiskUsage, error)
+	ImageBuild(ctx context.Context, buildContext io.Reader, options build.ImageBuildOptions) (build.ImageBuildResponse, error)
+	ImageList(ctx context.Context, options image.ListOptions) ([]image.Summary, error)
+	ImageRemove(ctx context.Context, imageID string, options image.RemoveOptions) ([]image.DeleteResponse, error)
 	Close() error
 }
 
@@ -71,6 +78,11 @@ type Config struct {
 	Instance   string // this host process's id, put on every container
 	InitBinary []byte // the static runhost-init program
 	Logger     hclog.Logger
+
+	DepsCacheEntries  int   // installed dependency sets kept
+	DepsCacheBytes    int64 // and their bytes
+	BuildCacheEntries int   // built images kept
+	BuildCacheBytes   int64 // and their bytes
 }
 
 // Executor runs jobs on one Docker engine.
@@ -79,6 +91,8 @@ type Executor struct {
 	instance string
 	log      hclog.Logger
 	init     *initVolume
+	deps     *depsCache
+	builds   *buildCache
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -104,6 +118,8 @@ func newExecutor(e engine, cfg Config) *Executor {
 		instance: cfg.Instance,
 		log:      log,
 		init:     newInitVolume(cfg.InitBinary),
+		deps:     newDepsCache(cfg.DepsCacheEntries, cfg.DepsCacheBytes),
+		builds:   newBuildCache(cfg.BuildCacheEntries, cfg.BuildCacheBytes),
 	}
 }
 
@@ -131,24 +147,74 @@ func (e *Executor) ImageExists(ctx context.Context, img string) (bool, error) {
 	}
 }
 
-// Run executes job in a fresh container and always removes it.
+// Run executes job in a fresh container and always removes it. An install
+// step, if any, comes first (or from the cache).
 func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, error) {
-	if err := e.init.ensure(ctx, e.engine, e.labels(job, time.Hour)); err != nil {
+	if err := e.init.ensure(ctx, e.engine, e.labels(job.Labels, time.Hour)); err != nil {
 		return executor.Result{}, err
 	}
-	frame, err := encodeFrame(job)
+	run := step{Job: job}
+	var info *executor.StepInfo
+	if job.Install != nil {
+		deps, failed, err := e.deps.acquire(ctx, e, job)
+		if err != nil {
+			return executor.Result{}, err
+		}
+		if failed != nil {
+			return *failed, nil
+		}
+		defer e.deps.release(deps.entry)
+		info = &deps.info
+		run.mounts = append(run.mounts, mount.Mount{
+			Type: mount.TypeVolume, Source: deps.entry.volume, Target: job.Install.OutputDir,
+			ReadOnly: true, VolumeOptions: &mount.VolumeOptions{NoCopy: true},
+		})
+		if !deps.entry.verified {
+			run.mustExist = job.Install.OutputDir + "/" + readyFile
+		}
+	}
+	res, err := e.runStep(ctx, run)
+	if errors.Is(err, errNotReady) {
+		// A cache volume from an earlier host whose install never finished.
+		e.deps.discard(ctx, e.engine, job.Install.Key)
+		return e.Run(ctx, job)
+	}
 	if err != nil {
 		return executor.Result{}, err
 	}
+	if job.Install != nil {
+		e.deps.markVerified(job.Install.Key)
+	}
+	res.Stage, res.Install = executor.StageRun, info
+	return res, nil
+}
 
-	c, err := e.start(ctx, job)
+// step is one container: a run, or an install before it.
+type step struct {
+	executor.Job
+	network   string        // Docker network; empty means none
+	mounts    []mount.Mount // besides the tmpfs and the init volume
+	readyFile string        // init creates it when the command succeeds
+	mustExist string        // checked after create; errNotReady when missing
+}
+
+// errNotReady means a step's mustExist path was missing.
+var errNotReady = errors.New("cache volume not ready")
+
+// runStep runs one container from create to remove.
+func (e *Executor) runStep(ctx context.Context, s step) (executor.Result, error) {
+	frame, err := encodeFrame(s)
+	if err != nil {
+		return executor.Result{}, err
+	}
+	c, err := e.start(ctx, s)
 	if c != nil {
 		defer e.remove(ctx, c.id)
 	}
 	if err != nil {
 		return executor.Result{}, err
 	}
-	return e.finish(ctx, c, job, frame)
+	return e.finish(ctx, c, s.Job, frame)
 }
 
 // started is a container that is running init, waiting for its frame.
@@ -163,8 +229,9 @@ type started struct {
 
 // start creates the container, attaches to it and starts it. On error the
 // returned container (if not nil) still needs removing.
-func (e *Executor) start(ctx context.Context, job executor.Job) (*started, error) {
-	cfg, hostCfg, err := e.containerConfig(job)
+func (e *Executor) start(ctx context.Context, s step) (*started, error) {
+	job := s.Job
+	cfg, hostCfg, err := e.containerConfig(s)
 	if err != nil {
 		return nil, err
 	}
@@ -184,6 +251,14 @@ func (e *Executor) start(ctx context.Context, job executor.Job) (*started, error
 	c := &started{id: created.ID}
 	if err := ctx.Err(); err != nil {
 		return c, err
+	}
+	if s.mustExist != "" {
+		if _, err := e.engine.ContainerStatPath(ctx, c.id, s.mustExist); err != nil {
+			if cerrdefs.IsNotFound(err) {
+				return c, errNotReady
+			}
+			return c, engineError("check cache volume", err)
+		}
 	}
 
 	c.stream, err = e.engine.ContainerAttach(ctx, c.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
@@ -299,7 +374,8 @@ func (e *Executor) remove(ctx context.Context, id string) {
 }
 
 // containerConfig is the whole hardening of a run container in one place.
-func (e *Executor) containerConfig(job executor.Job) (*container.Config, *container.HostConfig, error) {
+func (e *Executor) containerConfig(s step) (*container.Config, *container.HostConfig, error) {
+	job := s.Job
 	uid, gid, ok := strings.Cut(job.User, ":")
 	if !ok || uid == "0" || gid == "0" {
 		return nil, nil, fmt.Errorf("job user %q: want a non-root uid:gid", job.User)
@@ -313,17 +389,21 @@ func (e *Executor) containerConfig(job executor.Job) (*container.Config, *contai
 		User:            job.User,
 		WorkingDir:      "/",
 		Hostname:        "runhost",
-		Labels:          e.labels(job, l.Timeout),
+		Labels:          e.labels(job.Labels, l.Timeout),
 		AttachStdin:     true,
 		AttachStdout:    true,
 		AttachStderr:    true,
 		OpenStdin:       true,
 		StdinOnce:       true,
-		NetworkDisabled: true,
+		NetworkDisabled: s.network == "",
+	}
+	network := container.NetworkMode("none")
+	if s.network != "" {
+		network = container.NetworkMode(s.network)
 	}
 	noInit := false
 	hostCfg := &container.HostConfig{
-		NetworkMode:    "none",
+		NetworkMode:    network,
 		ReadonlyRootfs: true,
 		Privileged:     false,
 		CapDrop:        []string{"ALL"},
@@ -335,13 +415,13 @@ func (e *Executor) containerConfig(job executor.Job) (*container.Config, *contai
 			"/tmp":          fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d,mode=1777", l.TmpBytes),
 			executor.RunDir: fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d,mode=0755,uid=%s,gid=%s", l.RunDirBytes, uid, gid),
 		},
-		Mounts: []mount.Mount{{
+		Mounts: append([]mount.Mount{{
 			Type:          mount.TypeVolume,
 			Source:        e.init.name,
 			Target:        initDir,
 			ReadOnly:      true,
 			VolumeOptions: &mount.VolumeOptions{NoCopy: true},
-		}},
+		}}, s.mounts...),
 		Resources: container.Resources{
 			Memory:     l.MemoryBytes,
 			MemorySwap: l.MemoryBytes, // equal to Memory: no swap
@@ -359,9 +439,9 @@ func (e *Executor) containerConfig(job executor.Job) (*container.Config, *contai
 
 // labels marks a container as runhost's, with a deadline after which any
 // runhost sweep may remove it (the run's timeout plus a margin).
-func (e *Executor) labels(job executor.Job, timeout time.Duration) map[string]string {
-	out := make(map[string]string, len(job.Labels)+3)
-	for k, v := range job.Labels {
+func (e *Executor) labels(base map[string]string, timeout time.Duration) map[string]string {
+	out := make(map[string]string, len(base)+3)
+	for k, v := range base {
 		out[k] = v
 	}
 	out[LabelManaged] = "true"
@@ -402,12 +482,14 @@ func (e *Executor) Sweep(ctx context.Context) (int, error) {
 }
 
 // encodeFrame builds what init reads on stdin before the program's stdin.
-func encodeFrame(job executor.Job) ([]byte, error) {
+func encodeFrame(s step) ([]byte, error) {
+	job := s.Job
 	h := initproc.Header{
-		Dir:     executor.RunDir,
-		WorkDir: job.WorkDir,
-		Command: job.Command,
-		Env:     job.Env,
+		Dir:       executor.RunDir,
+		WorkDir:   job.WorkDir,
+		Command:   job.Command,
+		Env:       job.Env,
+		ReadyFile: s.readyFile,
 	}
 	contents := make([][]byte, len(job.Files))
 	size := 0

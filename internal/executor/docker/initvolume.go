@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -117,4 +118,23 @@ func tarOf(name string, content []byte, mode int64) io.Reader {
 	_, _ = tw.Write(content)
 	_ = tw.Close()
 	return &buf
+}
+
+// importDirImage imports an image holding one empty directory owned by
+// uid:gid.
+func importDirImage(ctx context.Context, e engine, ref, dir, uid, gid string) error {
+	u, _ := strconv.Atoi(uid)
+	g, _ := strconv.Atoi(gid)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	_ = tw.WriteHeader(&tar.Header{Name: dir + "/", Mode: 0o755, Uid: u, Gid: g, Typeflag: tar.TypeDir, ModTime: time.Unix(0, 0)})
+	_ = tw.Close()
+	rc, err := e.ImageImport(ctx, image.ImportSource{Source: &buf, SourceName: "-"}, ref,
+		image.ImportOptions{Changes: []string{"LABEL " + LabelManaged + "=true"}})
+	if err != nil {
+		return engineError("import volume owner image", err)
+	}
+	defer rc.Close()
+	_, err = io.Copy(io.Discard, rc)
+	return err
 }

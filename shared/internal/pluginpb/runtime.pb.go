@@ -323,6 +323,11 @@ type PlanRequest struct {
 	Entry         string            `protobuf:"bytes,4,opt,name=entry,proto3" json:"entry,omitempty"`
 	Args          []string          `protobuf:"bytes,5,rep,name=args,proto3" json:"args,omitempty"`
 	Env           map[string]string `protobuf:"bytes,6,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Packages      []string          `protobuf:"bytes,7,rep,name=packages,proto3" json:"packages,omitempty"`
+	Image         string            `protobuf:"bytes,8,opt,name=image,proto3" json:"image,omitempty"`
+	Command       *Command          `protobuf:"bytes,9,opt,name=command,proto3" json:"command,omitempty"`
+	Dockerfile    string            `protobuf:"bytes,10,opt,name=dockerfile,proto3" json:"dockerfile,omitempty"`
+	BuildArgs     map[string]string `protobuf:"bytes,11,rep,name=build_args,json=buildArgs,proto3" json:"build_args,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -399,6 +404,93 @@ func (x *PlanRequest) GetEnv() map[string]string {
 	return nil
 }
 
+func (x *PlanRequest) GetPackages() []string {
+	if x != nil {
+		return x.Packages
+	}
+	return nil
+}
+
+func (x *PlanRequest) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *PlanRequest) GetCommand() *Command {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *PlanRequest) GetDockerfile() string {
+	if x != nil {
+		return x.Dockerfile
+	}
+	return ""
+}
+
+func (x *PlanRequest) GetBuildArgs() map[string]string {
+	if x != nil {
+		return x.BuildArgs
+	}
+	return nil
+}
+
+type Command struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Argv          []string               `protobuf:"bytes,1,rep,name=argv,proto3" json:"argv,omitempty"`
+	Shell         string                 `protobuf:"bytes,2,opt,name=shell,proto3" json:"shell,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Command) Reset() {
+	*x = Command{}
+	mi := &file_shared_internal_pluginpb_runtime_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Command) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Command) ProtoMessage() {}
+
+func (x *Command) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_internal_pluginpb_runtime_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Command.ProtoReflect.Descriptor instead.
+func (*Command) Descriptor() ([]byte, []int) {
+	return file_shared_internal_pluginpb_runtime_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Command) GetArgv() []string {
+	if x != nil {
+		return x.Argv
+	}
+	return nil
+}
+
+func (x *Command) GetShell() string {
+	if x != nil {
+		return x.Shell
+	}
+	return ""
+}
+
 type PlanResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Spec          *Spec                  `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -408,7 +500,7 @@ type PlanResponse struct {
 
 func (x *PlanResponse) Reset() {
 	*x = PlanResponse{}
-	mi := &file_shared_internal_pluginpb_runtime_proto_msgTypes[6]
+	mi := &file_shared_internal_pluginpb_runtime_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +512,7 @@ func (x *PlanResponse) String() string {
 func (*PlanResponse) ProtoMessage() {}
 
 func (x *PlanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_internal_pluginpb_runtime_proto_msgTypes[6]
+	mi := &file_shared_internal_pluginpb_runtime_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +525,7 @@ func (x *PlanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanResponse.ProtoReflect.Descriptor instead.
 func (*PlanResponse) Descriptor() ([]byte, []int) {
-	return file_shared_internal_pluginpb_runtime_proto_rawDescGZIP(), []int{6}
+	return file_shared_internal_pluginpb_runtime_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PlanResponse) GetSpec() *Spec {
@@ -451,13 +543,15 @@ type Spec struct {
 	Env           map[string]string      `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	WorkDir       string                 `protobuf:"bytes,5,opt,name=work_dir,json=workDir,proto3" json:"work_dir,omitempty"`
 	Limits        *Limits                `protobuf:"bytes,6,opt,name=limits,proto3" json:"limits,omitempty"`
+	Install       *Install               `protobuf:"bytes,7,opt,name=install,proto3" json:"install,omitempty"`
+	Build         *Build                 `protobuf:"bytes,8,opt,name=build,proto3" json:"build,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Spec) Reset() {
 	*x = Spec{}
-	mi := &file_shared_internal_pluginpb_runtime_proto_msgTypes[7]
+	mi := &file_shared_internal_pluginpb_runtime_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +563,7 @@ func (x *Spec) String() string {
 func (*Spec) ProtoMessage() {}
 
 func (x *Spec) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_internal_pluginpb_runtime_proto_msgTypes[7]
+	mi := &file_shared_internal_pluginpb_runtime_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +576,7 @@ func (x *Spec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Spec.ProtoReflect.Descriptor instead.
 func (*Spec) Descriptor() ([]byte, []int) {
-	return file_shared_internal_pluginpb_runtime_proto_rawDescGZIP(), []int{7}
+	return file_shared_internal_pluginpb_runtime_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Spec) GetImage() string {
@@ -527,6 +621,156 @@ func (x *Spec) GetLimits() *Limits {
 	return nil
 }
 
+func (x *Spec) GetInstall() *Install {
+	if x != nil {
+		return x.Install
+	}
+	return nil
+}
+
+func (x *Spec) GetBuild() *Build {
+	if x != nil {
+		return x.Build
+	}
+	return nil
+}
+
+type Install struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Command       []string               `protobuf:"bytes,1,rep,name=command,proto3" json:"command,omitempty"`
+	Files         []*File                `protobuf:"bytes,2,rep,name=files,proto3" json:"files,omitempty"`
+	Env           map[string]string      `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	OutputDir     string                 `protobuf:"bytes,4,opt,name=output_dir,json=outputDir,proto3" json:"output_dir,omitempty"`
+	Network       bool                   `protobuf:"varint,5,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Install) Reset() {
+	*x = Install{}
+	mi := &file_shared_internal_pluginpb_runtime_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Install) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Install) ProtoMessage() {}
+
+func (x *Install) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_internal_pluginpb_runtime_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Install.ProtoReflect.Descriptor instead.
+func (*Install) Descriptor() ([]byte, []int) {
+	return file_shared_internal_pluginpb_runtime_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Install) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *Install) GetFiles() []*File {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *Install) GetEnv() map[string]string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *Install) GetOutputDir() string {
+	if x != nil {
+		return x.OutputDir
+	}
+	return ""
+}
+
+func (x *Install) GetNetwork() bool {
+	if x != nil {
+		return x.Network
+	}
+	return false
+}
+
+type Build struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Dockerfile    string                 `protobuf:"bytes,1,opt,name=dockerfile,proto3" json:"dockerfile,omitempty"`
+	Context       []*File                `protobuf:"bytes,2,rep,name=context,proto3" json:"context,omitempty"`
+	BuildArgs     map[string]string      `protobuf:"bytes,3,rep,name=build_args,json=buildArgs,proto3" json:"build_args,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Build) Reset() {
+	*x = Build{}
+	mi := &file_shared_internal_pluginpb_runtime_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Build) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Build) ProtoMessage() {}
+
+func (x *Build) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_internal_pluginpb_runtime_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Build.ProtoReflect.Descriptor instead.
+func (*Build) Descriptor() ([]byte, []int) {
+	return file_shared_internal_pluginpb_runtime_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Build) GetDockerfile() string {
+	if x != nil {
+		return x.Dockerfile
+	}
+	return ""
+}
+
+func (x *Build) GetContext() []*File {
+	if x != nil {
+		return x.Context
+	}
+	return nil
+}
+
+func (x *Build) GetBuildArgs() map[string]string {
+	if x != nil {
+		return x.BuildArgs
+	}
+	return nil
+}
+
 type Limits struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TimeoutMs     int64                  `protobuf:"varint,1,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
@@ -538,7 +782,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_shared_internal_pluginpb_runtime_proto_msgTypes[8]
+	mi := &file_shared_internal_pluginpb_runtime_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +794,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_internal_pluginpb_runtime_proto_msgTypes[8]
+	mi := &file_shared_internal_pluginpb_runtime_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +807,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_shared_internal_pluginpb_runtime_proto_rawDescGZIP(), []int{8}
+	return file_shared_internal_pluginpb_runtime_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Limits) GetTimeoutMs() int64 {
@@ -609,27 +853,64 @@ const file_shared_internal_pluginpb_runtime_proto_rawDesc = "" +
 	"\x0fexpected_stdout\x18\x02 \x01(\tR\x0eexpectedStdout\"4\n" +
 	"\x04File\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
-	"\acontent\x18\x02 \x01(\fR\acontent\"\x87\x02\n" +
+	"\acontent\x18\x02 \x01(\fR\acontent\"\x9b\x04\n" +
 	"\vPlanRequest\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12-\n" +
 	"\x05files\x18\x03 \x03(\v2\x17.runhost.plugin.v1.FileR\x05files\x12\x14\n" +
 	"\x05entry\x18\x04 \x01(\tR\x05entry\x12\x12\n" +
 	"\x04args\x18\x05 \x03(\tR\x04args\x129\n" +
-	"\x03env\x18\x06 \x03(\v2'.runhost.plugin.v1.PlanRequest.EnvEntryR\x03env\x1a6\n" +
+	"\x03env\x18\x06 \x03(\v2'.runhost.plugin.v1.PlanRequest.EnvEntryR\x03env\x12\x1a\n" +
+	"\bpackages\x18\a \x03(\tR\bpackages\x12\x14\n" +
+	"\x05image\x18\b \x01(\tR\x05image\x124\n" +
+	"\acommand\x18\t \x01(\v2\x1a.runhost.plugin.v1.CommandR\acommand\x12\x1e\n" +
+	"\n" +
+	"dockerfile\x18\n" +
+	" \x01(\tR\n" +
+	"dockerfile\x12L\n" +
+	"\n" +
+	"build_args\x18\v \x03(\v2-.runhost.plugin.v1.PlanRequest.BuildArgsEntryR\tbuildArgs\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\";\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a<\n" +
+	"\x0eBuildArgsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"3\n" +
+	"\aCommand\x12\x12\n" +
+	"\x04argv\x18\x01 \x03(\tR\x04argv\x12\x14\n" +
+	"\x05shell\x18\x02 \x01(\tR\x05shell\";\n" +
 	"\fPlanResponse\x12+\n" +
-	"\x04spec\x18\x01 \x01(\v2\x17.runhost.plugin.v1.SpecR\x04spec\"\x9f\x02\n" +
+	"\x04spec\x18\x01 \x01(\v2\x17.runhost.plugin.v1.SpecR\x04spec\"\x85\x03\n" +
 	"\x04Spec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12-\n" +
 	"\x05files\x18\x02 \x03(\v2\x17.runhost.plugin.v1.FileR\x05files\x12\x18\n" +
 	"\acommand\x18\x03 \x03(\tR\acommand\x122\n" +
 	"\x03env\x18\x04 \x03(\v2 .runhost.plugin.v1.Spec.EnvEntryR\x03env\x12\x19\n" +
 	"\bwork_dir\x18\x05 \x01(\tR\aworkDir\x121\n" +
-	"\x06limits\x18\x06 \x01(\v2\x19.runhost.plugin.v1.LimitsR\x06limits\x1a6\n" +
+	"\x06limits\x18\x06 \x01(\v2\x19.runhost.plugin.v1.LimitsR\x06limits\x124\n" +
+	"\ainstall\x18\a \x01(\v2\x1a.runhost.plugin.v1.InstallR\ainstall\x12.\n" +
+	"\x05build\x18\b \x01(\v2\x18.runhost.plugin.v1.BuildR\x05build\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfa\x01\n" +
+	"\aInstall\x12\x18\n" +
+	"\acommand\x18\x01 \x03(\tR\acommand\x12-\n" +
+	"\x05files\x18\x02 \x03(\v2\x17.runhost.plugin.v1.FileR\x05files\x125\n" +
+	"\x03env\x18\x03 \x03(\v2#.runhost.plugin.v1.Install.EnvEntryR\x03env\x12\x1d\n" +
+	"\n" +
+	"output_dir\x18\x04 \x01(\tR\toutputDir\x12\x18\n" +
+	"\anetwork\x18\x05 \x01(\bR\anetwork\x1a6\n" +
+	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe0\x01\n" +
+	"\x05Build\x12\x1e\n" +
+	"\n" +
+	"dockerfile\x18\x01 \x01(\tR\n" +
+	"dockerfile\x121\n" +
+	"\acontext\x18\x02 \x03(\v2\x17.runhost.plugin.v1.FileR\acontext\x12F\n" +
+	"\n" +
+	"build_args\x18\x03 \x03(\v2'.runhost.plugin.v1.Build.BuildArgsEntryR\tbuildArgs\x1a<\n" +
+	"\x0eBuildArgsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
 	"\x06Limits\x12\x1d\n" +
@@ -653,7 +934,7 @@ func file_shared_internal_pluginpb_runtime_proto_rawDescGZIP() []byte {
 	return file_shared_internal_pluginpb_runtime_proto_rawDescData
 }
 
-var file_shared_internal_pluginpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_shared_internal_pluginpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_shared_internal_pluginpb_runtime_proto_goTypes = []any{
 	(*DescribeRequest)(nil),  // 0: runhost.plugin.v1.DescribeRequest
 	(*DescribeResponse)(nil), // 1: runhost.plugin.v1.DescribeResponse
@@ -661,30 +942,44 @@ var file_shared_internal_pluginpb_runtime_proto_goTypes = []any{
 	(*SelfTest)(nil),         // 3: runhost.plugin.v1.SelfTest
 	(*File)(nil),             // 4: runhost.plugin.v1.File
 	(*PlanRequest)(nil),      // 5: runhost.plugin.v1.PlanRequest
-	(*PlanResponse)(nil),     // 6: runhost.plugin.v1.PlanResponse
-	(*Spec)(nil),             // 7: runhost.plugin.v1.Spec
-	(*Limits)(nil),           // 8: runhost.plugin.v1.Limits
-	nil,                      // 9: runhost.plugin.v1.PlanRequest.EnvEntry
-	nil,                      // 10: runhost.plugin.v1.Spec.EnvEntry
+	(*Command)(nil),          // 6: runhost.plugin.v1.Command
+	(*PlanResponse)(nil),     // 7: runhost.plugin.v1.PlanResponse
+	(*Spec)(nil),             // 8: runhost.plugin.v1.Spec
+	(*Install)(nil),          // 9: runhost.plugin.v1.Install
+	(*Build)(nil),            // 10: runhost.plugin.v1.Build
+	(*Limits)(nil),           // 11: runhost.plugin.v1.Limits
+	nil,                      // 12: runhost.plugin.v1.PlanRequest.EnvEntry
+	nil,                      // 13: runhost.plugin.v1.PlanRequest.BuildArgsEntry
+	nil,                      // 14: runhost.plugin.v1.Spec.EnvEntry
+	nil,                      // 15: runhost.plugin.v1.Install.EnvEntry
+	nil,                      // 16: runhost.plugin.v1.Build.BuildArgsEntry
 }
 var file_shared_internal_pluginpb_runtime_proto_depIdxs = []int32{
 	2,  // 0: runhost.plugin.v1.DescribeResponse.versions:type_name -> runhost.plugin.v1.Version
 	3,  // 1: runhost.plugin.v1.Version.self_test:type_name -> runhost.plugin.v1.SelfTest
 	4,  // 2: runhost.plugin.v1.PlanRequest.files:type_name -> runhost.plugin.v1.File
-	9,  // 3: runhost.plugin.v1.PlanRequest.env:type_name -> runhost.plugin.v1.PlanRequest.EnvEntry
-	7,  // 4: runhost.plugin.v1.PlanResponse.spec:type_name -> runhost.plugin.v1.Spec
-	4,  // 5: runhost.plugin.v1.Spec.files:type_name -> runhost.plugin.v1.File
-	10, // 6: runhost.plugin.v1.Spec.env:type_name -> runhost.plugin.v1.Spec.EnvEntry
-	8,  // 7: runhost.plugin.v1.Spec.limits:type_name -> runhost.plugin.v1.Limits
-	0,  // 8: runhost.plugin.v1.Runtime.Describe:input_type -> runhost.plugin.v1.DescribeRequest
-	5,  // 9: runhost.plugin.v1.Runtime.Plan:input_type -> runhost.plugin.v1.PlanRequest
-	1,  // 10: runhost.plugin.v1.Runtime.Describe:output_type -> runhost.plugin.v1.DescribeResponse
-	6,  // 11: runhost.plugin.v1.Runtime.Plan:output_type -> runhost.plugin.v1.PlanResponse
-	10, // [10:12] is the sub-list for method output_type
-	8,  // [8:10] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	12, // 3: runhost.plugin.v1.PlanRequest.env:type_name -> runhost.plugin.v1.PlanRequest.EnvEntry
+	6,  // 4: runhost.plugin.v1.PlanRequest.command:type_name -> runhost.plugin.v1.Command
+	13, // 5: runhost.plugin.v1.PlanRequest.build_args:type_name -> runhost.plugin.v1.PlanRequest.BuildArgsEntry
+	8,  // 6: runhost.plugin.v1.PlanResponse.spec:type_name -> runhost.plugin.v1.Spec
+	4,  // 7: runhost.plugin.v1.Spec.files:type_name -> runhost.plugin.v1.File
+	14, // 8: runhost.plugin.v1.Spec.env:type_name -> runhost.plugin.v1.Spec.EnvEntry
+	11, // 9: runhost.plugin.v1.Spec.limits:type_name -> runhost.plugin.v1.Limits
+	9,  // 10: runhost.plugin.v1.Spec.install:type_name -> runhost.plugin.v1.Install
+	10, // 11: runhost.plugin.v1.Spec.build:type_name -> runhost.plugin.v1.Build
+	4,  // 12: runhost.plugin.v1.Install.files:type_name -> runhost.plugin.v1.File
+	15, // 13: runhost.plugin.v1.Install.env:type_name -> runhost.plugin.v1.Install.EnvEntry
+	4,  // 14: runhost.plugin.v1.Build.context:type_name -> runhost.plugin.v1.File
+	16, // 15: runhost.plugin.v1.Build.build_args:type_name -> runhost.plugin.v1.Build.BuildArgsEntry
+	0,  // 16: runhost.plugin.v1.Runtime.Describe:input_type -> runhost.plugin.v1.DescribeRequest
+	5,  // 17: runhost.plugin.v1.Runtime.Plan:input_type -> runhost.plugin.v1.PlanRequest
+	1,  // 18: runhost.plugin.v1.Runtime.Describe:output_type -> runhost.plugin.v1.DescribeResponse
+	7,  // 19: runhost.plugin.v1.Runtime.Plan:output_type -> runhost.plugin.v1.PlanResponse
+	18, // [18:20] is the sub-list for method output_type
+	16, // [16:18] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_shared_internal_pluginpb_runtime_proto_init() }
@@ -698,7 +993,7 @@ func file_shared_internal_pluginpb_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shared_internal_pluginpb_runtime_proto_rawDesc), len(file_shared_internal_pluginpb_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
