@@ -12,7 +12,7 @@ GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.9.0
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 
-.PHONY: all build engine images run test test-unit proto lint clean
+.PHONY: all build engine images run selftest test test-unit proto lint clean
 
 all: build
 
@@ -38,8 +38,12 @@ images: engine
 run: engine build images
 	./$(BIN)/host
 
-## test: the whole suite against the real engine, images and plugin binaries
-test: engine build images
+## selftest: every runtime version's self-test against the real images
+selftest: engine build images
+	RUNHOST_LOG_LEVEL=warn ./$(BIN)/host selftest
+
+## test: the self-tests, then the whole suite against the real engine, images and plugin binaries
+test: selftest
 	$(GO) test $(TEST_FLAGS) ./...
 
 ## test-unit: tests that need no engine

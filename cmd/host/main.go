@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,19 +21,34 @@ import (
 	"github.com/runhost/runhost/internal/config"
 )
 
+const usage = `usage: host [command]
+
+Commands:
+  (none)     serve the HTTP API
+  selftest   run every runtime version's self-test against the engine and exit
+             non-zero if any fails
+
+Configuration comes from environment variables; see README.md.
+`
+
 func main() {
-	if len(os.Args) > 1 {
-		fmt.Fprintf(os.Stderr, "usage: %s (configured by environment variables; see README.md)\n", os.Args[0])
+	switch {
+	case len(os.Args) == 1:
+		os.Exit(serve())
+	case len(os.Args) == 2 && os.Args[1] == "selftest":
+		os.Exit(selftest())
+	default:
+		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
-	os.Exit(serve())
 }
 
-func serve() int {
+// setup reads the configuration and makes the logger.
+func setup() (config.Config, hclog.Logger, bool) {
 	cfg, err := config.Load()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "runhost: configuration: %v\n", err)
-		return 2
+		return cfg, nil, false
 	}
 	log := hclog.New(&hclog.LoggerOptions{
 		Name:       "runhost",
@@ -40,6 +56,52 @@ func serve() int {
 		JSONFormat: cfg.LogFormat == "json",
 		Output:     os.Stderr,
 	})
+	return cfg, log, true
+}
+
+// selftest runs every self-test once and prints a table.
+func selftest() int {
+	cfg, log, ok := setup()
+	if !ok {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		return 1
+	}
+	defer a.Close()
+	results := a.Runner.SelfTest(ctx)
+	failed := 0
+	fmt.Printf("%-12s %-10s %-6s %8s  %s\n", "RUNTIME", "VERSION", "RESULT", "TIME", "OUTPUT")
+	for _, r := range results {
+		verdict := "ok"
+		detail := strings.TrimSpace(r.Got)
+		if !r.Passed {
+			verdict, failed = "FAIL", failed+1
+			detail = fmt.Sprintf("want %q, got %q", r.Expected, r.Got)
+		}
+		fmt.Printf("%-12s %-10s %-6s %6dms  %s\n", r.Runtime, r.Version, verdict, r.Duration.Milliseconds(), detail)
+	}
+	if len(results) == 0 {
+		fmt.Println("no runtimes found: build the plugins (make build) or set RUNHOST_PLUGIN_DIR")
+		return 1
+	}
+	if failed > 0 {
+		fmt.Printf("%d of %d self-tests failed\n", failed, len(results))
+		return 1
+	}
+	fmt.Printf("all %d self-tests passed\n", len(results))
+	return 0
+}
+
+func serve() int {
+	cfg, log, ok := setup()
+	if !ok {
+		return 2
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -66,6 +128,9 @@ func serve() int {
 		return 1
 	}
 	go a.SweepLoop(ctx)
+	if cfg.SelfTestOnStart {
+		go a.Runner.SelfTest(ctx)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("runhost listening", "addr", ln.Addr().String(), "instance", a.Instance, "plugin_dir", cfg.PluginDir)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -19,10 +20,19 @@ type Runtime struct {
 
 // Version is one version of a runtime.
 type Version struct {
-	Version   string `json:"version"`
-	Image     string `json:"image"`
-	Default   bool   `json:"default"`
-	Installed bool   `json:"installed"`
+	Version   string    `json:"version"`
+	Image     string    `json:"image"`
+	Default   bool      `json:"default"`
+	Installed bool      `json:"installed"`
+	SelfTest  *SelfTest `json:"self_test,omitempty"` // the last result; absent until run
+}
+
+// SelfTest is the last result of a version's self-test.
+type SelfTest struct {
+	Passed    bool      `json:"passed"`
+	Expected  string    `json:"expected"`
+	Got       string    `json:"got"`
+	CheckedAt time.Time `json:"checked_at"`
 }
 
 func runtimeJSON(info runner.RuntimeInfo) Runtime {
@@ -34,12 +44,16 @@ func runtimeJSON(info runner.RuntimeInfo) Runtime {
 		Versions:     []Version{},
 	}
 	for _, v := range info.Versions {
-		rt.Versions = append(rt.Versions, Version{
+		ver := Version{
 			Version:   v.Version,
 			Image:     v.Image,
 			Default:   v.Default,
 			Installed: info.Installed[v.Version],
-		})
+		}
+		if st, ok := info.SelfTests[v.Version]; ok {
+			ver.SelfTest = &SelfTest{Passed: st.Passed, Expected: st.Expected, Got: st.Got, CheckedAt: st.CheckedAt}
+		}
+		rt.Versions = append(rt.Versions, ver)
 	}
 	return rt
 }

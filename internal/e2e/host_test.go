@@ -19,7 +19,7 @@ import (
 	"github.com/runhost/runhost/internal/testenv"
 )
 
-var runtimeImages = []string{"runhost/python:3.11", "runhost/shell:bookworm"}
+var runtimeImages = []string{"runhost/python:3.11", "runhost/python:3.13", "runhost/node:18", "runhost/node:20", "runhost/shell:bookworm"}
 
 // host is a running runhost for one test.
 type host struct {
@@ -119,6 +119,7 @@ func (h *host) post(path string, v any) (int, []byte) {
 // runResult is the response of a run.
 type runResult struct {
 	RunID           string `json:"run_id"`
+	Stage           string `json:"stage"`
 	Runtime         string `json:"runtime"`
 	Version         string `json:"version"`
 	Image           string `json:"image"`
@@ -130,6 +131,21 @@ type runResult struct {
 	TimedOut        bool   `json:"timed_out"`
 	OOMKilled       bool   `json:"oom_killed"`
 	DurationMS      int64  `json:"duration_ms"`
+	Install         *struct {
+		Cached     bool  `json:"cached"`
+		DurationMS int64 `json:"duration_ms"`
+	} `json:"install"`
+	Build *struct {
+		Image  string `json:"image"`
+		Cached bool   `json:"cached"`
+		Log    string `json:"log"`
+	} `json:"build"`
+}
+
+// dockerClient is the test's engine client (failing in CI without one).
+func dockerClient(t testing.TB) *client.Client {
+	t.Helper()
+	return testenv.RequireDocker(t)
 }
 
 // run posts a run request that must succeed with 200.

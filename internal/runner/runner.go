@@ -64,6 +64,8 @@ type Runner struct {
 	policy   *policy.Policy
 	executor executor.Executor
 	log      hclog.Logger
+
+	selfTests selfTests
 }
 
 // New returns a Runner.
@@ -231,7 +233,8 @@ func newRunID() string {
 // image is on the engine.
 type RuntimeInfo struct {
 	shared.Description
-	Installed map[string]bool // by version
+	Installed map[string]bool           // by version
+	SelfTests map[string]SelfTestResult // by version; absent until checked
 }
 
 // Runtimes lists every served runtime. Installed is false for versions whose
@@ -255,8 +258,11 @@ func (r *Runner) Runtime(ctx context.Context, name string) (RuntimeInfo, error) 
 
 func (r *Runner) info(ctx context.Context, p *registry.Plugin) RuntimeInfo {
 	d := p.Description()
-	info := RuntimeInfo{Description: d, Installed: map[string]bool{}}
+	info := RuntimeInfo{Description: d, Installed: map[string]bool{}, SelfTests: map[string]SelfTestResult{}}
 	for _, v := range d.Versions {
+		if st, ok := r.selfTests.get(d.Name, v.Version); ok {
+			info.SelfTests[v.Version] = st
+		}
 		if v.Image == "" { // built per request
 			info.Installed[v.Version] = true
 			continue

@@ -24,7 +24,7 @@ func (Dockerfile) Describe(context.Context) (shared.Description, error) {
 			Version: "1",
 			Default: true,
 			SelfTest: shared.SelfTest{
-				Code:           "FROM runhost/shell:bookworm\nRUN echo OK > /tmp/ok.txt\nCMD [\"cat\", \"/tmp/ok.txt\"]\n",
+				Code:           "FROM runhost/shell:bookworm\nUSER root\nRUN echo OK > /opt/ok.txt\nCMD [\"cat\", \"/opt/ok.txt\"]\n",
 				ExpectedStdout: "OK\n",
 			},
 		}},

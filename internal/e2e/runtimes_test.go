@@ -1,0 +1,309 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+)
+
+func TestEveryVersionRunsItsOwnVersion(t *testing.T) {
+	h := startHost(t)
+	tests := []struct {
+		runtime, version, code, want string
+	}{
+		{"python", "3.11", "import sys; print('%d.%d' % sys.version_info[:2])", "3.11\n"},
+		{"python", "3.13", "import sys; print('%d.%d' % sys.version_info[:2])", "3.13\n"},
+		{"python", "3", "import sys; print('%d.%d' % sys.version_info[:2])", "3.13\n"}, // prefix: newest 3.x
+		{"python", "", "import sys; print('%d.%d' % sys.version_info[:2])", "3.11\n"},  // the default
+		{"node", "18", "console.log(process.versions.node.split('.')[0])", "18\n"},
+		{"node", "20", "console.log(process.versions.node.split('.')[0])", "20\n"},
+		{"node", "", "console.log(process.versions.node.split('.')[0])", "20\n"},
+		{"shell", "5", `echo "${BASH_VERSINFO[0]}.${BASH_VERSINFO[1]}"`, "5.2\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.runtime+"@"+tt.version, func(t *testing.T) {
+			res := h.run(tt.runtime, map[string]any{"code": tt.code, "version": tt.version})
+			if res.Stdout != tt.want {
+				t.Fatalf("stdout %q, want %q (stderr %q)", res.Stdout, tt.want, res.Stderr)
+			}
+		})
+	}
+	status, body := h.post("/runtimes/node/run", map[string]any{"code": "1", "version": "1"})
+	if status != 404 || !strings.Contains(string(body), "known versions: 18, 20") {
+		t.Errorf("version 1 of node: %d %s", status, body)
+	}
+}
+
+func TestSelfTestsPassAndShowInRuntimes(t *testing.T) {
+	h := startHost(t)
+	results := h.App.Runner.SelfTest(context.Background())
+	if len(results) < 6 {
+		t.Fatalf("%d self-tests, want one per version of every runtime", len(results))
+	}
+	for _, r := range results {
+		if !r.Passed {
+			t.Errorf("%s %s: want %q, got %q", r.Runtime, r.Version, r.Expected, r.Got)
+		}
+	}
+	_, body := h.do(context.Background(), http.MethodGet, "/runtimes/python", nil)
+	if !strings.Contains(string(body), `"self_test":{"passed":true,"expected":"OK 3.13\n"`) {
+		t.Errorf("GET /runtimes/python does not show the self-test result: %s", body)
+	}
+}
+
+func TestNodeModulesAndStdio(t *testing.T) {
+	h := startHost(t)
+	res := h.run("node", map[string]any{
+		"files": []map[string]string{
+			{"path": "main.mjs", "content": "import { twice } from './lib/twice.mjs';\nimport { readFileSync } from 'node:fs';\nconst input = readFileSync(0, 'utf8');\nconsole.log(twice(input.trim()), process.argv.slice(2).join(','), process.env.MODE);\n"},
+			{"path": "lib/twice.mjs", "content": "export const twice = (s) => s + s;\n"},
+		},
+		"entry": "main.mjs",
+		"stdin": "ab\n",
+		"args":  []string{"x", "y"},
+		"env":   map[string]string{"MODE": "esm"},
+	})
+	if res.Stdout != "abab x,y esm\n" {
+		t.Errorf("ES module: stdout %q stderr %q", res.Stdout, res.Stderr)
+	}
+	res = h.run("node", map[string]any{
+		"files": []map[string]string{
+			{"path": "main.js", "content": "const { twice } = require('./lib/twice');\nconsole.log(twice('cj'), typeof module);\n"},
+			{"path": "lib/twice.js", "content": "exports.twice = (s) => s + s;\n"},
+		},
+	})
+	if res.Stdout != "cjcj object\n" {
+		t.Errorf("CommonJS: stdout %q stderr %q", res.Stdout, res.Stderr)
+	}
+}
+
+// installsDuring counts install containers the host created between since and now.
+func installsDuring(t *testing.T, h *host, since time.Time) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	msgs, errs := h.Docker.Events(ctx, events.ListOptions{
+		Since: since.Format(time.RFC3339Nano),
+		Until: time.Now().Add(time.Second).Format(time.RFC3339Nano),
+		Filters: filters.NewArgs(
+			filters.Arg("type", "container"),
+			filters.Arg("event", "create"),
+			filters.Arg("label", "runhost.step=install"),
+			filters.Arg("label", "runhost.instance="+h.App.Instance),
+		),
+	})
+	n := 0
+	for {
+		select {
+		case <-msgs:
+			n++
+		case err := <-errs:
+			if err != nil && ctx.Err() == nil && !strings.Contains(err.Error(), "EOF") {
+				t.Fatalf("events: %v", err)
+			}
+			return n
+		}
+	}
+}
+
+func TestDependenciesFromALocalIndex(t *testing.T) {
+	cli := dockerClient(t)
+	idx := startPackageIndex(t, cli)
+	h := startHostWith(t, cli, idx.env()...)
+
+	t.Run("pip requirements are installed, importable and cached", func(t *testing.T) {
+		req := map[string]any{"code": "from runhost_greet import greet\nprint(greet('pip'))", "requirements": []string{"runhost-greet==1.0"}}
+		first := h.run("python", req)
+		if first.Stage != "run" || first.Stdout != "hello pip from a wheel\n" {
+			t.Fatalf("first run: %+v", first)
+		}
+		if first.Install == nil || first.Install.Cached {
+			t.Fatalf("first run must install: %+v", first.Install)
+		}
+		since := time.Now()
+		second := h.run("python", map[string]any{"code": "from runhost_greet import greet\nprint(greet('again'))", "requirements": []string{" runhost-greet==1.0 ", "runhost-greet==1.0"}})
+		if second.Stdout != "hello again from a wheel\n" || second.Install == nil || !second.Install.Cached {
+			t.Fatalf("second run: %+v", second)
+		}
+		if n := installsDuring(t, h, since); n != 0 {
+			t.Errorf("the cached run created %d install containers, want 0", n)
+		}
+	})
+	t.Run("the run cannot write the installed packages and has no network", func(t *testing.T) {
+		res := h.run("python", map[string]any{"code": "import os, runhost_greet\ntry:\n    open(os.path.dirname(runhost_greet.__file__) + '/x', 'w')\nexcept OSError as e:\n    print(e.strerror)\nprint(sorted(os.listdir('/sys/class/net')))", "requirements": []string{"runhost-greet==1.0"}})
+		if res.Stdout != "Read-only file system\n['lo']\n" {
+			t.Fatalf("stdout %q stderr %q", res.Stdout, res.Stderr)
+		}
+	})
+	t.Run("a failed install is a result and the run does not start", func(t *testing.T) {
+		res := h.run("python", map[string]any{"code": "print('ran')", "requirements": []string{"runhost-no-such-package"}})
+		if res.Stage != "install" || res.ExitCode == 0 || strings.Contains(res.Stdout, "ran") {
+			t.Fatalf("got %+v", res)
+		}
+		if !strings.Contains(res.Stderr, "No matching distribution found for runhost-no-such-package") {
+			t.Errorf("stderr does not carry pip's error: %q", res.Stderr)
+		}
+	})
+	t.Run("npm packages are installed and cached, for require and import", func(t *testing.T) {
+		res := h.run("node", map[string]any{"code": "const greet = require('runhost-greet-js');\nconsole.log(greet('cjs'))", "packages": []string{"runhost-greet-js@1"}})
+		if res.Stdout != "hello cjs from npm\n" || res.Install == nil || res.Install.Cached {
+			t.Fatalf("CommonJS: %+v", res)
+		}
+		res = h.run("node", map[string]any{
+			"files":    []map[string]string{{"path": "main.mjs", "content": "import greet from 'runhost-greet-js';\nconsole.log(greet('esm'))"}},
+			"packages": []string{"runhost-greet-js@1"},
+		})
+		if res.Stdout != "hello esm from npm\n" || res.Install == nil || !res.Install.Cached {
+			t.Fatalf("ES module: %+v", res)
+		}
+	})
+	t.Run("options and URLs are refused", func(t *testing.T) {
+		for _, bad := range []string{"--index-url=http://evil/", "pkg @ https://evil/pkg.whl", "-e git+https://x"} {
+			status, body := h.post("/runtimes/python/run", map[string]any{"code": "1", "requirements": []string{bad}})
+			if status != 400 {
+				t.Errorf("requirement %q: %d %s", bad, status, body)
+			}
+		}
+		status, body := h.post("/runtimes/node/run", map[string]any{"code": "1", "packages": []string{"git+https://x/y.git"}})
+		if status != 400 {
+			t.Errorf("npm URL: %d %s", status, body)
+		}
+	})
+}
+
+func TestInstallWithoutNetworkFailsClearly(t *testing.T) {
+	cli := dockerClient(t)
+	idx := startPackageIndex(t, cli)
+	h := startHostWith(t, cli, append(idx.env(), "RUNHOST_ALLOW_INSTALL_NETWORK=false", "RUNHOST_INSTALL_TIMEOUT_MS=60000")...)
+	res := h.run("python", map[string]any{"code": "print('ran')", "requirements": []string{"runhost-greet==1.0"}})
+	if res.Stage != "install" || res.ExitCode == 0 || strings.Contains(res.Stdout, "ran") {
+		t.Fatalf("got %+v", res)
+	}
+	if !strings.Contains(res.Stderr, "runhost-greet") {
+		t.Errorf("stderr does not say what failed: %q", res.Stderr)
+	}
+}
+
+func TestCustomImages(t *testing.T) {
+	h := startHost(t)
+	res := h.run("shell", map[string]any{"image": "runhost/python:3.13", "command": []string{"python3", "-c", "import sys; print(sys.argv[1:])"}, "args": []string{"a"}})
+	if res.Stdout != "['a']\n" || res.Image != "runhost/python:3.13" {
+		t.Errorf("allowed image with argv: %+v", res)
+	}
+	res = h.run("shell", map[string]any{"image": "runhost/node:18", "command": "node --version | cut -c1-3"})
+	if res.Stdout != "v18\n" {
+		t.Errorf("allowed image with a shell line: %+v", res)
+	}
+	status, body := h.post("/runtimes/shell/run", map[string]any{"image": "alpine:3", "command": "id"})
+	if status != http.StatusForbidden || !strings.Contains(string(body), "RUNHOST_ALLOWED_IMAGES") {
+		t.Errorf("refused image: %d %s", status, body)
+	}
+	status, body = h.post("/runtimes/python/run", map[string]any{"image": "runhost/shell:bookworm", "code": "1"})
+	if status != 400 || !strings.Contains(string(body), "does not support image") {
+		t.Errorf("image on a runtime without custom images: %d %s", status, body)
+	}
+
+	h2 := startHost(t, "RUNHOST_ALLOWED_IMAGES=runhost/python:*")
+	if res := h2.run("shell", map[string]any{"image": "runhost/python:3.11", "command": "echo ok"}); res.Stdout != "ok\n" {
+		t.Errorf("image matching the pattern: %+v", res)
+	}
+	if status, body := h2.post("/runtimes/shell/run", map[string]any{"image": "runhost/node:20", "command": "echo no"}); status != 403 {
+		t.Errorf("image outside the pattern: %d %s", status, body)
+	}
+}
+
+func TestDockerfileBuilds(t *testing.T) {
+	h := startHost(t, "RUNHOST_MAX_CONTEXT_BYTES=4096")
+	dockerfile := "FROM runhost/python:3.11\nCOPY app.py /app/\nWORKDIR /app\nCMD [\"python3\", \"app.py\"]\n"
+	req := map[string]any{
+		"dockerfile": dockerfile,
+		"files":      []map[string]string{{"path": "app.py", "content": "import os, sys\nprint('built', os.getcwd(), sys.stdin.read())\n"}},
+		"stdin":      "in",
+	}
+	first := h.run("dockerfile", req)
+	if first.Stage != "run" || first.Stdout != "built /app in\n" {
+		t.Fatalf("first: %+v", first)
+	}
+	if first.Build == nil || first.Build.Cached || !strings.Contains(first.Build.Log, "Step 1/") {
+		t.Fatalf("first build info: %+v", first.Build)
+	}
+	before := builtImages(t, h)
+	second := h.run("dockerfile", req)
+	if second.Stdout != "built /app in\n" || second.Build == nil || !second.Build.Cached || second.Build.Image != first.Build.Image {
+		t.Fatalf("second: %+v", second)
+	}
+	if after := builtImages(t, h); after != before {
+		t.Errorf("the cached build changed the number of built images from %d to %d", before, after)
+	}
+
+	t.Run("command overrides the image's", func(t *testing.T) {
+		res := h.run("dockerfile", map[string]any{"dockerfile": dockerfile, "files": req["files"], "command": []string{"python3", "-c", "print('override')"}})
+		if res.Stdout != "override\n" || !res.Build.Cached {
+			t.Fatalf("%+v", res)
+		}
+	})
+	t.Run("the built image runs hardened", func(t *testing.T) {
+		res := h.run("dockerfile", map[string]any{"dockerfile": "FROM runhost/shell:bookworm\nUSER root\n", "command": "id -u; touch /x 2>&1 | grep -c Read-only; ls /sys/class/net"})
+		if res.Stdout != "1000\n1\nlo\n" {
+			t.Fatalf("stdout %q stderr %q", res.Stdout, res.Stderr)
+		}
+	})
+	t.Run("a broken Dockerfile is a result with the log", func(t *testing.T) {
+		res := h.run("dockerfile", map[string]any{"dockerfile": "FROM runhost/shell:bookworm\nRUN echo building && exit 3\n"})
+		if res.Stage != "build" || res.ExitCode == 0 || !strings.Contains(res.Build.Log, "building") || !strings.Contains(res.Stderr, "returned a non-zero code: 3") {
+			t.Fatalf("%+v", res)
+		}
+	})
+	t.Run("a missing base image is named", func(t *testing.T) {
+		res := h.run("dockerfile", map[string]any{"dockerfile": "FROM runhost/no-such-image:1\n"})
+		if res.Stage != "build" || !strings.Contains(res.Stderr, "runhost/no-such-image:1") {
+			t.Fatalf("%+v", res)
+		}
+	})
+	t.Run("builds have no network", func(t *testing.T) {
+		res := h.run("dockerfile", map[string]any{"dockerfile": "FROM runhost/shell:bookworm\nRUN ls /sys/class/net > /home/runner/nets\nCMD [\"cat\", \"/home/runner/nets\"]\n"})
+		if res.Stdout != "lo\n" {
+			t.Fatalf("%+v", res)
+		}
+	})
+	t.Run("an oversize context is a 413", func(t *testing.T) {
+		status, body := h.post("/runtimes/dockerfile/run", map[string]any{"dockerfile": dockerfile, "files": []map[string]string{{"path": "big", "content": strings.Repeat("x", 5000)}}})
+		if status != http.StatusRequestEntityTooLarge || decodeError(t, body).Error.Code != "context_too_large" {
+			t.Fatalf("%d %s", status, body)
+		}
+	})
+}
+
+func builtImages(t *testing.T, h *host) int {
+	t.Helper()
+	list, err := h.Docker.ImageList(context.Background(), image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "runhost.build"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(list)
+}
+
+// TestRealNpmRegistry installs a real package from the npm registry through
+// this machine's TLS-intercepting proxy. It needs the registry: it is
+// skipped where the registry does not answer.
+func TestRealNpmRegistry(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://registry.npmjs.org/is-number", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Skipf("needs the npm registry, which does not answer here: %v", err)
+	}
+	resp.Body.Close()
+	h := startHost(t, "RUNHOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt")
+	res := h.run("node", map[string]any{"code": "console.log(require('is-number')(5))", "packages": []string{"is-number@7.0.0"}})
+	if res.Stage != "run" || res.Stdout != "true\n" {
+		t.Fatalf("%+v", res)
+	}
+}
