@@ -5,7 +5,7 @@ GO       ?= go
 BIN      := bin
 PLUGINS  := $(notdir $(wildcard plugins/*))
 GOFLAGS  ?= -trimpath
-TEST_FLAGS ?= -race -timeout 30m
+TEST_FLAGS ?= -race -count=1 -timeout 30m
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.9.0

@@ -31,6 +31,13 @@ func (e echoRuntime) Plan(ctx context.Context, req shared.RunRequest) (shared.Sp
 		<-ctx.Done()
 		return shared.Spec{}, ctx.Err()
 	}
+	if req.Code == "full" {
+		return shared.Spec{
+			Install: &shared.Install{Command: req.Packages, Files: req.Files, Env: req.Env, OutputDir: "/deps", Network: true},
+			Build:   &shared.Build{Dockerfile: req.Dockerfile, Context: req.Files, BuildArgs: req.BuildArgs},
+			Command: append(req.Command.Argv, req.Command.Shell, req.Image),
+		}, nil
+	}
 	return shared.Spec{
 		Image:   "img:" + req.Version,
 		Files:   append(req.Files, shared.File{Path: "main", Content: []byte(req.Code)}),
@@ -84,6 +91,33 @@ func TestRoundTripThroughGRPC(t *testing.T) {
 	}
 	if !reflect.DeepEqual(spec, want) {
 		t.Errorf("Plan:\n got %+v\nwant %+v", spec, want)
+	}
+}
+
+func TestInstallBuildAndCustomFieldsCrossTheWire(t *testing.T) {
+	rt := plugintest.Connect(t, echoRuntime{})
+	files := []shared.File{{Path: "requirements.txt", Content: []byte("six\n")}}
+	spec, err := rt.Plan(t.Context(), shared.RunRequest{
+		Code:       "full",
+		Files:      files,
+		Env:        map[string]string{"K": "v"},
+		Packages:   []string{"pip", "install"},
+		Image:      "custom:1",
+		Command:    shared.Command{Argv: []string{"a", "b"}, Shell: "echo"},
+		Dockerfile: "FROM x",
+		BuildArgs:  map[string]string{"V": "1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := shared.Spec{
+		Install: &shared.Install{Command: []string{"pip", "install"}, Files: files, Env: map[string]string{"K": "v"}, OutputDir: "/deps", Network: true},
+		Build:   &shared.Build{Dockerfile: "FROM x", Context: files, BuildArgs: map[string]string{"V": "1"}},
+		Command: []string{"a", "b", "echo", "custom:1"},
+		Files:   []shared.File{},
+	}
+	if !reflect.DeepEqual(spec, want) {
+		t.Errorf("Plan:\n got %+v %+v %+v\nwant %+v %+v %+v", spec, spec.Install, spec.Build, want, want.Install, want.Build)
 	}
 }
 

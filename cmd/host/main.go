@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -128,9 +129,12 @@ func serve() int {
 		return 1
 	}
 	go a.SweepLoop(ctx)
+	var background sync.WaitGroup
 	if cfg.SelfTestOnStart {
-		go a.Runner.SelfTest(ctx)
+		background.Go(func() { a.Runner.SelfTest(ctx) })
 	}
+	// Cancelled self-tests still remove their containers before the host exits.
+	defer background.Wait()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("runhost listening", "addr", ln.Addr().String(), "instance", a.Instance, "plugin_dir", cfg.PluginDir)

@@ -44,6 +44,7 @@ func startProcess(t *testing.T, env ...string) *process {
 		"RUNHOST_PLUGIN_DIR="+bins.PluginDir,
 		"RUNHOST_INIT_PATH="+bins.Init,
 		"RUNHOST_LOG_FORMAT=json",
+		"RUNHOST_SELFTEST_ON_START=false",
 	)
 	cmd.Env = append(cmd.Env, env...)
 	stderr, err := cmd.StderrPipe()
@@ -112,6 +113,33 @@ func children(t *testing.T, pid int) []int {
 func alive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+func TestAKilledHostLeavesNothingAfterRestart(t *testing.T) {
+	p := startProcess(t)
+	cli := testenv.RequireDocker(t)
+	go func() {
+		resp, err := http.Post(p.url+"/runtimes/python/run", "application/json", strings.NewReader(`{"code":"import time\ntime.sleep(60)","timeout_ms":60000}`))
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	testenv.Eventually(t, 30*time.Second, "the run's container to appear", func() bool {
+		return len(testenv.Containers(t, cli, "runhost.instance="+p.instance)) > 0
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.wait()
+	if left := testenv.Containers(t, cli, "runhost.instance="+p.instance); len(left) == 0 {
+		t.Fatal("the killed host's run container is already gone; the test proves nothing")
+	}
+	// A new host sweeps at start-up: the dead host's container goes at once,
+	// not after its 60 s timeout.
+	startProcess(t)
+	testenv.Eventually(t, 20*time.Second, "the restarted host to sweep the killed host's container", func() bool {
+		return len(testenv.Containers(t, cli, "runhost.instance="+p.instance)) == 0
+	})
 }
 
 func TestPluginsDieWithAKilledHost(t *testing.T) {

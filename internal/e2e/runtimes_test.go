@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,9 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/volume"
+
+	"github.com/runhost/runhost/internal/testenv"
 )
 
 func TestEveryVersionRunsItsOwnVersion(t *testing.T) {
@@ -306,4 +310,40 @@ func TestRealNpmRegistry(t *testing.T) {
 	if res.Stage != "run" || res.Stdout != "true\n" {
 		t.Fatalf("%+v", res)
 	}
+}
+
+func TestCachesEvictLeastRecentlyUsed(t *testing.T) {
+	cli := dockerClient(t)
+	idx := startPackageIndex(t, cli)
+	h := startHostWith(t, cli, append(idx.env(), "RUNHOST_DEPS_CACHE_ENTRIES=1", "RUNHOST_BUILD_CACHE_ENTRIES=1")...)
+	depsVolumes := func() []string {
+		list, err := cli.VolumeList(context.Background(), volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "runhost.deps"))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, v := range list.Volumes {
+			names = append(names, v.Name)
+		}
+		return names
+	}
+	code := "import runhost_greet; print('ok')"
+	h.run("python", map[string]any{"code": code, "requirements": []string{"runhost-greet==1.0"}})
+	first := depsVolumes()
+	h.run("python", map[string]any{"code": code, "requirements": []string{"runhost-greet>=1.0"}})
+	testenv.Eventually(t, 30*time.Second, "the older dependency volume to be evicted", func() bool {
+		now := depsVolumes()
+		for _, v := range first {
+			if slices.Contains(now, v) {
+				return false
+			}
+		}
+		return len(now) == 1
+	})
+
+	h.run("dockerfile", map[string]any{"dockerfile": "FROM runhost/shell:bookworm\nLABEL evict=one\nCMD [\"true\"]\n"})
+	h.run("dockerfile", map[string]any{"dockerfile": "FROM runhost/shell:bookworm\nLABEL evict=two\nCMD [\"true\"]\n"})
+	testenv.Eventually(t, 30*time.Second, "the older built image to be removed", func() bool {
+		return builtImages(t, h) <= 1
+	})
 }

@@ -128,3 +128,153 @@ func BenchmarkJob(b *testing.B) {
 		}
 	}
 }
+
+func TestCustomImages(t *testing.T) {
+	custom := func(image string) func(*Input) {
+		return func(in *Input) {
+			in.Capabilities = []shared.Capability{shared.CapCustomImage}
+			in.Spec.Image = image
+			in.DeclaredImages = []string{"runhost/python:3.11", "runhost/node:20"}
+		}
+	}
+	tests := []struct {
+		name    string
+		allowed []string
+		mutate  func(*Input)
+		err     error
+	}{
+		{"declared image by default", nil, custom("runhost/node:20"), nil},
+		{"undeclared image refused by default", nil, custom("alpine:3"), ErrImageNotAllowed},
+		{"pattern allows", []string{"docker.io/library/*", "alpine:*"}, custom("alpine:3"), nil},
+		{"pattern refuses", []string{"alpine:*"}, custom("runhost/node:20"), ErrImageNotAllowed},
+		{"no capability: a plugin fault", nil, func(in *Input) { in.Spec.Image = "alpine:3" }, ErrSpecRefused},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.AllowedImages = tt.allowed
+			_, err := New(cfg).Job(input(tt.mutate))
+			if !errors.Is(err, tt.err) && !(tt.err == nil && err == nil) {
+				t.Fatalf("got %v, want %v", err, tt.err)
+			}
+			if errors.Is(err, ErrImageNotAllowed) && !strings.Contains(err.Error(), "RUNHOST_ALLOWED_IMAGES") {
+				t.Errorf("the refusal must name the setting: %v", err)
+			}
+		})
+	}
+}
+
+func TestMatchImage(t *testing.T) {
+	tests := []struct {
+		pattern, image string
+		want           bool
+	}{
+		{"alpine:3", "alpine:3", true},
+		{"alpine:3", "alpine:3.1", false},
+		{"alpine:*", "alpine:3.1", true},
+		{"*", "anything/at:all", true},
+		{"runhost/*:3.*", "runhost/python:3.11", true},
+		{"runhost/*:3.*", "runhost/python:2.7", false},
+		{"*/python:*", "evil.io/python:3", true},
+		{"docker.io/*", "docker.io.evil.com/x", false},
+		{"docker.io/library/*", "docker.io.evil/library/x", false},
+	}
+	for _, tt := range tests {
+		if got := MatchImage(tt.pattern, tt.image); got != tt.want {
+			t.Errorf("MatchImage(%q, %q) = %v, want %v", tt.pattern, tt.image, got, tt.want)
+		}
+	}
+}
+
+func TestInstallStep(t *testing.T) {
+	withInstall := func(mut func(*shared.Install)) func(*Input) {
+		return func(in *Input) {
+			in.Capabilities = []shared.Capability{shared.CapPackages}
+			in.Spec.Install = &shared.Install{
+				Command: []string{"pip", "install", "-r", "requirements.txt"}, OutputDir: "/deps", Network: true,
+				Files: []shared.File{{Path: "requirements.txt", Content: []byte("six\n")}},
+			}
+			if mut != nil {
+				mut(in.Spec.Install)
+			}
+		}
+	}
+	cfg := testConfig()
+	cfg.AllowInstallNetwork, cfg.InstallNetwork = true, "pkgnet"
+	cfg.InstallTimeout, cfg.InstallMemory = time.Minute, 512<<20
+	cfg.PipIndexURL, cfg.NpmRegistry = "http://index:8000/simple", "https://npm.example/"
+	cfg.CABundle = []byte("PEM")
+	job, err := New(cfg).Job(input(withInstall(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := job.Install
+	if inst == nil || inst.Network != "pkgnet" || inst.OutputDir != "/deps" || inst.Image != job.Image || inst.Limits.Timeout != time.Minute || inst.Limits.MemoryBytes != 512<<20 {
+		t.Fatalf("install = %+v", inst)
+	}
+	env := strings.Join(inst.Env, " ")
+	for _, want := range []string{"PIP_INDEX_URL=http://index:8000/simple", "PIP_TRUSTED_HOST=index", "NPM_CONFIG_REGISTRY=https://npm.example/", "PIP_CERT=/code/.runhost-ca.pem", "NODE_EXTRA_CA_CERTS=/code/.runhost-ca.pem"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("install env lacks %s: %s", want, env)
+		}
+	}
+	if len(inst.Files) != 2 || inst.Files[1].Path != ".runhost-ca.pem" {
+		t.Errorf("install files = %+v, want requirements.txt and the CA bundle", inst.Files)
+	}
+
+	again, _ := New(cfg).Job(input(withInstall(nil)))
+	other, _ := New(cfg).Job(input(withInstall(func(i *shared.Install) { i.Files[0].Content = []byte("seven\n") })))
+	if again.Install.Key != inst.Key || other.Install.Key == inst.Key {
+		t.Errorf("install keys: same content %s/%s, other content %s", inst.Key, again.Install.Key, other.Install.Key)
+	}
+
+	cfg.AllowInstallNetwork = false
+	noNet, _ := New(cfg).Job(input(withInstall(nil)))
+	if noNet.Install.Network != "" {
+		t.Errorf("the host forbids install network, got %q", noNet.Install.Network)
+	}
+
+	for _, dir := range []string{"/", "/usr", "/tmp", "/code", "relative", "/a/b", "/.runhost"} {
+		_, err := New(cfg).Job(input(withInstall(func(i *shared.Install) { i.OutputDir = dir })))
+		if !errors.Is(err, ErrSpecRefused) {
+			t.Errorf("output dir %q: got %v, want a refusal", dir, err)
+		}
+	}
+	_, err = New(cfg).Job(input(func(in *Input) { withInstall(nil)(in); in.Capabilities = nil }))
+	if !errors.Is(err, ErrSpecRefused) {
+		t.Errorf("install without the packages capability: %v", err)
+	}
+}
+
+func TestBuild(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxContextBytes, cfg.BuildTimeout, cfg.BuildMemory, cfg.BuildLogBytes = 100, time.Minute, 1<<30, 1000
+	withBuild := func(ctx []shared.File) func(*Input) {
+		return func(in *Input) {
+			in.Capabilities = []shared.Capability{shared.CapDockerfile}
+			in.Spec.Image = ""
+			in.Spec.Build = &shared.Build{Dockerfile: "FROM x", Context: ctx}
+		}
+	}
+	p := New(cfg)
+	b, err := p.Build(input(withBuild([]shared.File{{Path: "a", Content: []byte("1")}})))
+	if err != nil || b.Network || b.Timeout != time.Minute || len(b.Key) != 64 {
+		t.Fatalf("build = %+v, %v", b, err)
+	}
+	if _, err := p.Build(input(withBuild([]shared.File{{Path: "a", Content: make([]byte, 200)}}))); !errors.Is(err, ErrContextTooLarge) {
+		t.Errorf("oversize context: %v", err)
+	}
+	if _, err := p.Build(input(withBuild([]shared.File{{Path: "../a"}}))); !errors.Is(err, ErrSpecRefused) {
+		t.Errorf("escaping context path: %v", err)
+	}
+	in := input(withBuild(nil))
+	in.Spec.Command = nil
+	in.Built = &executor.BuiltImage{Ref: "runhost/build:k", Entrypoint: []string{"python3"}, Cmd: []string{"app.py"}, WorkingDir: "/app"}
+	job, err := p.Job(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.Image != "runhost/build:k" || strings.Join(job.Command, " ") != "python3 app.py" || job.WorkDir != "/app" {
+		t.Errorf("job from a built image = %+v", job)
+	}
+}

@@ -56,3 +56,22 @@ func TestPlan(t *testing.T) {
 		})
 	}
 }
+
+func TestRequirements(t *testing.T) {
+	rt := plugintest.Connect(t, Python{})
+	spec, err := rt.Plan(t.Context(), shared.RunRequest{Version: "3.13", Code: "1", Packages: []string{"requests>=2", "# comment", "", "numpy==2.0", "requests>=2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Install == nil || spec.Install.OutputDir != "/deps" || spec.Env["PYTHONPATH"] != "/deps" || spec.Image != "runhost/python:3.13" {
+		t.Fatalf("spec = %+v", spec)
+	}
+	if got := string(spec.Install.Files[0].Content); got != "numpy==2.0\nrequests>=2\n" {
+		t.Errorf("requirements.txt = %q, want sorted and de-duplicated", got)
+	}
+	for _, bad := range []string{"--index-url http://x", "-e .", "pkg @ https://x/p.whl", "./local", "git+https://x"} {
+		if _, err := rt.Plan(t.Context(), shared.RunRequest{Version: "3.11", Code: "1", Packages: []string{bad}}); !errors.Is(err, shared.ErrInvalidRequest) {
+			t.Errorf("requirement %q: %v, want refused", bad, err)
+		}
+	}
+}

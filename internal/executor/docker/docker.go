@@ -89,6 +89,7 @@ type Config struct {
 type Executor struct {
 	engine   engine
 	instance string
+	owner    string
 	log      hclog.Logger
 	init     *initVolume
 	deps     *depsCache
@@ -116,6 +117,7 @@ func newExecutor(e engine, cfg Config) *Executor {
 	return &Executor{
 		engine:   e,
 		instance: cfg.Instance,
+		owner:    processOwner(),
 		log:      log,
 		init:     newInitVolume(cfg.InitBinary),
 		deps:     newDepsCache(cfg.DepsCacheEntries, cfg.DepsCacheBytes),
@@ -446,6 +448,7 @@ func (e *Executor) labels(base map[string]string, timeout time.Duration) map[str
 	}
 	out[LabelManaged] = "true"
 	out[LabelInstance] = e.instance
+	out[LabelOwner] = e.owner
 	out[LabelDeadline] = strconv.FormatInt(time.Now().Add(timeout+sweepMargin).Unix(), 10)
 	return out
 }
@@ -454,8 +457,9 @@ func (e *Executor) labels(base map[string]string, timeout time.Duration) map[str
 // sweep treats it as left behind.
 const sweepMargin = 2 * time.Minute
 
-// Sweep removes runhost containers whose deadline has passed: those a crashed
-// or killed host left behind. It returns how many it removed.
+// Sweep removes runhost containers left behind: those whose deadline has
+// passed, and those of a host process on this machine that no longer runs
+// (killed with -9, crashed). It returns how many it removed.
 func (e *Executor) Sweep(ctx context.Context) (int, error) {
 	list, err := e.engine.ContainerList(ctx, container.ListOptions{
 		All:     true,
@@ -468,7 +472,7 @@ func (e *Executor) Sweep(ctx context.Context) (int, error) {
 	removed := 0
 	for _, c := range list {
 		deadline, err := strconv.ParseInt(c.Labels[LabelDeadline], 10, 64)
-		if err == nil && deadline > now {
+		if err == nil && deadline > now && !ownerGone(c.Labels[LabelOwner]) {
 			continue
 		}
 		err = e.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
