@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -73,6 +74,18 @@ type Config struct {
 	BuildCacheMB      int64
 
 	SelfTestOnStart bool
+
+	// Shared workspace: where this host sees it, and where the engine does.
+	WorkspaceRoot      string
+	WorkspaceDaemonDir string // DIND_WORKSPACE_PATH
+	WorkspaceQuotaMB   int64
+	WorkspaceFileBytes int64
+
+	// The engine: Docker-in-Docker must be reached over TLS.
+	DindEnabled         bool
+	AllowInsecureDocker bool
+	DockerHost          string // DOCKER_HOST as given (the Docker client reads it itself)
+	DockerTLSVerify     string // DOCKER_TLS_VERIFY as given
 }
 
 // Setting documents one environment variable.
@@ -86,6 +99,7 @@ type Setting struct {
 // computed documents defaults that depend on the machine; their Default is
 // empty and fillComputedDefaults sets them.
 var computed = map[string]string{
+	"DIND_WORKSPACE_PATH": "`/workspaces` with `DIND_ENABLED`, else `RUNHOST_WORKSPACE_ROOT`",
 	"RUNHOST_MAX_CPUS":  "number of cores",
 	"RUNHOST_INIT_PATH": "`runhost-init` next to the host binary",
 	"DOCKER_HOST":       "the local engine's unix socket",
@@ -145,6 +159,13 @@ func settings() []Setting {
 		{"RUNHOST_BUILD_CACHE_ENTRIES", "50", "built images kept (least recently used go first)", integer(func(c *Config) *int64 { return &c.BuildCacheEntries })},
 		{"RUNHOST_BUILD_CACHE_MB", "10240", "bytes of built images kept", integer(func(c *Config) *int64 { return &c.BuildCacheMB })},
 		{"RUNHOST_SELFTEST_ON_START", "true", "run every version's self-test when the host starts (results in `GET /runtimes`)", boolean(func(c *Config) *bool { return &c.SelfTestOnStart })},
+		{"RUNHOST_WORKSPACE_ROOT", "", "where this host sees the shared workspace volume (the seed's `/app/workspace`); empty disables workspaces", str(func(c *Config) *string { return &c.WorkspaceRoot })},
+		{"DIND_WORKSPACE_PATH", "", "where the engine sees the same volume; bind sources use it, never a host path", str(func(c *Config) *string { return &c.WorkspaceDaemonDir })},
+		{"RUNHOST_WORKSPACE_QUOTA_MB", "1024", "bytes one workspace session may hold (files API uploads are refused above it)", integer(func(c *Config) *int64 { return &c.WorkspaceQuotaMB })},
+		{"RUNHOST_WORKSPACE_FILE_BYTES", "10485760", "largest file the files API accepts in one upload", integer(func(c *Config) *int64 { return &c.WorkspaceFileBytes })},
+		{"DIND_ENABLED", "false", "the engine is a Docker-in-Docker daemon: `DOCKER_HOST` must then use TLS (`tcp://...:2376` with `DOCKER_TLS_VERIFY=1`)", boolean(func(c *Config) *bool { return &c.DindEnabled })},
+		{"RUNHOST_ALLOW_INSECURE_DOCKER", "false", "start even though `DIND_ENABLED=true` and `DOCKER_HOST` is plain TCP (anyone who reaches the port owns the daemon)", boolean(func(c *Config) *bool { return &c.AllowInsecureDocker })},
+		{"DOCKER_BUILDKIT", "", "read by the Docker CLI (code-server's terminal); runhost's own builds use the engine's classic builder", nil},
 		{"RUNHOST_IMAGE_SOURCE", "auto", "`make images`: `auto` tries a registry and falls back to an offline Debian build; `registry` or `offline` forces one", nil},
 		{"RUNHOST_IMAGE_CACHE", ".cache/images", "`make images`: where debootstrap root filesystems and .debs are cached", nil},
 		{"RUNHOST_DEBIAN_MIRROR", "http://deb.debian.org/debian", "`make images`: the Debian mirror offline builds use", nil},
@@ -204,11 +225,19 @@ func FromEnv(environ []string) (Config, error) {
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, err
 	}
+	c.DockerHost, c.DockerTLSVerify = env["DOCKER_HOST"], env["DOCKER_TLS_VERIFY"]
 	c.fillComputedDefaults()
 	return c, c.validate()
 }
 
 func (c *Config) fillComputedDefaults() {
+	if c.WorkspaceDaemonDir == "" {
+		if c.DindEnabled {
+			c.WorkspaceDaemonDir = "/workspaces"
+		} else {
+			c.WorkspaceDaemonDir = c.WorkspaceRoot
+		}
+	}
 	if c.MaxCPUs == 0 {
 		c.MaxCPUs = float64(runtime.NumCPU())
 	}
@@ -252,6 +281,20 @@ func (c *Config) validate() error {
 	check(c.BuildTimeout > 0 && c.BuildMemoryMB >= MinMemoryMB, "build timeout and memory must be positive")
 	check(c.DepsCacheEntries > 0 && c.DepsCacheMB > 0 && c.BuildCacheEntries > 0 && c.BuildCacheMB > 0, "cache sizes must be positive")
 	check(c.MaxContextBytes > 0 && c.BuildLogBytes > 0, "RUNHOST_MAX_CONTEXT_BYTES and RUNHOST_BUILD_LOG_BYTES must be positive")
+	if c.WorkspaceRoot != "" {
+		check(filepath.IsAbs(c.WorkspaceRoot), "RUNHOST_WORKSPACE_ROOT must be an absolute path")
+		check(filepath.IsAbs(c.WorkspaceDaemonDir), "DIND_WORKSPACE_PATH must be an absolute path")
+		check(c.WorkspaceQuotaMB > 0 && c.WorkspaceFileBytes > 0, "workspace quota and file size must be positive")
+	}
+	if c.DindEnabled && !c.AllowInsecureDocker {
+		host, tls := c.DockerHost, c.DockerTLSVerify
+		switch {
+		case host == "" || strings.HasPrefix(host, "unix://"):
+			errs = append(errs, errors.New("DIND_ENABLED=true but DOCKER_HOST does not name the DinD daemon (want tcp://dind:2376 with DOCKER_TLS_VERIFY=1)"))
+		case strings.HasPrefix(host, "tcp://") && (tls == "" || tls == "0"):
+			errs = append(errs, fmt.Errorf("DIND_ENABLED=true and DOCKER_HOST=%s is plain TCP: any container that reaches it owns the daemon; set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH (or RUNHOST_ALLOW_INSECURE_DOCKER=true to accept the risk)", host))
+		}
+	}
 	if c.CABundle != "" {
 		if _, err := os.Stat(c.CABundle); err != nil {
 			errs = append(errs, fmt.Errorf("RUNHOST_CA_BUNDLE: %w", err))

@@ -40,6 +40,7 @@ func TestErrors(t *testing.T) {
 		{"RUNHOST_LOG_LEVEL=loud", "want one of"},
 		{"RUNHOST_ADDR=nope", "RUNHOST_ADDR"},
 		{"RUNHOST_DEFAULT_CPUS=-1", "positive"},
+		{"RUNHOST_WORKSPACE_ROOT=relative/dir", "absolute"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
@@ -48,6 +49,34 @@ func TestErrors(t *testing.T) {
 				t.Fatalf("got %v, want an error about %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestDindNeedsTLS(t *testing.T) {
+	tests := []struct {
+		env  []string
+		want string // empty: accepted
+	}{
+		{[]string{"DIND_ENABLED=true"}, "does not name the DinD daemon"},
+		{[]string{"DIND_ENABLED=true", "DOCKER_HOST=tcp://dind:2375"}, "plain TCP"},
+		{[]string{"DIND_ENABLED=true", "DOCKER_HOST=tcp://dind:2375", "RUNHOST_ALLOW_INSECURE_DOCKER=true"}, ""},
+		{[]string{"DIND_ENABLED=true", "DOCKER_HOST=tcp://dind:2376", "DOCKER_TLS_VERIFY=1"}, ""},
+		{[]string{"DOCKER_HOST=tcp://somewhere:2375"}, ""},
+	}
+	for _, tt := range tests {
+		c, err := FromEnv(tt.env)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%v: %v", tt.env, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%v: got %v, want an error about %q", tt.env, err, tt.want)
+		case tt.want == "" && c.DindEnabled && c.WorkspaceDaemonDir != "/workspaces":
+			t.Errorf("%v: DIND_WORKSPACE_PATH defaults to %q, want /workspaces", tt.env, c.WorkspaceDaemonDir)
+		}
+	}
+	c, _ := FromEnv([]string{"RUNHOST_WORKSPACE_ROOT=/srv/ws"})
+	if c.WorkspaceDaemonDir != "/srv/ws" {
+		t.Errorf("with a local engine the daemon sees the workspace where the host does; got %q", c.WorkspaceDaemonDir)
 	}
 }
 
