@@ -100,9 +100,9 @@ type Setting struct {
 // empty and fillComputedDefaults sets them.
 var computed = map[string]string{
 	"DIND_WORKSPACE_PATH": "`/workspaces` with `DIND_ENABLED`, else `RUNHOST_WORKSPACE_ROOT`",
-	"RUNHOST_MAX_CPUS":  "number of cores",
-	"RUNHOST_INIT_PATH": "`runhost-init` next to the host binary",
-	"DOCKER_HOST":       "the local engine's unix socket",
+	"RUNHOST_MAX_CPUS":    "number of cores",
+	"RUNHOST_INIT_PATH":   "`runhost-init` next to the host binary",
+	"DOCKER_HOST":         "the local engine's unix socket",
 }
 
 // ShownDefault is the default as the README shows it.
