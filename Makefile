@@ -64,6 +64,7 @@ proto:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags dind ./internal/e2e/dind/
 	$(GO) run $(STATICCHECK) ./...
 	GOVULNCHECK=$(GOVULNCHECK) scripts/govulncheck.sh
 

@@ -12,6 +12,7 @@ import (
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/registry"
 	"github.com/runhost/runhost/internal/runner"
+	"github.com/runhost/runhost/internal/workspace"
 	"github.com/runhost/runhost/shared"
 )
 
@@ -66,6 +67,22 @@ func statusOf(err error) (int, string) {
 		return http.StatusNotFound, "unknown_version"
 	case errors.Is(err, pathguard.ErrUnsafePath):
 		return http.StatusBadRequest, "unsafe_path"
+	case errors.Is(err, workspace.ErrNotConfigured):
+		return http.StatusNotFound, "workspaces_disabled"
+	case errors.Is(err, workspace.ErrBadSession):
+		return http.StatusBadRequest, "invalid_session"
+	case errors.Is(err, workspace.ErrSymlink):
+		return http.StatusBadRequest, "symlink_refused"
+	case errors.Is(err, workspace.ErrNotRegular):
+		return http.StatusBadRequest, "not_a_regular_file"
+	case errors.Is(err, workspace.ErrIsDir):
+		return http.StatusBadRequest, "is_a_directory"
+	case errors.Is(err, workspace.ErrNotFound):
+		return http.StatusNotFound, "not_found"
+	case errors.Is(err, workspace.ErrQuota):
+		return http.StatusRequestEntityTooLarge, "quota_exceeded"
+	case errors.Is(err, workspace.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, "file_too_large"
 	case errors.Is(err, policy.ErrImageNotAllowed):
 		return http.StatusForbidden, "image_not_allowed"
 	case errors.Is(err, policy.ErrContextTooLarge):

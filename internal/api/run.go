@@ -38,6 +38,8 @@ type RunRequest struct {
 	Command      *Command          `json:"command,omitempty"`      // custom command: argv or a shell line
 	Dockerfile   string            `json:"dockerfile,omitempty"`   // Dockerfile to build (dockerfile)
 	BuildArgs    map[string]string `json:"build_args,omitempty"`
+	Workspace    string            `json:"workspace,omitempty"`    // "session/sub/dir" of the shared workspace
+	ContextPath  string            `json:"context_path,omitempty"` // build context from the workspace (dockerfile)
 }
 
 // Command is a JSON array (an argv) or a string (a line for sh -c).
@@ -211,7 +213,7 @@ func toRunnerRequest(runtime string, req RunRequest) (runner.Request, error) {
 		return runner.Request{}, &policy.LimitError{Field: "cpus", Msg: fmt.Sprintf("%g is out of range", req.CPUs)}
 	}
 	hasCommand := req.Command != nil && (len(req.Command.Argv) > 0 || req.Command.Shell != "")
-	if req.Code == "" && len(req.Files) == 0 && !hasCommand && req.Dockerfile == "" {
+	if req.Code == "" && len(req.Files) == 0 && !hasCommand && req.Dockerfile == "" && req.ContextPath == "" {
 		return runner.Request{}, badRequest("no_code", "give the program as code or files (or a command, or a dockerfile)")
 	}
 	if len(req.Requirements) > 0 && len(req.Packages) > 0 {
@@ -280,19 +282,21 @@ func toRunnerRequest(runtime string, req RunRequest) (runner.Request, error) {
 		}
 	}
 	return runner.Request{
-		Packages:   append(req.Requirements, req.Packages...),
-		Image:      req.Image,
-		Command:    command,
-		Dockerfile: req.Dockerfile,
-		BuildArgs:  req.BuildArgs,
-		Runtime:    runtime,
-		Version:    req.Version,
-		Code:       req.Code,
-		Files:      files,
-		Entry:      req.Entry,
-		Stdin:      []byte(req.Stdin),
-		Args:       req.Args,
-		Env:        req.Env,
+		Packages:    append(req.Requirements, req.Packages...),
+		Image:       req.Image,
+		Command:     command,
+		Dockerfile:  req.Dockerfile,
+		BuildArgs:   req.BuildArgs,
+		Workspace:   req.Workspace,
+		ContextPath: req.ContextPath,
+		Runtime:     runtime,
+		Version:     req.Version,
+		Code:        req.Code,
+		Files:       files,
+		Entry:       req.Entry,
+		Stdin:       []byte(req.Stdin),
+		Args:        req.Args,
+		Env:         req.Env,
 		Limits: policy.Requested{
 			Timeout:     time.Duration(req.TimeoutMS) * time.Millisecond,
 			MemoryBytes: req.MemoryMB << 20,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/runhost/runhost/internal/registry"
 	"github.com/runhost/runhost/internal/runner"
+	"github.com/runhost/runhost/internal/workspace"
 )
 
 // Config configures the HTTP layer.
@@ -22,19 +23,20 @@ type Config struct {
 
 // Server serves the API.
 type Server struct {
-	cfg      Config
-	echo     *echo.Echo
-	runner   *runner.Runner
-	registry *registry.Registry
-	log      hclog.Logger
+	cfg        Config
+	echo       *echo.Echo
+	runner     *runner.Runner
+	registry   *registry.Registry
+	workspaces *workspace.Store
+	log        hclog.Logger
 }
 
 // New builds the routes.
-func New(cfg Config, run *runner.Runner, reg *registry.Registry, log hclog.Logger) *Server {
+func New(cfg Config, run *runner.Runner, reg *registry.Registry, ws *workspace.Store, log hclog.Logger) *Server {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	s := &Server{cfg: cfg, echo: echo.New(), runner: run, registry: reg, log: log}
+	s := &Server{cfg: cfg, echo: echo.New(), runner: run, registry: reg, workspaces: ws, log: log}
 	e := s.echo
 	e.HideBanner = true
 	e.HidePort = true
@@ -49,6 +51,7 @@ func New(cfg Config, run *runner.Runner, reg *registry.Registry, log hclog.Logge
 	e.GET("/runtimes/:name", s.getRuntime)
 	e.POST("/runtimes/:name/run", s.run)
 	e.GET("/plugins", s.listPlugins)
+	s.workspaceRoutes()
 	return s
 }
 

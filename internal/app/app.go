@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -20,6 +22,7 @@ import (
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/registry"
 	"github.com/runhost/runhost/internal/runner"
+	"github.com/runhost/runhost/internal/workspace"
 )
 
 // App is a wired host.
@@ -70,8 +73,17 @@ func New(ctx context.Context, cfg config.Config, log hclog.Logger) (*App, error)
 		return nil, err
 	}
 	pol := policy.New(polCfg)
-	run := runner.New(reg, pol, exec, log.Named("runner"))
-	srv := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes}, run, reg, log.Named("api"))
+	uid, gid := runUser(cfg.RunUser)
+	ws := workspace.NewStore(workspace.Config{
+		Root:         cfg.WorkspaceRoot,
+		DaemonDir:    cfg.WorkspaceDaemonDir,
+		QuotaBytes:   cfg.WorkspaceQuotaMB << 20,
+		MaxFileBytes: cfg.WorkspaceFileBytes,
+		UID:          uid,
+		GID:          gid,
+	})
+	run := runner.New(runner.Config{MaxContextBytes: cfg.MaxContextBytes}, reg, pol, exec, ws, log.Named("runner"))
+	srv := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes}, run, reg, ws, log.Named("api"))
 	return &App{Instance: instance, Executor: exec, Registry: reg, Runner: run, API: srv, cfg: cfg, log: log}, nil
 }
 
@@ -144,6 +156,14 @@ func (a *App) SweepLoop(ctx context.Context) {
 func (a *App) Close() {
 	a.Registry.Close()
 	_ = a.Executor.Close()
+}
+
+// runUser splits the configured "uid:gid" (already validated).
+func runUser(s string) (int, int) {
+	u, g, _ := strings.Cut(s, ":")
+	uid, _ := strconv.Atoi(u)
+	gid, _ := strconv.Atoi(g)
+	return uid, gid
 }
 
 func newInstanceID() string {

@@ -35,12 +35,18 @@ type Job struct {
 	Image   string
 	Command []string
 	Env     []string // KEY=VALUE, the program's whole environment on top of the image's
-	WorkDir string   // absolute path inside the container, RunDir or below it
-	Files   []File   // placed under RunDir before Command starts
-	Stdin   []byte
-	User    string // numeric uid:gid
-	Labels  map[string]string
-	Limits  Limits
+	WorkDir string   // absolute path inside the container, where Command starts
+	Files   []File   // placed under FilesDir before Command starts
+	// FilesDir is where Files go: RunDir, or the root of the workspace
+	// mount. Empty means RunDir.
+	FilesDir string
+	// Workspace, when set, bind-mounts a session directory of the shared
+	// workspace read-write.
+	Workspace *Mount
+	Stdin     []byte
+	User      string // numeric uid:gid
+	Labels    map[string]string
+	Limits    Limits
 	// Install, when set, runs first; its output is mounted read-only at
 	// Install.OutputDir for the run.
 	Install *Install
@@ -86,7 +92,13 @@ type BuiltImage struct {
 	WorkingDir   string
 }
 
-// File is a file placed under RunDir. Path is relative and already checked.
+// Mount is a directory of the engine's filesystem mounted into a run.
+type Mount struct {
+	Source string // as the engine sees it
+	Target string // inside the container
+}
+
+// File is a file placed under FilesDir. Path is relative and already checked.
 type File struct {
 	Path    string
 	Content []byte

@@ -125,7 +125,9 @@ func placeFiles(h Header, r io.Reader) error {
 		if err := mkdirAll(root, filepath.Dir(f.Path)); err != nil {
 			return err
 		}
-		out, err := root.OpenFile(f.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		// O_TRUNC, not O_EXCL: in a workspace the file may exist from an
+		// earlier run. os.Root keeps every path, symlinks included, inside Dir.
+		out, err := root.OpenFile(f.Path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 		if err != nil {
 			return err
 		}

@@ -92,7 +92,7 @@ func TestPlaceFilesRefuses(t *testing.T) {
 			_ = os.Symlink(filepath.Join(outside, "target"), filepath.Join(dir, "f"))
 		}, func(dir string) Header {
 			return Header{Dir: dir, WorkDir: dir, Files: []FileHeader{{Path: "f", Size: 1}}}
-		}, "exists"},
+		}, "escapes"},
 		{"work dir not clean", nil, func(dir string) Header {
 			return Header{Dir: dir, WorkDir: dir + "/../x"}
 		}, "not an absolute clean path"},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/pathguard"
+	"github.com/runhost/runhost/internal/workspace"
 	"github.com/runhost/runhost/shared"
 )
 
@@ -81,6 +82,10 @@ type Input struct {
 	// Built is the image the spec's Build produced; set by the caller after
 	// building, before asking for the run job.
 	Built *executor.BuiltImage
+	// Workspace is the session directory the run works in, and
+	// WorkspaceSource where the engine sees that session (the bind source).
+	Workspace       *workspace.Ref
+	WorkspaceSource string
 }
 
 // Limits on a spec's shape; a request is held to tighter ones at the API edge.
@@ -203,15 +208,28 @@ func (p *Policy) Job(in Input) (executor.Job, error) {
 	if err != nil {
 		return refuse("files", "%v", err)
 	}
-	workDir := executor.RunDir
-	if in.Built != nil && in.Built.WorkingDir != "" && spec.WorkDir == "" {
+	workDir, filesDir := executor.RunDir, executor.RunDir
+	var mount *executor.Mount
+	if ws := in.Workspace; ws != nil {
+		// The session is mounted (never anything below it: a run could swap
+		// a sub-directory for a symlink); files and the working directory
+		// are placed inside it.
+		mount = &executor.Mount{Source: in.WorkspaceSource, Target: path.Join(workspace.MountPoint, ws.Session)}
+		filesDir, workDir = mount.Target, ws.InContainer()
+		if ws.Dir != "" {
+			for i := range files {
+				files[i].Path = ws.Dir + "/" + files[i].Path
+			}
+		}
+	}
+	if in.Built != nil && in.Built.WorkingDir != "" && spec.WorkDir == "" && in.Workspace == nil {
 		workDir = path.Clean(in.Built.WorkingDir) // the Dockerfile's WORKDIR
 	}
 	if spec.WorkDir != "" && spec.WorkDir != "." {
 		if err := pathguard.Check(spec.WorkDir); err != nil {
 			return refuse("work_dir", "%v", err)
 		}
-		workDir += "/" + spec.WorkDir
+		workDir = path.Join(workDir, spec.WorkDir)
 	}
 	env, err := environment(spec.Env)
 	if err != nil {
@@ -242,8 +260,10 @@ func (p *Policy) Job(in Input) (executor.Job, error) {
 			"runhost.runtime": in.Runtime,
 			"runhost.version": in.Version.Version,
 		},
-		Limits:  limits,
-		Install: install,
+		Limits:    limits,
+		Install:   install,
+		FilesDir:  filesDir,
+		Workspace: mount,
 	}, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/registry"
+	"github.com/runhost/runhost/internal/workspace"
 	"github.com/runhost/runhost/shared"
 )
 
@@ -37,6 +38,9 @@ type Request struct {
 	Command    shared.Command    // custom command
 	Dockerfile string            // Dockerfile to build (dockerfile runtimes)
 	BuildArgs  map[string]string // its build arguments
+
+	Workspace   string // "session/sub/dir": run there, with the session mounted
+	ContextPath string // "session/sub/dir": the build context, from the workspace
 }
 
 // Result is a finished run with what it ran on.
@@ -60,20 +64,27 @@ type BuildInfo struct {
 
 // Runner wires the parts of a run together.
 type Runner struct {
-	registry *registry.Registry
-	policy   *policy.Policy
-	executor executor.Executor
-	log      hclog.Logger
+	registry   *registry.Registry
+	policy     *policy.Policy
+	executor   executor.Executor
+	workspaces *workspace.Store
+	log        hclog.Logger
+	maxContext int64
 
 	selfTests selfTests
 }
 
-// New returns a Runner.
-func New(reg *registry.Registry, pol *policy.Policy, exec executor.Executor, log hclog.Logger) *Runner {
+// Config holds what the runner needs besides its collaborators.
+type Config struct {
+	MaxContextBytes int64 // for build contexts read from a workspace
+}
+
+// New returns a Runner. ws may be a disabled store.
+func New(cfg Config, reg *registry.Registry, pol *policy.Policy, exec executor.Executor, ws *workspace.Store, log hclog.Logger) *Runner {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Runner{registry: reg, policy: pol, executor: exec, log: log}
+	return &Runner{registry: reg, policy: pol, executor: exec, workspaces: ws, log: log, maxContext: cfg.MaxContextBytes}
 }
 
 // Run executes req from start to finish.
@@ -92,6 +103,24 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	}
 	if err := r.policy.CheckRequested(req.Limits); err != nil {
 		return Result{}, err
+	}
+	var ws *workspace.Ref
+	if req.Workspace != "" {
+		ref, err := workspace.ParseRef(req.Workspace)
+		if err != nil {
+			return Result{}, fmt.Errorf("workspace: %w", err)
+		}
+		if err := r.workspaces.EnsureDir(ref); err != nil {
+			return Result{}, fmt.Errorf("workspace %s: %w", ref, err)
+		}
+		ws = &ref
+	}
+	if req.ContextPath != "" {
+		files, err := r.contextFiles(desc, req)
+		if err != nil {
+			return Result{}, err
+		}
+		req.Files = files
 	}
 
 	spec, err := p.Plan(ctx, shared.RunRequest{
@@ -120,6 +149,10 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 		Requested:      req.Limits,
 		Stdin:          req.Stdin,
 		DeclaredImages: r.declaredImages(),
+		Workspace:      ws,
+	}
+	if ws != nil {
+		in.WorkspaceSource = r.workspaces.MountSource(ws.Session)
 	}
 	out := Result{RunID: id, Runtime: desc.Name, Version: version.Version}
 	if spec.Build != nil {
@@ -144,6 +177,29 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	}
 	out.Image, out.Result = job.Image, res
 	return out, nil
+}
+
+// contextFiles reads a build context from the workspace.
+func (r *Runner) contextFiles(d shared.Description, req Request) ([]shared.File, error) {
+	if !slices.Contains(d.Capabilities, shared.CapDockerfile) {
+		return nil, shared.Invalidf("runtime %q does not support context_path", d.Name)
+	}
+	if len(req.Files) > 0 {
+		return nil, shared.Invalidf("give the build context as files or as context_path, not both")
+	}
+	ref, err := workspace.ParseRef(req.ContextPath)
+	if err != nil {
+		return nil, fmt.Errorf("context_path: %w", err)
+	}
+	tree, err := r.workspaces.ReadTree(ref, r.maxContext)
+	if err != nil {
+		return nil, fmt.Errorf("context_path %s: %w", ref, err)
+	}
+	files := make([]shared.File, 0, len(tree))
+	for _, f := range tree {
+		files = append(files, shared.File{Path: f.Path, Content: f.Content})
+	}
+	return files, nil
 }
 
 // build builds the spec's Dockerfile, or finds it built.

@@ -175,6 +175,12 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 			run.mustExist = job.Install.OutputDir + "/" + readyFile
 		}
 	}
+	if ws := job.Workspace; ws != nil {
+		run.mounts = append(run.mounts, mount.Mount{
+			Type: mount.TypeBind, Source: ws.Source, Target: ws.Target,
+			BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate},
+		})
+	}
 	res, err := e.runStep(ctx, run)
 	if errors.Is(err, errNotReady) {
 		// A cache volume from an earlier host whose install never finished.
@@ -488,8 +494,12 @@ func (e *Executor) Sweep(ctx context.Context) (int, error) {
 // encodeFrame builds what init reads on stdin before the program's stdin.
 func encodeFrame(s step) ([]byte, error) {
 	job := s.Job
+	dir := job.FilesDir
+	if dir == "" {
+		dir = executor.RunDir
+	}
 	h := initproc.Header{
-		Dir:       executor.RunDir,
+		Dir:       dir,
 		WorkDir:   job.WorkDir,
 		Command:   job.Command,
 		Env:       job.Env,

@@ -1,0 +1,107 @@
+package api
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/runhost/runhost/internal/workspace"
+)
+
+// The files API: the shared workspace as the host sees it, with the same
+// path rules as runs and no symlink ever followed.
+//
+//	PUT    /workspaces/{session}/files/{path}   raw body
+//	GET    /workspaces/{session}/files/{path}   download
+//	GET    /workspaces/{session}/files/?list    names, types, sizes, mtimes
+//	DELETE /workspaces/{session}/files/{path}
+//	DELETE /workspaces/{session}
+func (s *Server) workspaceRoutes() {
+	g := s.echo.Group("/workspaces/:session")
+	g.PUT("/files/*", s.putFile)
+	g.GET("/files/*", s.getFile)
+	g.DELETE("/files/*", s.deleteFile)
+	g.DELETE("", s.deleteSession)
+}
+
+// FileList is the answer of GET /workspaces/{session}/files/?list.
+type FileList struct {
+	Session string            `json:"session"`
+	Files   []workspace.Entry `json:"files"`
+}
+
+// filePath is the {path} part, unescaped once (echo leaves it escaped).
+func filePath(c echo.Context) (string, error) {
+	p, err := url.PathUnescape(c.Param("*"))
+	if err != nil {
+		return "", badRequest("unsafe_path", "path is not valid URL encoding")
+	}
+	return p, nil
+}
+
+func (s *Server) putFile(c echo.Context) error {
+	p, err := filePath(c)
+	if err != nil {
+		return err
+	}
+	body := http.MaxBytesReader(c.Response(), c.Request().Body, s.cfg.MaxBodyBytes)
+	n, err := s.workspaces.Put(c.Param("session"), p, body)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"path": p, "size": n})
+}
+
+func (s *Server) getFile(c echo.Context) error {
+	p, err := filePath(c)
+	if err != nil {
+		return err
+	}
+	if p == "" {
+		if _, ok := c.QueryParams()["list"]; !ok {
+			return badRequest("invalid_request", "name a file, or list the session with ?list")
+		}
+		list, err := s.workspaces.List(c.Param("session"))
+		if err != nil {
+			return err
+		}
+		if list == nil {
+			list = []workspace.Entry{}
+		}
+		return c.JSON(http.StatusOK, FileList{Session: c.Param("session"), Files: list})
+	}
+	f, info, err := s.workspaces.Open(c.Param("session"), p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, "application/octet-stream")
+	h.Set(echo.HeaderContentLength, strconv.FormatInt(info.Size(), 10))
+	c.Response().WriteHeader(http.StatusOK)
+	_, err = io.Copy(c.Response(), io.LimitReader(f, info.Size()))
+	return err
+}
+
+func (s *Server) deleteFile(c echo.Context) error {
+	p, err := filePath(c)
+	if err != nil {
+		return err
+	}
+	if err := s.workspaces.Delete(c.Param("session"), p); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) deleteSession(c echo.Context) error {
+	err := s.workspaces.DeleteSession(c.Param("session"))
+	if err != nil && !errors.Is(err, workspace.ErrNotFound) {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}

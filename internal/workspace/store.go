@@ -1,0 +1,470 @@
+package workspace
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/runhost/runhost/internal/pathguard"
+)
+
+// Config configures a Store.
+type Config struct {
+	Root         string // where this host sees the workspace volume
+	DaemonDir    string // where the engine sees it (bind sources)
+	QuotaBytes   int64  // per session
+	MaxFileBytes int64  // per upload
+	UID, GID     int    // the run user, given ownership of what the host creates
+}
+
+// Store is the workspace volume as the host sees it.
+type Store struct {
+	cfg Config
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex // per session: uploads check the quota one at a time
+}
+
+// NewStore returns a store; a zero Root means workspaces are disabled and
+// every method returns ErrNotConfigured.
+func NewStore(cfg Config) *Store {
+	return &Store{cfg: cfg, locks: map[string]*sync.Mutex{}}
+}
+
+// Enabled reports whether workspaces are configured.
+func (s *Store) Enabled() bool { return s != nil && s.cfg.Root != "" }
+
+// MountSource is the session directory as the engine sees it: the source
+// of the bind mount. It is never a path of the host's own filesystem
+// unless host and engine share one.
+func (s *Store) MountSource(session string) string {
+	return path.Join(s.cfg.DaemonDir, session)
+}
+
+// Entry is one file or directory in a listing.
+type Entry struct {
+	Path    string    `json:"path"`
+	Type    string    `json:"type"` // "file", "dir" or "symlink" (listed, never followed)
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mtime"`
+}
+
+// File is a file read from a session (a build context).
+type File struct {
+	Path    string
+	Content []byte
+}
+
+func (s *Store) lock(session string) func() {
+	s.mu.Lock()
+	l, ok := s.locks[session]
+	if !ok {
+		l = &sync.Mutex{}
+		s.locks[session] = l
+	}
+	s.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// openRoot opens the workspace root itself.
+func (s *Store) openRoot() (int, error) {
+	if !s.Enabled() {
+		return -1, ErrNotConfigured
+	}
+	fd, err := unix.Open(s.cfg.Root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open workspace root %s: %w", s.cfg.Root, err)
+	}
+	return fd, nil
+}
+
+// Ensure creates the session directory (owned by the run user) if needed.
+func (s *Store) Ensure(session string) error {
+	if err := CheckSession(session); err != nil {
+		return err
+	}
+	root, err := s.openRoot()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(root)
+	fd, err := s.openDir(root, session, true)
+	if err != nil {
+		return err
+	}
+	return unix.Close(fd)
+}
+
+// EnsureDir creates ref's directory (and its session) if needed.
+func (s *Store) EnsureDir(ref Ref) error {
+	dir, err := s.openSessionDir(ref.Session, ref.Dir, true)
+	if err != nil {
+		return err
+	}
+	return unix.Close(dir)
+}
+
+// openDir opens (and with create, makes) the directory name in dirfd,
+// refusing symlinks.
+func (s *Store) openDir(dirfd int, name string, create bool) (int, error) {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOTDIR) && isSymlink(dirfd, name) {
+		return -1, fmt.Errorf("%q: %w", name, ErrSymlink)
+	}
+	if errors.Is(err, unix.ENOENT) && create {
+		if err := unix.Mkdirat(dirfd, name, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+			return -1, fmt.Errorf("create %s: %w", name, err)
+		}
+		fd, err = unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			s.own(fd)
+		}
+	}
+	return fd, classify(name, err)
+}
+
+// own gives fd to the run user when the host may (it runs as root).
+func (s *Store) own(fd int) {
+	if s.cfg.UID > 0 && os.Geteuid() == 0 {
+		_ = unix.Fchown(fd, s.cfg.UID, s.cfg.GID)
+	}
+}
+
+// isSymlink reports whether name in dirfd is a symlink (for the message:
+// the open already refused it).
+func isSymlink(dirfd int, name string) bool {
+	var st unix.Stat_t
+	return unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK
+}
+
+// classify turns the errors of a no-follow walk into the package's errors.
+func classify(name string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.ELOOP):
+		return fmt.Errorf("%q: %w", name, ErrSymlink)
+	case errors.Is(err, unix.ENOTDIR):
+		return fmt.Errorf("%q: a path component is not a directory: %w", name, ErrNotFound)
+	case errors.Is(err, unix.ENOENT):
+		return fmt.Errorf("%q: %w", name, ErrNotFound)
+	}
+	return fmt.Errorf("%q: %w", name, err)
+}
+
+// openSessionDir walks from the root to session/dir, one directory at a
+// time, never following a symlink. The caller closes the result.
+func (s *Store) openSessionDir(session, dir string, create bool) (int, error) {
+	if err := CheckSession(session); err != nil {
+		return -1, err
+	}
+	if dir != "" {
+		if err := pathguard.Check(dir); err != nil {
+			return -1, err
+		}
+	}
+	root, err := s.openRoot()
+	if err != nil {
+		return -1, err
+	}
+	fd, err := s.openDir(root, session, create)
+	unix.Close(root)
+	if err != nil {
+		return -1, err
+	}
+	if dir == "" {
+		return fd, nil
+	}
+	for _, part := range strings.Split(dir, "/") {
+		next, err := s.openDir(fd, part, create)
+		unix.Close(fd)
+		if err != nil {
+			return -1, fmt.Errorf("%s: %w", dir, err)
+		}
+		fd = next
+	}
+	return fd, nil
+}
+
+// parent opens the directory holding p in session, and returns it with p's
+// last component.
+func (s *Store) parent(session, p string, create bool) (int, string, error) {
+	if err := pathguard.Check(p); err != nil {
+		return -1, "", err
+	}
+	dir, name := path.Split(p)
+	fd, err := s.openSessionDir(session, strings.TrimSuffix(dir, "/"), create)
+	return fd, name, err
+}
+
+// Open opens a regular file for reading. The caller closes it.
+func (s *Store) Open(session, p string) (*os.File, os.FileInfo, error) {
+	dirfd, name, err := s.parent(session, p, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unix.Close(dirfd)
+	// O_NONBLOCK: a FIFO planted by a run must not hang the request.
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, classify(p, err)
+	}
+	f := os.NewFile(uintptr(fd), p)
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	switch {
+	case info.IsDir():
+		f.Close()
+		return nil, nil, fmt.Errorf("%q: %w", p, ErrIsDir)
+	case !info.Mode().IsRegular():
+		f.Close()
+		return nil, nil, fmt.Errorf("%q: %w", p, ErrNotRegular)
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, info, nil
+}
+
+// Put writes r (at most size bytes when size >= 0) to p, creating parent
+// directories. The file is written beside its destination and renamed over
+// it, so a symlink at p is replaced, never written through.
+func (s *Store) Put(session, p string, r io.Reader) (int64, error) {
+	defer s.lock(session)()
+	dirfd, name, err := s.parent(session, p, true)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(dirfd)
+
+	used, err := s.usage(session)
+	if err != nil {
+		return 0, err
+	}
+	var existing int64
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return 0, fmt.Errorf("%q: %w", p, ErrIsDir)
+		}
+		existing = st.Size
+	}
+	room := min(s.cfg.MaxFileBytes, s.cfg.QuotaBytes-used+existing)
+
+	tmp := fmt.Sprintf(".runhost-upload-%d-%d", os.Getpid(), time.Now().UnixNano())
+	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return 0, classify(p, err)
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	n, err := io.Copy(f, io.LimitReader(r, room+1))
+	if err == nil && n > room {
+		if room < s.cfg.MaxFileBytes {
+			err = fmt.Errorf("%w: %d bytes used of %d", ErrQuota, used, s.cfg.QuotaBytes)
+		} else {
+			err = fmt.Errorf("%w: more than %d bytes", ErrTooLarge, s.cfg.MaxFileBytes)
+		}
+	}
+	if err == nil {
+		s.own(fd)
+		err = f.Close()
+	} else {
+		f.Close()
+	}
+	if err == nil {
+		err = unix.Renameat(dirfd, tmp, dirfd, name)
+	}
+	if err != nil {
+		_ = unix.Unlinkat(dirfd, tmp, 0)
+		return 0, err
+	}
+	return n, nil
+}
+
+// Delete removes p (a file, a symlink itself, or a directory tree).
+func (s *Store) Delete(session, p string) error {
+	dirfd, name, err := s.parent(session, p, false)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dirfd)
+	return removeAt(dirfd, name)
+}
+
+// DeleteSession removes a whole session directory.
+func (s *Store) DeleteSession(session string) error {
+	if err := CheckSession(session); err != nil {
+		return err
+	}
+	root, err := s.openRoot()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(root)
+	return removeAt(root, session)
+}
+
+// removeAt removes name in dirfd and, for a directory, everything below it,
+// without following symlinks.
+func removeAt(dirfd int, name string) error {
+	err := unix.Unlinkat(dirfd, name, 0)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EPERM) {
+		return classify(name, err)
+	}
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return classify(name, err)
+	}
+	d := os.NewFile(uintptr(fd), name)
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		d.Close()
+		return err
+	}
+	for _, n := range names {
+		if err := removeAt(fd, n); err != nil {
+			d.Close()
+			return err
+		}
+	}
+	d.Close()
+	return unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR)
+}
+
+// List returns every entry of a session, sorted by path. Symlinks are
+// listed as such and not followed.
+func (s *Store) List(session string) ([]Entry, error) {
+	fd, err := s.openSessionDir(session, "", false)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var out []Entry
+	err = walk(fd, "", func(e Entry, _ int) error { out = append(out, e); return nil })
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, err
+}
+
+// usage is the bytes of regular files in a session.
+func (s *Store) usage(session string) (int64, error) {
+	fd, err := s.openSessionDir(session, "", false)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	var total int64
+	err = walk(fd, "", func(e Entry, _ int) error {
+		if e.Type == "file" {
+			total += e.Size
+		}
+		return nil
+	})
+	return total, err
+}
+
+// ReadTree reads every file under ref's directory (a build context), at most
+// maxBytes in all. A symlink, FIFO or device anywhere in it is refused.
+func (s *Store) ReadTree(ref Ref, maxBytes int64) ([]File, error) {
+	fd, err := s.openSessionDir(ref.Session, ref.Dir, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var out []File
+	var total int64
+	err = walk(fd, "", func(e Entry, dirfd int) error {
+		switch e.Type {
+		case "dir":
+			return nil
+		case "symlink":
+			return fmt.Errorf("%q: %w", e.Path, ErrSymlink)
+		case "other":
+			return fmt.Errorf("%q: %w", e.Path, ErrNotRegular)
+		}
+		total += e.Size
+		if total > maxBytes {
+			return fmt.Errorf("%w: the context holds more than %d bytes", ErrTooLarge, maxBytes)
+		}
+		ffd, err := unix.Openat(dirfd, path.Base(e.Path), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return classify(e.Path, err)
+		}
+		f := os.NewFile(uintptr(ffd), e.Path)
+		defer f.Close()
+		if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
+			return fmt.Errorf("%q: %w", e.Path, ErrNotRegular)
+		}
+		content, err := io.ReadAll(io.LimitReader(f, maxBytes+1))
+		if err != nil {
+			return err
+		}
+		out = append(out, File{Path: e.Path, Content: content})
+		return nil
+	})
+	return out, err
+}
+
+// walk calls fn for every entry below dirfd (depth first), with the
+// directory fd that holds it. It descends only into real directories.
+func walk(dirfd int, prefix string, fn func(Entry, int) error) error {
+	dup, err := unix.Dup(dirfd)
+	if err != nil {
+		return err
+	}
+	d := os.NewFile(uintptr(dup), prefix)
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		var st unix.Stat_t
+		if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			continue // removed meanwhile
+		}
+		e := Entry{Path: path.Join(prefix, name), Size: st.Size, ModTime: time.Unix(st.Mtim.Unix())}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			e.Type = "file"
+		case unix.S_IFDIR:
+			e.Type, e.Size = "dir", 0
+		case unix.S_IFLNK:
+			e.Type = "symlink"
+		default:
+			e.Type = "other"
+		}
+		if err := fn(e, dirfd); err != nil {
+			return err
+		}
+		if e.Type != "dir" {
+			continue
+		}
+		sub, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return classify(e.Path, err)
+		}
+		err = walk(sub, e.Path, fn)
+		unix.Close(sub)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
