@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/runhost/runhost/internal/app"
+	"github.com/runhost/runhost/internal/auth"
 	"github.com/runhost/runhost/internal/config"
 )
 
@@ -28,6 +29,10 @@ Commands:
   (none)     serve the HTTP API
   selftest   run every runtime version's self-test against the engine and exit
              non-zero if any fails
+  api-key [name]
+             make a new API key and print it (it is shown once). Its hash is
+             appended to RUNHOST_API_KEYS_FILE when that is set, else printed
+             for you to store
 
 Configuration comes from environment variables; see README.md.
 `
@@ -38,10 +43,49 @@ func main() {
 		os.Exit(serve())
 	case len(os.Args) == 2 && os.Args[1] == "selftest":
 		os.Exit(selftest())
+	case len(os.Args) <= 3 && os.Args[1] == "api-key":
+		name := ""
+		if len(os.Args) == 3 {
+			name = os.Args[2]
+		}
+		os.Exit(apiKey(name))
 	default:
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
+}
+
+// apiKey makes a key, stores its hash (never the key) and prints the key.
+func apiKey(name string) int {
+	if strings.ContainsAny(name, " \t\n#") {
+		fmt.Fprintln(os.Stderr, "api-key: the name may not contain spaces or #")
+		return 2
+	}
+	key := auth.NewKey()
+	line := auth.Hash(key)
+	if name != "" {
+		line = name + " " + line
+	}
+	file := os.Getenv("RUNHOST_API_KEYS_FILE")
+	if file == "" {
+		fmt.Println(key)
+		fmt.Fprintf(os.Stderr, "the key is above (shown once). Append this line to your RUNHOST_API_KEYS_FILE:\n%s\n", line)
+		return 0
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err == nil {
+		_, err = fmt.Fprintln(f, line)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "api-key: %v\n", err)
+		return 1
+	}
+	fmt.Println(key)
+	fmt.Fprintf(os.Stderr, "the key is above (shown once); its hash was added to %s; restart the host to load it\n", file)
+	return 0
 }
 
 // setup reads the configuration and makes the logger.

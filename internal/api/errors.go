@@ -3,10 +3,13 @@ package api
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/runhost/runhost/internal/admission"
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/pathguard"
 	"github.com/runhost/runhost/internal/policy"
@@ -49,6 +52,8 @@ func statusOf(err error) (int, string) {
 	switch {
 	case errors.As(err, &ae):
 		return ae.status, ae.code
+	case errors.Is(err, admission.ErrBusy), errors.Is(err, admission.ErrRateLimited):
+		return http.StatusTooManyRequests, "too_many_requests"
 	case errors.As(err, &maxBytes):
 		return http.StatusRequestEntityTooLarge, "body_too_large"
 	case errors.As(err, &he):
@@ -131,6 +136,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	if status == 499 {
 		return
+	}
+	if status == http.StatusUnauthorized {
+		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="runhost"`)
+	}
+	var refused *admission.RefusedError
+	if errors.As(err, &refused) {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(refused.RetryAfter.Seconds()))))
 	}
 	if err := c.JSON(status, Error{ErrorBody{Code: code, Message: msg}}); err != nil {
 		log.Debug("write error response", "error", err)

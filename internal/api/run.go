@@ -133,6 +133,11 @@ func (s *Server) run(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	release, err := s.cfg.Admission.Acquire(c.Request().Context(), keyID(c))
+	if err != nil {
+		return err
+	}
+	defer release()
 	res, err := s.runner.Run(c.Request().Context(), rreq)
 	if err != nil {
 		return err

@@ -11,6 +11,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/runhost/runhost/internal/admission"
+	"github.com/runhost/runhost/internal/auth"
 	"github.com/runhost/runhost/internal/registry"
 	"github.com/runhost/runhost/internal/runner"
 	"github.com/runhost/runhost/internal/workspace"
@@ -19,6 +21,8 @@ import (
 // Config configures the HTTP layer.
 type Config struct {
 	MaxBodyBytes int64
+	Keys         *auth.Keys            // nil: no keys (loopback or explicitly allowed)
+	Admission    *admission.Controller // caps runs in flight
 }
 
 // Server serves the API.
@@ -44,6 +48,7 @@ func New(cfg Config, run *runner.Runner, reg *registry.Registry, ws *workspace.S
 	e.Use(middleware.RequestID())
 	e.Use(middleware.Recover())
 	e.Use(s.logRequests)
+	e.Use(s.authenticate)
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
@@ -92,6 +97,7 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		s.requestLog(c).Info("request",
+			"key", keyID(c),
 			"method", c.Request().Method,
 			"path", c.Request().URL.Path,
 			"status", c.Response().Status,

@@ -16,7 +16,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/runhost/runhost/internal/admission"
 	"github.com/runhost/runhost/internal/api"
+	"github.com/runhost/runhost/internal/auth"
 	"github.com/runhost/runhost/internal/config"
 	"github.com/runhost/runhost/internal/executor/docker"
 	"github.com/runhost/runhost/internal/policy"
@@ -27,11 +29,12 @@ import (
 
 // App is a wired host.
 type App struct {
-	Instance string // id on every container this host creates
-	Executor *docker.Executor
-	Registry *registry.Registry
-	Runner   *runner.Runner
-	API      *api.Server
+	Instance  string // id on every container this host creates
+	Executor  *docker.Executor
+	Registry  *registry.Registry
+	Runner    *runner.Runner
+	API       *api.Server
+	Admission *admission.Controller
 
 	cfg config.Config
 	log hclog.Logger
@@ -83,8 +86,25 @@ func New(ctx context.Context, cfg config.Config, log hclog.Logger) (*App, error)
 		GID:          gid,
 	})
 	run := runner.New(runner.Config{MaxContextBytes: cfg.MaxContextBytes}, reg, pol, exec, ws, log.Named("runner"))
-	srv := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes}, run, reg, ws, log.Named("api"))
-	return &App{Instance: instance, Executor: exec, Registry: reg, Runner: run, API: srv, cfg: cfg, log: log}, nil
+	var keys *auth.Keys
+	if cfg.APIKeysFile != "" {
+		if keys, err = auth.Load(cfg.APIKeysFile); err != nil {
+			reg.Close()
+			_ = exec.Close()
+			return nil, fmt.Errorf("RUNHOST_API_KEYS_FILE: %w", err)
+		}
+		log.Info("API keys loaded", "keys", keys.Len())
+	}
+	adm := admission.New(admission.Config{
+		MaxInFlight: int(cfg.MaxRuns),
+		MaxQueue:    int(cfg.QueueLength),
+		MaxWait:     cfg.QueueWait,
+		KeyInFlight: int(cfg.KeyMaxRuns),
+		KeyRate:     cfg.KeyRate,
+		KeyBurst:    int(cfg.KeyBurst),
+	})
+	srv := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Keys: keys, Admission: adm}, run, reg, ws, log.Named("api"))
+	return &App{Instance: instance, Executor: exec, Registry: reg, Runner: run, API: srv, Admission: adm, cfg: cfg, log: log}, nil
 }
 
 // PolicyConfig maps the host's settings onto the policy.

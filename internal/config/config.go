@@ -81,6 +81,16 @@ type Config struct {
 	WorkspaceQuotaMB   int64
 	WorkspaceFileBytes int64
 
+	// Who may call, and how much.
+	APIKeysFile          string
+	AllowUnauthenticated bool
+	MaxRuns              int64
+	QueueLength          int64
+	QueueWait            time.Duration
+	KeyRate              float64
+	KeyBurst             int64
+	KeyMaxRuns           int64
+
 	// The engine: Docker-in-Docker must be reached over TLS.
 	DindEnabled         bool
 	AllowInsecureDocker bool
@@ -99,6 +109,7 @@ type Setting struct {
 // computed documents defaults that depend on the machine; their Default is
 // empty and fillComputedDefaults sets them.
 var computed = map[string]string{
+	"RUNHOST_MAX_RUNS":    "4 per core, at most ¾ of memory / RUNHOST_DEFAULT_MEMORY_MB",
 	"DIND_WORKSPACE_PATH": "`/workspaces` with `DIND_ENABLED`, else `RUNHOST_WORKSPACE_ROOT`",
 	"RUNHOST_MAX_CPUS":    "number of cores",
 	"RUNHOST_INIT_PATH":   "`runhost-init` next to the host binary",
@@ -159,6 +170,14 @@ func settings() []Setting {
 		{"RUNHOST_BUILD_CACHE_ENTRIES", "50", "built images kept (least recently used go first)", integer(func(c *Config) *int64 { return &c.BuildCacheEntries })},
 		{"RUNHOST_BUILD_CACHE_MB", "10240", "bytes of built images kept", integer(func(c *Config) *int64 { return &c.BuildCacheMB })},
 		{"RUNHOST_SELFTEST_ON_START", "true", "run every version's self-test when the host starts (results in `GET /runtimes`)", boolean(func(c *Config) *bool { return &c.SelfTestOnStart })},
+		{"RUNHOST_API_KEYS_FILE", "", "file of SHA-256 hashes of API keys, one per line (`[name] hash`; make one with `bin/host api-key`); callers send `Authorization: Bearer <key>`", str(func(c *Config) *string { return &c.APIKeysFile })},
+		{"RUNHOST_ALLOW_UNAUTHENTICATED", "false", "serve without API keys on a non-loopback address (otherwise the host refuses to start)", boolean(func(c *Config) *bool { return &c.AllowUnauthenticated })},
+		{"RUNHOST_MAX_RUNS", "", "runs in flight at once; more wait in the queue", integer(func(c *Config) *int64 { return &c.MaxRuns })},
+		{"RUNHOST_QUEUE_LENGTH", "100", "runs that may wait for a slot; beyond it a 429 with Retry-After", integer(func(c *Config) *int64 { return &c.QueueLength })},
+		{"RUNHOST_QUEUE_WAIT_MS", "30000", "longest a run waits for a slot before a 429", dur(func(c *Config) *time.Duration { return &c.QueueWait }, time.Millisecond)},
+		{"RUNHOST_KEY_RATE", "", "runs per second each API key may start (token bucket); empty for no limit", float(func(c *Config) *float64 { return &c.KeyRate })},
+		{"RUNHOST_KEY_BURST", "", "bucket size of RUNHOST_KEY_RATE (default: the rate, at least 1)", integer(func(c *Config) *int64 { return &c.KeyBurst })},
+		{"RUNHOST_KEY_MAX_RUNS", "", "runs in flight per API key; empty for no per-key cap", integer(func(c *Config) *int64 { return &c.KeyMaxRuns })},
 		{"RUNHOST_WORKSPACE_ROOT", "", "where this host sees the shared workspace volume (the seed's `/app/workspace`); empty disables workspaces", str(func(c *Config) *string { return &c.WorkspaceRoot })},
 		{"DIND_WORKSPACE_PATH", "", "where the engine sees the same volume; bind sources use it, never a host path", str(func(c *Config) *string { return &c.WorkspaceDaemonDir })},
 		{"RUNHOST_WORKSPACE_QUOTA_MB", "1024", "bytes one workspace session may hold (files API uploads are refused above it)", integer(func(c *Config) *int64 { return &c.WorkspaceQuotaMB })},
@@ -231,6 +250,12 @@ func FromEnv(environ []string) (Config, error) {
 }
 
 func (c *Config) fillComputedDefaults() {
+	if c.MaxRuns == 0 {
+		c.MaxRuns = int64(4 * runtime.NumCPU())
+		if mem := totalMemoryMB(); mem > 0 && c.DefaultMemoryMB > 0 {
+			c.MaxRuns = max(1, min(c.MaxRuns, mem*3/4/c.DefaultMemoryMB))
+		}
+	}
 	if c.WorkspaceDaemonDir == "" {
 		if c.DindEnabled {
 			c.WorkspaceDaemonDir = "/workspaces"
@@ -281,6 +306,12 @@ func (c *Config) validate() error {
 	check(c.BuildTimeout > 0 && c.BuildMemoryMB >= MinMemoryMB, "build timeout and memory must be positive")
 	check(c.DepsCacheEntries > 0 && c.DepsCacheMB > 0 && c.BuildCacheEntries > 0 && c.BuildCacheMB > 0, "cache sizes must be positive")
 	check(c.MaxContextBytes > 0 && c.BuildLogBytes > 0, "RUNHOST_MAX_CONTEXT_BYTES and RUNHOST_BUILD_LOG_BYTES must be positive")
+	check(c.MaxRuns > 0 && c.QueueWait > 0, "RUNHOST_MAX_RUNS and RUNHOST_QUEUE_WAIT_MS must be positive")
+	if c.APIKeysFile == "" && !c.AllowUnauthenticated {
+		if host, _, err := net.SplitHostPort(c.Addr); err == nil && !isLoopback(host) {
+			errs = append(errs, fmt.Errorf("RUNHOST_ADDR=%s is not a loopback address and RUNHOST_API_KEYS_FILE is not set: anyone who reaches the port could run code; set RUNHOST_API_KEYS_FILE (bin/host api-key makes a key) or RUNHOST_ALLOW_UNAUTHENTICATED=true", c.Addr))
+		}
+	}
 	if c.WorkspaceRoot != "" {
 		check(filepath.IsAbs(c.WorkspaceRoot), "RUNHOST_WORKSPACE_ROOT must be an absolute path")
 		check(filepath.IsAbs(c.WorkspaceDaemonDir), "DIND_WORKSPACE_PATH must be an absolute path")
@@ -301,6 +332,29 @@ func (c *Config) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// totalMemoryMB reads the machine's memory from /proc/meminfo, or 0.
+func totalMemoryMB() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb / 1024
+		}
+	}
+	return 0
 }
 
 // MinMemoryMB is the smallest memory limit a run may have: below it even an

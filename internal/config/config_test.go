@@ -41,6 +41,8 @@ func TestErrors(t *testing.T) {
 		{"RUNHOST_ADDR=nope", "RUNHOST_ADDR"},
 		{"RUNHOST_DEFAULT_CPUS=-1", "positive"},
 		{"RUNHOST_WORKSPACE_ROOT=relative/dir", "absolute"},
+		{"RUNHOST_ADDR=0.0.0.0:8080", "not a loopback address"},
+		{"RUNHOST_ADDR=:8080", "not a loopback address"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
@@ -81,7 +83,7 @@ func TestDindNeedsTLS(t *testing.T) {
 }
 
 func TestOverrides(t *testing.T) {
-	c, err := FromEnv([]string{"RUNHOST_ADDR=0.0.0.0:9000", "RUNHOST_MAX_CPUS=1.5", "RUNHOST_OUTPUT_LIMIT_BYTES=10", "UNRELATED=1"})
+	c, err := FromEnv([]string{"RUNHOST_ADDR=0.0.0.0:9000", "RUNHOST_ALLOW_UNAUTHENTICATED=true", "RUNHOST_MAX_CPUS=1.5", "RUNHOST_OUTPUT_LIMIT_BYTES=10", "UNRELATED=1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,16 @@ type host struct {
 	URL    string
 	App    *app.App
 	Docker *client.Client
+	Key    string        // sent as a Bearer key when set
+	logs   *bytes.Buffer // everything the host logged
+	logsMu *sync.Mutex
+}
+
+// Logs returns what the host has logged so far.
+func (h *host) Logs() string {
+	h.logsMu.Lock()
+	defer h.logsMu.Unlock()
+	return h.logs.String()
 }
 
 // startHost builds a host from the default configuration plus env
@@ -50,7 +60,8 @@ func startHostWith(t testing.TB, cli *client.Client, env ...string) *host {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := app.New(context.Background(), cfg, testLogger(t))
+	logger, w := testLogger(t)
+	a, err := app.New(context.Background(), cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,26 +71,29 @@ func startHostWith(t testing.TB, cli *client.Client, env ...string) *host {
 		testenv.NoLeftovers(t, cli, a.Instance)
 		a.Close()
 	})
-	return &host{t: t, URL: srv.URL, App: a, Docker: cli}
+	return &host{t: t, URL: srv.URL, App: a, Docker: cli, logs: &w.all, logsMu: &w.mu}
 }
 
-// testLogger sends the host's log to the test's output while the test runs.
-func testLogger(t testing.TB) hclog.Logger {
+// testLogger sends the host's log to the test's output while the test
+// runs, and keeps all of it for tests that inspect the log.
+func testLogger(t testing.TB) (hclog.Logger, *testWriter) {
 	w := &testWriter{t: t}
 	t.Cleanup(w.close)
-	return hclog.New(&hclog.LoggerOptions{Name: "runhost", Output: w, Level: hclog.Debug})
+	return hclog.New(&hclog.LoggerOptions{Name: "runhost", Output: w, Level: hclog.Debug, JSONFormat: true}), w
 }
 
 type testWriter struct {
 	mu   sync.Mutex
 	t    testing.TB
 	done bool
+	all  bytes.Buffer
 }
 
 func (w *testWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.done {
+	w.all.Write(p)
+	if !w.done && testing.Verbose() {
 		w.t.Log(strings.TrimRight(string(p), "\n"))
 	}
 	return len(p), nil
@@ -93,6 +107,9 @@ func (h *host) do(ctx context.Context, method, path string, body io.Reader) (int
 	req, err := http.NewRequestWithContext(ctx, method, h.URL+path, body)
 	if err != nil {
 		h.t.Fatal(err)
+	}
+	if h.Key != "" {
+		req.Header.Set("Authorization", "Bearer "+h.Key)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
