@@ -20,6 +20,7 @@ all: build
 build:
 	$(GO) build $(GOFLAGS) -o $(BIN)/host ./cmd/host
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags='-s -w' -o $(BIN)/runhost-init ./cmd/runhost-init
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags='-s -w' -o $(BIN)/runhost-egress ./cmd/runhost-egress
 	@mkdir -p $(BIN)/plugins
 	@for p in $(PLUGINS); do \
 		echo "$(GO) build -o $(BIN)/plugins/runhost-plugin-$$p ./plugins/$$p"; \

@@ -46,11 +46,22 @@ func New(ctx context.Context, cfg config.Config, log hclog.Logger) (*App, error)
 	if err != nil {
 		return nil, fmt.Errorf("read the init binary (build it with `make build`, or set RUNHOST_INIT_PATH): %w", err)
 	}
+	egressBinary, err := os.ReadFile(cfg.EgressPath)
+	if err != nil {
+		log.Warn("no egress proxy binary: installs that need the network will fail (build it with `make build`, or set RUNHOST_EGRESS_PATH)", "error", err)
+	}
 	instance := newInstanceID()
 	exec, err := docker.New(docker.Config{
-		Instance:          instance,
-		InitBinary:        initBinary,
-		Logger:            log.Named("docker"),
+		Instance:   instance,
+		InitBinary: initBinary,
+		Logger:     log.Named("docker"),
+		User:       cfg.RunUser,
+		Egress: docker.EgressConfig{
+			Binary:  egressBinary,
+			Network: cfg.InstallNetwork,
+			Allow:   cfg.EgressAllow,
+			CIDRs:   cfg.EgressCIDRs,
+		},
 		DepsCacheEntries:  int(cfg.DepsCacheEntries),
 		DepsCacheBytes:    cfg.DepsCacheMB << 20,
 		BuildCacheEntries: int(cfg.BuildCacheEntries),
@@ -134,7 +145,6 @@ func PolicyConfig(cfg config.Config) (policy.Config, error) {
 
 		AllowedImages:       cfg.AllowedImages,
 		AllowInstallNetwork: cfg.AllowInstallNetwork,
-		InstallNetwork:      cfg.InstallNetwork,
 		InstallTimeout:      cfg.InstallTimeout,
 		InstallMemory:       cfg.InstallMemoryMB << 20,
 		PipIndexURL:         cfg.PipIndexURL,

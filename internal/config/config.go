@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -51,7 +53,10 @@ type Config struct {
 
 	// Dependency installs (pip, npm): their own container, limits and network.
 	AllowInstallNetwork bool
-	InstallNetwork      string // Docker network install steps join
+	InstallNetwork      string   // Docker network the egress proxy joins
+	EgressAllow         []string // hosts install steps may reach
+	EgressCIDRs         []string // private ranges they may reach
+	EgressPath          string   // the runhost-egress binary
 	PipIndexURL         string
 	NpmRegistry         string
 	CABundle            string // PEM file given to install steps (and builds)
@@ -109,11 +114,13 @@ type Setting struct {
 // computed documents defaults that depend on the machine; their Default is
 // empty and fillComputedDefaults sets them.
 var computed = map[string]string{
-	"RUNHOST_MAX_RUNS":    "4 per core, at most ¾ of memory / RUNHOST_DEFAULT_MEMORY_MB",
-	"DIND_WORKSPACE_PATH": "`/workspaces` with `DIND_ENABLED`, else `RUNHOST_WORKSPACE_ROOT`",
-	"RUNHOST_MAX_CPUS":    "number of cores",
-	"RUNHOST_INIT_PATH":   "`runhost-init` next to the host binary",
-	"DOCKER_HOST":         "the local engine's unix socket",
+	"RUNHOST_EGRESS_ALLOW": "the hosts of the package indexes (PyPI's and npm's when unset)",
+	"RUNHOST_EGRESS_PATH":  "`runhost-egress` next to the host binary",
+	"RUNHOST_MAX_RUNS":     "4 per core, at most ¾ of memory / RUNHOST_DEFAULT_MEMORY_MB",
+	"DIND_WORKSPACE_PATH":  "`/workspaces` with `DIND_ENABLED`, else `RUNHOST_WORKSPACE_ROOT`",
+	"RUNHOST_MAX_CPUS":     "number of cores",
+	"RUNHOST_INIT_PATH":    "`runhost-init` next to the host binary",
+	"DOCKER_HOST":          "the local engine's unix socket",
 }
 
 // ShownDefault is the default as the README shows it.
@@ -153,7 +160,10 @@ func settings() []Setting {
 		{"RUNHOST_SHUTDOWN_TIMEOUT_MS", "30000", "on SIGTERM, how long in-flight runs may finish before they are killed", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, time.Millisecond)},
 		{"RUNHOST_SWEEP_INTERVAL_MS", "60000", "how often containers left past their deadline are removed", dur(func(c *Config) *time.Duration { return &c.SweepInterval }, time.Millisecond)},
 		{"RUNHOST_ALLOW_INSTALL_NETWORK", "true", "whether dependency installs (pip, npm) get network access; runs never do", boolean(func(c *Config) *bool { return &c.AllowInstallNetwork })},
-		{"RUNHOST_INSTALL_NETWORK", "bridge", "the Docker network install steps join when they get network access", str(func(c *Config) *string { return &c.InstallNetwork })},
+		{"RUNHOST_INSTALL_NETWORK", "bridge", "the Docker network the egress proxy joins; install steps themselves have no network and reach only the proxy", str(func(c *Config) *string { return &c.InstallNetwork })},
+		{"RUNHOST_EGRESS_ALLOW", "", "comma-separated hosts install steps may reach through the egress proxy (`host`, `*.domain`, `host:port`)", list(func(c *Config) *[]string { return &c.EgressAllow })},
+		{"RUNHOST_EGRESS_ALLOW_CIDRS", "", "comma-separated private address ranges the proxy may reach (private, loopback and link-local addresses are refused otherwise)", list(func(c *Config) *[]string { return &c.EgressCIDRs })},
+		{"RUNHOST_EGRESS_PATH", "", "the static egress proxy binary", str(func(c *Config) *string { return &c.EgressPath })},
 		{"RUNHOST_PIP_INDEX_URL", "", "package index for pip installs (pip's default, PyPI, when empty)", str(func(c *Config) *string { return &c.PipIndexURL })},
 		{"RUNHOST_NPM_REGISTRY", "", "registry for npm installs (npm's default when empty)", str(func(c *Config) *string { return &c.NpmRegistry })},
 		{"RUNHOST_CA_BUNDLE", "", "PEM bundle trusted by install steps and builds, for TLS-intercepting proxies (e.g. `/etc/ssl/certs/ca-certificates.crt`)", str(func(c *Config) *string { return &c.CABundle })},
@@ -266,6 +276,15 @@ func (c *Config) fillComputedDefaults() {
 	if c.MaxCPUs == 0 {
 		c.MaxCPUs = float64(runtime.NumCPU())
 	}
+	if len(c.EgressAllow) == 0 {
+		c.EgressAllow = indexHosts(c.PipIndexURL, "pypi.org", "files.pythonhosted.org")
+		c.EgressAllow = append(c.EgressAllow, indexHosts(c.NpmRegistry, "registry.npmjs.org")...)
+	}
+	if c.EgressPath == "" {
+		if exe, err := os.Executable(); err == nil {
+			c.EgressPath = joinDir(exe, "runhost-egress")
+		}
+	}
 	if c.InitPath == "" {
 		if exe, err := os.Executable(); err == nil {
 			c.InitPath = joinDir(exe, "runhost-init")
@@ -306,6 +325,11 @@ func (c *Config) validate() error {
 	check(c.BuildTimeout > 0 && c.BuildMemoryMB >= MinMemoryMB, "build timeout and memory must be positive")
 	check(c.DepsCacheEntries > 0 && c.DepsCacheMB > 0 && c.BuildCacheEntries > 0 && c.BuildCacheMB > 0, "cache sizes must be positive")
 	check(c.MaxContextBytes > 0 && c.BuildLogBytes > 0, "RUNHOST_MAX_CONTEXT_BYTES and RUNHOST_BUILD_LOG_BYTES must be positive")
+	for _, c := range c.EgressCIDRs {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			errs = append(errs, fmt.Errorf("RUNHOST_EGRESS_ALLOW_CIDRS: %w", err))
+		}
+	}
 	check(c.MaxRuns > 0 && c.QueueWait > 0, "RUNHOST_MAX_RUNS and RUNHOST_QUEUE_WAIT_MS must be positive")
 	if c.APIKeysFile == "" && !c.AllowUnauthenticated {
 		if host, _, err := net.SplitHostPort(c.Addr); err == nil && !isLoopback(host) {
@@ -332,6 +356,19 @@ func (c *Config) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// indexHosts is the host (with its port, if any) of index, or defaults when
+// index is empty.
+func indexHosts(index string, defaults ...string) []string {
+	if index == "" {
+		return defaults
+	}
+	u, err := url.Parse(index)
+	if err != nil || u.Host == "" {
+		return nil
+	}
+	return []string{u.Host}
 }
 
 func isLoopback(host string) bool {

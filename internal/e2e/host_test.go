@@ -56,6 +56,8 @@ func startHostWith(t testing.TB, cli *client.Client, env ...string) *host {
 	cfg, err := config.FromEnv(append([]string{
 		"RUNHOST_PLUGIN_DIR=" + bins.PluginDir,
 		"RUNHOST_INIT_PATH=" + bins.Init,
+		"RUNHOST_EGRESS_PATH=" + bins.Egress,
+		"RUNHOST_SELFTEST_ON_START=false",
 	}, env...))
 	if err != nil {
 		t.Fatal(err)
@@ -68,8 +70,8 @@ func startHostWith(t testing.TB, cli *client.Client, env ...string) *host {
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(func() {
 		srv.Close()
-		testenv.NoLeftovers(t, cli, a.Instance)
 		a.Close()
+		testenv.NoLeftovers(t, cli, a.Instance)
 	})
 	return &host{t: t, URL: srv.URL, App: a, Docker: cli, logs: &w.all, logsMu: &w.mu}
 }

@@ -32,6 +32,7 @@ import (
 // built by the test.
 type packageIndex struct {
 	Network     string // join it with RUNHOST_INSTALL_NETWORK
+	Subnet      string // its address range, allowed with RUNHOST_EGRESS_ALLOW_CIDRS
 	PipIndexURL string
 	NpmRegistry string
 }
@@ -47,9 +48,16 @@ func startPackageIndex(t testing.TB, cli *client.Client) packageIndex {
 	if _, err := cli.NetworkCreate(ctx, netName, network.CreateOptions{Labels: map[string]string{"runhost.test": "true"}}); err != nil {
 		t.Fatalf("create network: %v", err)
 	}
+	netInfo, err := cli.NetworkInspect(ctx, netName, network.InspectOptions{})
+	if err != nil || len(netInfo.IPAM.Config) == 0 {
+		t.Fatalf("inspect network: %v", err)
+	}
 	t.Cleanup(func() { _ = cli.NetworkRemove(context.Background(), netName) })
 
-	const base = "http://index:" + indexPort
+	// A fresh host name per index makes its URL, and so every install's
+	// cache key, new: earlier runs' caches are never reused by a test.
+	alias := "index-" + hex.EncodeToString(suffix[:])
+	base := "http://" + alias + ":" + indexPort
 	files := map[string][]byte{}
 	wheelName, wheel := buildWheel(t)
 	sum := sha256.Sum256(wheel)
@@ -79,7 +87,7 @@ func startPackageIndex(t testing.TB, cli *client.Client) packageIndex {
 		Cmd:    []string{"python3", "-u", "-m", "http.server", indexPort, "--directory", "/srv"},
 		Labels: map[string]string{"runhost.test": "true"},
 	}, &container.HostConfig{NetworkMode: container.NetworkMode(netName)}, &network.NetworkingConfig{
-		EndpointsConfig: map[string]*network.EndpointSettings{netName: {Aliases: []string{"index"}}},
+		EndpointsConfig: map[string]*network.EndpointSettings{netName: {Aliases: []string{alias}}},
 	}, nil, "")
 	if err != nil {
 		t.Fatalf("create index container: %v", err)
@@ -102,7 +110,7 @@ func startPackageIndex(t testing.TB, cli *client.Client) packageIndex {
 		b, _ := io.ReadAll(rc)
 		return bytes.Contains(b, []byte("Serving HTTP"))
 	})
-	return packageIndex{Network: netName, PipIndexURL: base + "/simple", NpmRegistry: base + "/"}
+	return packageIndex{Network: netName, Subnet: netInfo.IPAM.Config[0].Subnet, PipIndexURL: base + "/simple", NpmRegistry: base + "/"}
 }
 
 // env is the host configuration that points installs at the index.
@@ -111,6 +119,7 @@ func (p packageIndex) env() []string {
 		"RUNHOST_INSTALL_NETWORK=" + p.Network,
 		"RUNHOST_PIP_INDEX_URL=" + p.PipIndexURL,
 		"RUNHOST_NPM_REGISTRY=" + p.NpmRegistry,
+		"RUNHOST_EGRESS_ALLOW_CIDRS=" + p.Subnet,
 	}
 }
 

@@ -60,8 +60,10 @@ type Install struct {
 	Env       []string
 	Files     []File
 	OutputDir string // absolute; a fresh cache volume is mounted here, writable
-	Network   string // Docker network to join; empty means none
-	Limits    Limits
+	// Egress lets the step reach allowed hosts through the egress proxy;
+	// it never gets a network interface of its own.
+	Egress bool
+	Limits Limits
 }
 
 // Build is an image build, cached by Key.

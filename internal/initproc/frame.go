@@ -37,6 +37,16 @@ type Header struct {
 	// ReadyFile, when set, is created (empty) after the command exits 0:
 	// the mark of a finished install in a cache volume.
 	ReadyFile string `json:"ready_file,omitempty"`
+	// Forward, when set, makes init accept TCP connections on Listen (a
+	// loopback address) and pipe each to the unix socket Socket: how a
+	// container without a network reaches the egress proxy.
+	Forward *Forward `json:"forward,omitempty"`
+}
+
+// Forward is a loopback listener piped to a unix socket.
+type Forward struct {
+	Listen string `json:"listen"`
+	Socket string `json:"socket"`
 }
 
 // FileHeader names one file and the number of bytes of it that follow.

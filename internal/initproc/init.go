@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -35,6 +36,11 @@ func run(stdin *os.File, stderr io.Writer) int {
 	}
 	if err := placeFiles(h, stdin); err != nil {
 		return fail(ExitSetupFailed, err)
+	}
+	if h.Forward != nil {
+		if _, err := startForward(*h.Forward); err != nil {
+			return fail(ExitSetupFailed, err)
+		}
 	}
 	env := mergeEnv(os.Environ(), h.Env)
 	argv0, err := lookPath(h.Command[0], envValue(env, "PATH"))
@@ -203,4 +209,46 @@ func lookPath(name, pathEnv string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s: command not found in PATH %s", name, pathEnv)
+}
+
+// startForward serves f in the background for as long as init lives.
+func startForward(f Forward) (net.Listener, error) {
+	if host, _, err := net.SplitHostPort(f.Listen); err != nil || !net.ParseIP(host).IsLoopback() {
+		return nil, fmt.Errorf("forward: %q is not a loopback address", f.Listen)
+	}
+	ln, err := net.Listen("tcp", f.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("forward: %w", err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go pipe(c, f.Socket)
+		}
+	}()
+	return ln, nil
+}
+
+// pipe copies between a forwarded connection and a new connection to socket.
+func pipe(c net.Conn, socket string) {
+	defer c.Close()
+	u, err := net.Dial("unix", socket)
+	if err != nil {
+		return
+	}
+	defer u.Close()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(u, c); closeWrite(u); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, u); closeWrite(c); done <- struct{}{} }()
+	<-done
+	<-done
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
 }

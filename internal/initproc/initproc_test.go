@@ -3,6 +3,7 @@ package initproc
 import (
 	"bytes"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -140,5 +141,42 @@ func TestLookPath(t *testing.T) {
 	}
 	if got, _ := lookPath("./rel/x", dir); got != "./rel/x" {
 		t.Errorf("a path with a slash is used as is, got %q", got)
+	}
+}
+
+func TestForward(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		b := make([]byte, 5)
+		_, _ = io.ReadFull(c, b)
+		_, _ = c.Write(append([]byte("echo:"), b...))
+		c.Close()
+	}()
+	fwd, err := startForward(Forward{Listen: "127.0.0.1:0", Socket: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fwd.Close()
+	c, err := net.Dial("tcp", fwd.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.Write([]byte("hello"))
+	got, _ := io.ReadAll(c)
+	c.Close()
+	if string(got) != "echo:hello" {
+		t.Fatalf("through the forward: %q", got)
+	}
+	if _, err := startForward(Forward{Listen: "0.0.0.0:0", Socket: sock}); err == nil {
+		t.Error("a non-loopback listener was accepted")
 	}
 }

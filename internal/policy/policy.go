@@ -47,7 +47,6 @@ type Config struct {
 	AllowedImages []string
 
 	AllowInstallNetwork bool
-	InstallNetwork      string // Docker network for installs that may use the network
 	InstallTimeout      time.Duration
 	InstallMemory       int64
 	PipIndexURL         string
@@ -376,10 +375,7 @@ func (p *Policy) install(in Input, image string) (*executor.Install, error) {
 	if err != nil {
 		return refuse("env", "%v", err)
 	}
-	network := ""
-	if spec.Network && c.AllowInstallNetwork {
-		network = c.InstallNetwork
-	}
+	egress := spec.Network && c.AllowInstallNetwork
 	limits := executor.Limits{
 		Timeout:       c.InstallTimeout,
 		MemoryBytes:   c.InstallMemory,
@@ -397,11 +393,11 @@ func (p *Policy) install(in Input, image string) (*executor.Install, error) {
 		Env:       env,
 		Files:     files,
 		OutputDir: spec.OutputDir,
-		Network:   network,
+		Egress:    egress,
 		Limits:    limits,
 	}
 	inst.Key = contentKey("install", in.Runtime, in.Version.Version, image, strings.Join(spec.Command, "\x00"),
-		strings.Join(env, "\x00"), spec.OutputDir, network, filesDigest(files))
+		strings.Join(env, "\x00"), spec.OutputDir, fmt.Sprint(egress), filesDigest(files))
 	return inst, nil
 }
 

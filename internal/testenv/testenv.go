@@ -73,6 +73,7 @@ var (
 // Binaries holds paths of freshly built binaries.
 type Binaries struct {
 	Init      string // runhost-init
+	Egress    string // runhost-egress
 	PluginDir string // the shipped plugins, as runhost-plugin-<name>
 }
 
@@ -90,11 +91,13 @@ func Build(t testing.TB) Binaries {
 		if buildErr = os.MkdirAll(pluginDir, 0o755); buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, "runhost-init"), "./cmd/runhost-init")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if buildOut, buildErr = cmd.CombinedOutput(); buildErr != nil {
-			return
+		for _, name := range []string{"runhost-init", "runhost-egress"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, name), "./cmd/"+name)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if buildOut, buildErr = cmd.CombinedOutput(); buildErr != nil {
+				return
+			}
 		}
 		entries, err := os.ReadDir(filepath.Join(root, "plugins"))
 		if err != nil {
@@ -112,7 +115,7 @@ func Build(t testing.TB) Binaries {
 	if buildErr != nil {
 		t.Fatalf("build test binaries: %v\n%s", buildErr, buildOut)
 	}
-	return Binaries{Init: filepath.Join(buildDir, "runhost-init"), PluginDir: filepath.Join(buildDir, "plugins")}
+	return Binaries{Init: filepath.Join(buildDir, "runhost-init"), Egress: filepath.Join(buildDir, "runhost-egress"), PluginDir: filepath.Join(buildDir, "plugins")}
 }
 
 // GoBuild compiles the package at pkgDir (relative to the repository root or

@@ -251,7 +251,7 @@ func (e *Executor) install(ctx context.Context, job executor.Job) (*depsEntry, *
 	for k, v := range job.Labels {
 		stepLabels[k] = v
 	}
-	res, err := e.runStep(ctx, step{
+	s := step{
 		Job: executor.Job{
 			ID:      job.ID + "-install",
 			Image:   inst.Image,
@@ -263,10 +263,16 @@ func (e *Executor) install(ctx context.Context, job executor.Job) (*depsEntry, *
 			Labels:  stepLabels,
 			Limits:  inst.Limits,
 		},
-		network:   inst.Network,
 		mounts:    []mount.Mount{{Type: mount.TypeVolume, Source: name, Target: inst.OutputDir}},
 		readyFile: inst.OutputDir + "/" + readyFile,
-	})
+	}
+	if inst.Egress {
+		if err := e.withEgress(ctx, &s); err != nil {
+			drop()
+			return nil, nil, err
+		}
+	}
+	res, err := e.runStep(ctx, s)
 	if err != nil {
 		drop()
 		return nil, nil, fmt.Errorf("install step: %w", err)

@@ -8,6 +8,7 @@ package docker
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -79,6 +80,9 @@ type Config struct {
 	InitBinary []byte // the static runhost-init program
 	Logger     hclog.Logger
 
+	User   string       // uid:gid of helper containers (the egress proxy)
+	Egress EgressConfig // the proxy install steps reach the network through
+
 	DepsCacheEntries  int   // installed dependency sets kept
 	DepsCacheBytes    int64 // and their bytes
 	BuildCacheEntries int   // built images kept
@@ -94,6 +98,8 @@ type Executor struct {
 	init     *initVolume
 	deps     *depsCache
 	builds   *buildCache
+	egress   *egressProxy
+	user     string
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -122,11 +128,18 @@ func newExecutor(e engine, cfg Config) *Executor {
 		init:     newInitVolume(cfg.InitBinary),
 		deps:     newDepsCache(cfg.DepsCacheEntries, cfg.DepsCacheBytes),
 		builds:   newBuildCache(cfg.BuildCacheEntries, cfg.BuildCacheBytes),
+		egress:   &egressProxy{cfg: cfg.Egress},
+		user:     cmp.Or(cfg.User, "1000:1000"),
 	}
 }
 
-// Close releases the client's connections.
-func (e *Executor) Close() error { return e.engine.Close() }
+// Close stops the egress proxy and releases the client's connections.
+func (e *Executor) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), engineCallTimeout)
+	defer cancel()
+	e.stopEgress(ctx)
+	return e.engine.Close()
+}
 
 // Ping reports whether the engine answers.
 func (e *Executor) Ping(ctx context.Context) error {
@@ -204,6 +217,8 @@ type step struct {
 	mounts    []mount.Mount // besides the tmpfs and the init volume
 	readyFile string        // init creates it when the command succeeds
 	mustExist string        // checked after create; errNotReady when missing
+	// forwardSocket, when set, makes init forward proxyListen to it.
+	forwardSocket string
 }
 
 // errNotReady means a step's mustExist path was missing.
@@ -488,6 +503,15 @@ func (e *Executor) Sweep(ctx context.Context) (int, error) {
 		}
 		removed++
 	}
+	// The egress proxy's socket volume of a dead host process.
+	vols, err := e.engine.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelEgress))})
+	if err == nil {
+		for _, v := range vols.Volumes {
+			if ownerGone(v.Labels[LabelOwner]) && e.engine.VolumeRemove(ctx, v.Name, true) == nil {
+				removed++
+			}
+		}
+	}
 	return removed, nil
 }
 
@@ -504,6 +528,9 @@ func encodeFrame(s step) ([]byte, error) {
 		Command:   job.Command,
 		Env:       job.Env,
 		ReadyFile: s.readyFile,
+	}
+	if s.forwardSocket != "" {
+		h.Forward = &initproc.Forward{Listen: proxyListen, Socket: s.forwardSocket}
 	}
 	contents := make([][]byte, len(job.Files))
 	size := 0

@@ -61,7 +61,7 @@ func (v *initVolume) fill(ctx context.Context, e engine, labels map[string]strin
 	// image is a one-file image of the init binary, imported once.
 	helperImage := "runhost/" + v.name + ":latest"
 	if _, err := e.ImageInspect(ctx, helperImage); cerrdefs.IsNotFound(err) {
-		if err := importImage(ctx, e, helperImage, v.binary); err != nil {
+		if err := importImage(ctx, e, helperImage, "init", v.binary); err != nil {
 			return err
 		}
 	} else if err != nil {
@@ -99,11 +99,12 @@ func (v *initVolume) fill(ctx context.Context, e engine, labels map[string]strin
 	return nil
 }
 
-func importImage(ctx context.Context, e engine, ref string, binary []byte) error {
-	rc, err := e.ImageImport(ctx, image.ImportSource{Source: tarOf("init", binary, 0o755), SourceName: "-"}, ref,
+// importImage imports an image holding one executable, /name.
+func importImage(ctx context.Context, e engine, ref, name string, binary []byte) error {
+	rc, err := e.ImageImport(ctx, image.ImportSource{Source: tarOf(name, binary, 0o755), SourceName: "-"}, ref,
 		image.ImportOptions{Changes: []string{"LABEL " + LabelManaged + "=true"}})
 	if err != nil {
-		return engineError("import init image", err)
+		return engineError("import image "+ref, err)
 	}
 	defer rc.Close()
 	_, err = io.Copy(io.Discard, rc)

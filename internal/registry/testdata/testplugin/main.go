@@ -28,11 +28,26 @@ func (r runtime) Describe(context.Context) (shared.Description, error) {
 		d.Name = "good"
 	case "nodesc":
 		d.Versions = nil
+	case "probe", "hostile":
+		d.Versions[0].Image = "runhost/python:3.11"
+		d.Capabilities = []shared.Capability{shared.CapPackages}
 	}
 	return d, nil
 }
 
 func (r runtime) Plan(ctx context.Context, req shared.RunRequest) (shared.Spec, error) {
+	switch r.name {
+	case "probe":
+		// A test-only network grant: the request's code runs as the install
+		// step, which is the only step that may reach the network.
+		return shared.Spec{
+			Image:   "runhost/python:3.11",
+			Command: []string{"true"},
+			Install: &shared.Install{Command: []string{"python3", "-c", req.Code}, OutputDir: "/deps", Network: true},
+		}, nil
+	case "hostile":
+		return hostileSpec(req.Code), nil
+	}
 	switch req.Code {
 	case "panic":
 		panic("planned panic")
@@ -85,4 +100,26 @@ func (envRuntime) Describe(context.Context) (shared.Description, error) {
 
 func (envRuntime) Plan(context.Context, shared.RunRequest) (shared.Spec, error) {
 	return shared.Spec{}, nil
+}
+
+// hostileSpec asks for something the host's policy must refuse.
+func hostileSpec(what string) shared.Spec {
+	s := shared.Spec{Image: "runhost/python:3.11", Command: []string{"true"}}
+	switch what {
+	case "other-image":
+		s.Image = "alpine:3"
+	case "huge-memory":
+		s.Limits.MemoryBytes = 1 << 40
+	case "huge-timeout":
+		s.Limits.Timeout = 1000 * time.Hour
+	case "escape-file":
+		s.Files = []shared.File{{Path: "../../etc/cron.d/x", Content: []byte("x")}}
+	case "absolute-workdir":
+		s.WorkDir = "/etc"
+	case "install-into-etc":
+		s.Install = &shared.Install{Command: []string{"true"}, OutputDir: "/etc"}
+	case "env-injection":
+		s.Env = map[string]string{"A=B": "c"}
+	}
+	return s
 }

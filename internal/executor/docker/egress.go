@@ -1,0 +1,178 @@
+package docker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/volume"
+)
+
+// LabelEgress marks the egress proxy's container and volume.
+const LabelEgress = "runhost.egress"
+
+// Where the egress socket is: in the proxy container, and in an install
+// container (where init forwards proxyListen to it).
+const (
+	egressDirProxy   = "/run/egress"
+	egressDirInstall = "/.runhost-egress"
+	egressSocket     = "proxy.sock"
+	proxyListen      = "127.0.0.1:3128"
+)
+
+// EgressConfig configures the allow-list proxy install steps go through.
+type EgressConfig struct {
+	Binary  []byte   // the static runhost-egress program
+	Network string   // the Docker network the proxy joins to reach the outside
+	Allow   []string // allowed hosts
+	CIDRs   []string // private ranges that may be reached
+}
+
+// egressProxy is one proxy container per host process, started on first use.
+type egressProxy struct {
+	cfg EgressConfig
+
+	mu        sync.Mutex
+	volume    string
+	container string
+}
+
+// proxyEnv is what an install step needs to use the proxy.
+var proxyEnv = []string{
+	"HTTP_PROXY=http://" + proxyListen, "HTTPS_PROXY=http://" + proxyListen,
+	"http_proxy=http://" + proxyListen, "https_proxy=http://" + proxyListen,
+	"NPM_CONFIG_PROXY=http://" + proxyListen, "NPM_CONFIG_HTTPS_PROXY=http://" + proxyListen,
+	"NO_PROXY=", "no_proxy=",
+}
+
+// withEgress wires an install step to the proxy: no network of its own, the
+// proxy's socket mounted, init forwarding loopback to it, proxy variables set.
+func (e *Executor) withEgress(ctx context.Context, s *step) error {
+	vol, err := e.ensureEgress(ctx)
+	if err != nil {
+		return err
+	}
+	s.network = ""
+	s.mounts = append(s.mounts, mount.Mount{Type: mount.TypeVolume, Source: vol, Target: egressDirInstall, VolumeOptions: &mount.VolumeOptions{NoCopy: true}})
+	s.forwardSocket = egressDirInstall + "/" + egressSocket
+	s.Env = mergeEnv(s.Env, proxyEnv)
+	return nil
+}
+
+// mergeEnv returns base with overrides applied by name.
+func mergeEnv(base, overrides []string) []string {
+	out := make([]string, 0, len(base)+len(overrides))
+	set := map[string]bool{}
+	for _, kv := range overrides {
+		k, _, _ := strings.Cut(kv, "=")
+		set[k] = true
+	}
+	for _, kv := range base {
+		if k, _, _ := strings.Cut(kv, "="); !set[k] {
+			out = append(out, kv)
+		}
+	}
+	return append(out, overrides...)
+}
+
+// ensureEgress starts the proxy if it is not running and returns the volume
+// holding its socket.
+func (e *Executor) ensureEgress(ctx context.Context) (string, error) {
+	p := e.egress
+	if len(p.cfg.Binary) == 0 {
+		return "", errors.New("egress proxy binary missing: build runhost-egress (make build) or set RUNHOST_EGRESS_PATH")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.container != "" {
+		info, err := e.engine.ContainerInspect(ctx, p.container)
+		if err == nil && info.State != nil && info.State.Running {
+			return p.volume, nil
+		}
+		e.log.Warn("egress proxy is not running; starting a new one", "container", p.container)
+		e.remove(ctx, p.container)
+		p.container = ""
+	}
+
+	sum := sha256.Sum256(p.cfg.Binary)
+	img := "runhost/egress:" + hex.EncodeToString(sum[:6])
+	if _, err := e.engine.ImageInspect(ctx, img); cerrdefs.IsNotFound(err) {
+		if err := importImage(ctx, e.engine, img, "egress", p.cfg.Binary); err != nil {
+			return "", err
+		}
+	} else if err != nil {
+		return "", engineError("inspect egress image", err)
+	}
+	labels := e.labels(map[string]string{LabelEgress: "true"}, 100*365*24*time.Hour)
+	if p.volume == "" {
+		name := "runhost-egress-" + e.instance
+		if _, err := e.engine.VolumeCreate(ctx, volume.CreateOptions{Name: name, Labels: labels}); err != nil {
+			return "", engineError("create egress volume", err)
+		}
+		if err := e.ownVolume(ctx, name, egressDirProxy, e.user); err != nil {
+			return "", err
+		}
+		p.volume = name
+	}
+	pids := int64(128)
+	c, err := e.engine.ContainerCreate(ctx, &container.Config{
+		Image: img,
+		Cmd: []string{"/egress", "-socket", egressDirProxy + "/" + egressSocket,
+			"-allow", strings.Join(p.cfg.Allow, ","), "-allow-cidrs", strings.Join(p.cfg.CIDRs, ",")},
+		User:   e.user,
+		Labels: labels,
+	}, &container.HostConfig{
+		NetworkMode:    container.NetworkMode(p.cfg.Network),
+		ReadonlyRootfs: true,
+		CapDrop:        []string{"ALL"},
+		SecurityOpt:    []string{"no-new-privileges"},
+		LogConfig:      container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "1m", "max-file": "1"}},
+		Mounts:         []mount.Mount{{Type: mount.TypeVolume, Source: p.volume, Target: egressDirProxy, VolumeOptions: &mount.VolumeOptions{NoCopy: true}}},
+		Resources:      container.Resources{Memory: 128 << 20, MemorySwap: 128 << 20, PidsLimit: &pids, NanoCPUs: 1e9},
+	}, nil, nil, "runhost-egress-"+e.instance)
+	if err != nil {
+		return "", engineError("create egress proxy", err)
+	}
+	if err := e.engine.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+		e.remove(ctx, c.ID)
+		return "", engineError("start egress proxy", err)
+	}
+	// Wait for the socket: the proxy is ready when it exists.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := e.engine.ContainerStatPath(ctx, c.ID, egressDirProxy+"/"+egressSocket); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			e.remove(ctx, c.ID)
+			return "", fmt.Errorf("egress proxy did not create its socket within 15 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.container = c.ID
+	e.log.Info("egress proxy started", "container", c.ID[:12], "network", p.cfg.Network, "allow", p.cfg.Allow)
+	return p.volume, nil
+}
+
+// stopEgress removes the proxy and its volume.
+func (e *Executor) stopEgress(ctx context.Context) {
+	p := e.egress
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.container != "" {
+		e.remove(ctx, p.container)
+		p.container = ""
+	}
+	if p.volume != "" {
+		_ = e.engine.VolumeRemove(ctx, p.volume, true)
+		p.volume = ""
+	}
+}
