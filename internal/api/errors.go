@@ -82,6 +82,10 @@ func statusOf(err error) (int, string) {
 		return http.StatusBadRequest, "not_a_regular_file"
 	case errors.Is(err, workspace.ErrIsDir):
 		return http.StatusBadRequest, "is_a_directory"
+	case errors.Is(err, workspace.ErrNotDir):
+		return http.StatusBadRequest, "not_a_directory"
+	case errors.Is(err, workspace.ErrExists):
+		return http.StatusConflict, "would_overwrite"
 	case errors.Is(err, workspace.ErrNotFound):
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, workspace.ErrQuota):

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -80,13 +81,17 @@ type RunResponse struct {
 	RunID string `json:"run_id"`
 	// Stage is the step the result fields describe: "run", or "install" or
 	// "build" when that step failed and the run did not start.
-	Stage           string `json:"stage"`
-	Runtime         string `json:"runtime"`
-	Version         string `json:"version"`
-	Image           string `json:"image"`
-	ExitCode        int    `json:"exit_code"`
-	Stdout          string `json:"stdout"`
-	Stderr          string `json:"stderr"`
+	Stage    string `json:"stage"`
+	Runtime  string `json:"runtime"`
+	Version  string `json:"version"`
+	Image    string `json:"image"`
+	ExitCode int    `json:"exit_code"`
+	Stdout   string `json:"stdout"`
+	Stderr   string `json:"stderr"`
+	// StdoutEncoding and StderrEncoding are "utf8", or "base64" when the
+	// program wrote bytes that are not valid UTF-8 (returned exactly).
+	StdoutEncoding  string `json:"stdout_encoding"`
+	StderrEncoding  string `json:"stderr_encoding"`
 	StdoutTruncated bool   `json:"stdout_truncated"`
 	StderrTruncated bool   `json:"stderr_truncated"`
 	TimedOut        bool   `json:"timed_out"`
@@ -145,7 +150,43 @@ func (s *Server) run(c echo.Context) error {
 	return c.JSON(http.StatusOK, runResponse(res))
 }
 
+// encoding is how output is carried in JSON: as text when it is valid
+// UTF-8, else base64, so binary output is returned byte for byte.
+func encoding(b []byte) string {
+	if utf8.Valid(b) {
+		return "utf8"
+	}
+	return "base64"
+}
+
+func text(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// trimCut drops a character the output cap cut in half, so truncated text
+// stays text.
+func trimCut(b []byte) []byte {
+	for i := 1; i <= 3 && i <= len(b); i++ {
+		if utf8.RuneStart(b[len(b)-i]) {
+			if !utf8.FullRune(b[len(b)-i:]) {
+				return b[:len(b)-i]
+			}
+			return b
+		}
+	}
+	return b
+}
+
 func runResponse(res runner.Result) RunResponse {
+	if res.StdoutTruncated {
+		res.Stdout = trimCut(res.Stdout)
+	}
+	if res.StderrTruncated {
+		res.Stderr = trimCut(res.Stderr)
+	}
 	out := RunResponse{
 		RunID:           res.RunID,
 		Stage:           res.Stage,
@@ -153,8 +194,10 @@ func runResponse(res runner.Result) RunResponse {
 		Version:         res.Version,
 		Image:           res.Image,
 		ExitCode:        res.ExitCode,
-		Stdout:          string(res.Stdout),
-		Stderr:          string(res.Stderr),
+		Stdout:          text(res.Stdout),
+		Stderr:          text(res.Stderr),
+		StdoutEncoding:  encoding(res.Stdout),
+		StderrEncoding:  encoding(res.Stderr),
 		StdoutTruncated: res.StdoutTruncated,
 		StderrTruncated: res.StderrTruncated,
 		TimedOut:        res.TimedOut,

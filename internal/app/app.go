@@ -124,10 +124,24 @@ func PolicyConfig(cfg config.Config) (policy.Config, error) {
 	if cfg.CABundle != "" {
 		var err error
 		if ca, err = os.ReadFile(cfg.CABundle); err != nil {
-			return policy.Config{}, fmt.Errorf("RUNHOST_CA_BUNDLE: %w", err)
+			oci := map[string]string{}
+			for _, kv := range cfg.OCIRuntimes {
+				name, rt, _ := strings.Cut(kv, "=")
+				oci[name] = rt
+			}
+			return policy.Config{
+				OCIRuntime:  cfg.OCIRuntime,
+				OCIRuntimes: oci}, fmt.Errorf("RUNHOST_CA_BUNDLE: %w", err)
 		}
 	}
+	oci := map[string]string{}
+	for _, kv := range cfg.OCIRuntimes {
+		name, rt, _ := strings.Cut(kv, "=")
+		oci[name] = rt
+	}
 	return policy.Config{
+		OCIRuntime:     cfg.OCIRuntime,
+		OCIRuntimes:    oci,
 		DefaultTimeout: cfg.DefaultTimeout,
 		MaxTimeout:     cfg.MaxTimeout,
 		DefaultMemory:  cfg.DefaultMemoryMB << 20,

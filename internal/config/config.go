@@ -80,6 +80,11 @@ type Config struct {
 
 	SelfTestOnStart bool
 
+	// The OCI runtime of run containers (e.g. gVisor's runsc), for all
+	// runtimes or per runtime name.
+	OCIRuntime  string
+	OCIRuntimes []string // "python=runsc"
+
 	// Shared workspace: where this host sees it, and where the engine does.
 	WorkspaceRoot      string
 	WorkspaceDaemonDir string // DIND_WORKSPACE_PATH
@@ -179,6 +184,8 @@ func settings() []Setting {
 		{"RUNHOST_BUILD_LOG_BYTES", "65536", "cap on the build log returned with a run", integer(func(c *Config) *int64 { return &c.BuildLogBytes })},
 		{"RUNHOST_BUILD_CACHE_ENTRIES", "50", "built images kept (least recently used go first)", integer(func(c *Config) *int64 { return &c.BuildCacheEntries })},
 		{"RUNHOST_BUILD_CACHE_MB", "10240", "bytes of built images kept", integer(func(c *Config) *int64 { return &c.BuildCacheMB })},
+		{"RUNHOST_OCI_RUNTIME", "", "OCI runtime of every run and install container (e.g. `runsc` for gVisor, registered with the engine); empty for the engine's default", str(func(c *Config) *string { return &c.OCIRuntime })},
+		{"RUNHOST_OCI_RUNTIMES", "", "per-runtime overrides of RUNHOST_OCI_RUNTIME, comma-separated `name=oci-runtime` (e.g. `python=runsc,shell=runc`)", list(func(c *Config) *[]string { return &c.OCIRuntimes })},
 		{"RUNHOST_SELFTEST_ON_START", "true", "run every version's self-test when the host starts (results in `GET /runtimes`)", boolean(func(c *Config) *bool { return &c.SelfTestOnStart })},
 		{"RUNHOST_API_KEYS_FILE", "", "file of SHA-256 hashes of API keys, one per line (`[name] hash`; make one with `bin/host api-key`); callers send `Authorization: Bearer <key>`", str(func(c *Config) *string { return &c.APIKeysFile })},
 		{"RUNHOST_ALLOW_UNAUTHENTICATED", "false", "serve without API keys on a non-loopback address (otherwise the host refuses to start)", boolean(func(c *Config) *bool { return &c.AllowUnauthenticated })},
@@ -325,6 +332,11 @@ func (c *Config) validate() error {
 	check(c.BuildTimeout > 0 && c.BuildMemoryMB >= MinMemoryMB, "build timeout and memory must be positive")
 	check(c.DepsCacheEntries > 0 && c.DepsCacheMB > 0 && c.BuildCacheEntries > 0 && c.BuildCacheMB > 0, "cache sizes must be positive")
 	check(c.MaxContextBytes > 0 && c.BuildLogBytes > 0, "RUNHOST_MAX_CONTEXT_BYTES and RUNHOST_BUILD_LOG_BYTES must be positive")
+	for _, kv := range c.OCIRuntimes {
+		if name, rt, ok := strings.Cut(kv, "="); !ok || name == "" || rt == "" {
+			errs = append(errs, fmt.Errorf("RUNHOST_OCI_RUNTIMES: %q is not name=oci-runtime", kv))
+		}
+	}
 	for _, c := range c.EgressCIDRs {
 		if _, err := netip.ParsePrefix(c); err != nil {
 			errs = append(errs, fmt.Errorf("RUNHOST_EGRESS_ALLOW_CIDRS: %w", err))

@@ -145,6 +145,8 @@ type runResult struct {
 	ExitCode        int    `json:"exit_code"`
 	Stdout          string `json:"stdout"`
 	Stderr          string `json:"stderr"`
+	StdoutEncoding  string `json:"stdout_encoding"`
+	StderrEncoding  string `json:"stderr_encoding"`
 	StdoutTruncated bool   `json:"stdout_truncated"`
 	StderrTruncated bool   `json:"stderr_truncated"`
 	TimedOut        bool   `json:"timed_out"`

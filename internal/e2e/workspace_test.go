@@ -229,3 +229,23 @@ func TestBuildFromAWorkspaceContext(t *testing.T) {
 		t.Fatalf("%+v", res)
 	}
 }
+
+func TestCodeNeverOverwritesWorkspaceFiles(t *testing.T) {
+	h, root := startWorkspaceHost(t)
+	h.put("/workspaces/keep/files/main.sh", "echo the user's own script")
+	status, body := h.post("/runtimes/shell/run", map[string]any{"workspace": "keep", "code": "echo hi"})
+	if status != 409 || decodeError(t, body).Error.Code != "would_overwrite" {
+		t.Fatalf("code over an existing main.sh: %d %s", status, body)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "keep", "main.sh")); string(b) != "echo the user's own script" {
+		t.Fatalf("the user's file changed: %q", b)
+	}
+	// Sent explicitly as a file, it is the caller's decision to replace it.
+	res := h.run("shell", map[string]any{"workspace": "keep", "files": []map[string]string{{"path": "main.sh", "content": "echo replaced"}}})
+	if res.Stdout != "replaced\n" {
+		t.Fatalf("%+v", res)
+	}
+	if status, body := h.put("/workspaces/keep/files/main.sh/child", "x"); status != 400 || decodeError(t, body).Error.Code != "not_a_directory" {
+		t.Errorf("PUT below a file: %d %s", status, body)
+	}
+}

@@ -43,10 +43,13 @@ type Job struct {
 	// Workspace, when set, bind-mounts a session directory of the shared
 	// workspace read-write.
 	Workspace *Mount
-	Stdin     []byte
-	User      string // numeric uid:gid
-	Labels    map[string]string
-	Limits    Limits
+	// OCIRuntime is the engine's runtime for the container (e.g. runsc);
+	// empty means the engine's default.
+	OCIRuntime string
+	Stdin      []byte
+	User       string // numeric uid:gid
+	Labels     map[string]string
+	Limits     Limits
 	// Install, when set, runs first; its output is mounted read-only at
 	// Install.OutputDir for the run.
 	Install *Install
@@ -62,8 +65,9 @@ type Install struct {
 	OutputDir string // absolute; a fresh cache volume is mounted here, writable
 	// Egress lets the step reach allowed hosts through the egress proxy;
 	// it never gets a network interface of its own.
-	Egress bool
-	Limits Limits
+	Egress     bool
+	Limits     Limits
+	OCIRuntime string
 }
 
 // Build is an image build, cached by Key.

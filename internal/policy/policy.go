@@ -53,6 +53,11 @@ type Config struct {
 	NpmRegistry         string
 	CABundle            []byte // PEM given to install steps; nil for none
 
+	// OCIRuntime is the engine runtime of run and install containers;
+	// OCIRuntimes overrides it per runtime name. Requests cannot choose.
+	OCIRuntime  string
+	OCIRuntimes map[string]string
+
 	BuildTimeout    time.Duration
 	BuildMemory     int64
 	BuildNetwork    bool
@@ -259,11 +264,20 @@ func (p *Policy) Job(in Input) (executor.Job, error) {
 			"runhost.runtime": in.Runtime,
 			"runhost.version": in.Version.Version,
 		},
-		Limits:    limits,
-		Install:   install,
-		FilesDir:  filesDir,
-		Workspace: mount,
+		Limits:     limits,
+		Install:    install,
+		FilesDir:   filesDir,
+		Workspace:  mount,
+		OCIRuntime: p.ociRuntime(in.Runtime),
 	}, nil
+}
+
+// ociRuntime is the engine runtime for a runtime's containers.
+func (p *Policy) ociRuntime(runtime string) string {
+	if rt, ok := p.cfg.OCIRuntimes[runtime]; ok {
+		return rt
+	}
+	return p.cfg.OCIRuntime
 }
 
 // image decides which image the run uses: the version's own, an image the
@@ -388,13 +402,14 @@ func (p *Policy) install(in Input, image string) (*executor.Install, error) {
 		OutputBytes:   c.OutputBytes,
 	}
 	inst := &executor.Install{
-		Image:     image,
-		Command:   spec.Command,
-		Env:       env,
-		Files:     files,
-		OutputDir: spec.OutputDir,
-		Egress:    egress,
-		Limits:    limits,
+		Image:      image,
+		Command:    spec.Command,
+		Env:        env,
+		Files:      files,
+		OutputDir:  spec.OutputDir,
+		Egress:     egress,
+		Limits:     limits,
+		OCIRuntime: p.ociRuntime(in.Runtime),
 	}
 	inst.Key = contentKey("install", in.Runtime, in.Version.Version, image, strings.Join(spec.Command, "\x00"),
 		strings.Join(env, "\x00"), spec.OutputDir, fmt.Sprint(egress), filesDigest(files))

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"path"
 	"slices"
 	"time"
 
@@ -139,6 +140,11 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if ws != nil {
+		if err := r.checkOverwrite(*ws, req.Files, spec.Files); err != nil {
+			return Result{}, err
+		}
+	}
 	id := newRunID()
 	in := policy.Input{
 		RunID:          id,
@@ -177,6 +183,30 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	}
 	out.Image, out.Result = job.Image, res
 	return out, nil
+}
+
+// checkOverwrite refuses a workspace run whose plugin-made files (the main
+// file made from code) would replace files already in the workspace: only
+// files the caller sent explicitly may overwrite.
+func (r *Runner) checkOverwrite(ws workspace.Ref, sent, planned []shared.File) error {
+	explicit := make(map[string]bool, len(sent))
+	for _, f := range sent {
+		explicit[f.Path] = true
+	}
+	for _, f := range planned {
+		if explicit[f.Path] {
+			continue
+		}
+		p := path.Join(ws.Dir, f.Path)
+		exists, err := r.workspaces.Exists(ws.Session, p)
+		if err != nil {
+			return fmt.Errorf("workspace %s: %w", ws, err)
+		}
+		if exists {
+			return fmt.Errorf("%w: the run would write %s, which is already in workspace %s; send the program as files to overwrite it, or run in another directory", workspace.ErrExists, p, ws.Session)
+		}
+	}
+	return nil
 }
 
 // contextFiles reads a build context from the workspace.

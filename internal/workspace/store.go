@@ -154,7 +154,7 @@ func classify(name string, err error) error {
 	case errors.Is(err, unix.ELOOP):
 		return fmt.Errorf("%q: %w", name, ErrSymlink)
 	case errors.Is(err, unix.ENOTDIR):
-		return fmt.Errorf("%q: a path component is not a directory: %w", name, ErrNotFound)
+		return fmt.Errorf("%q: %w", name, ErrNotDir)
 	case errors.Is(err, unix.ENOENT):
 		return fmt.Errorf("%q: %w", name, ErrNotFound)
 	}
@@ -292,6 +292,24 @@ func (s *Store) Put(session, p string, r io.Reader) (int64, error) {
 		return 0, err
 	}
 	return n, nil
+}
+
+// Exists reports whether p exists in session (a symlink counts, unfollowed).
+func (s *Store) Exists(session, p string) (bool, error) {
+	dirfd, name, err := s.parent(session, p, false)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(dirfd)
+	var st unix.Stat_t
+	err = unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		return false, nil
+	}
+	return err == nil, classify(p, err)
 }
 
 // Delete removes p (a file, a symlink itself, or a directory tree).

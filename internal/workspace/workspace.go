@@ -34,6 +34,8 @@ var (
 	ErrNotFound      = errors.New("no such file or directory")
 	ErrTooLarge      = errors.New("file too large")
 	ErrQuota         = errors.New("session quota exceeded")
+	ErrNotDir        = errors.New("a path component is not a directory")
+	ErrExists        = errors.New("file exists")
 )
 
 var sessionPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)

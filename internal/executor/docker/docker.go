@@ -433,6 +433,7 @@ func (e *Executor) containerConfig(s step) (*container.Config, *container.HostCo
 		SecurityOpt:    []string{"no-new-privileges"},
 		IpcMode:        "private",
 		Init:           &noInit, // runhost-init is PID 1
+		Runtime:        job.OCIRuntime,
 		LogConfig:      container.LogConfig{Type: "none"},
 		Tmpfs: map[string]string{
 			"/tmp":          fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d,mode=1777", l.TmpBytes),

@@ -1,0 +1,413 @@
+"""Tests of the runhost Python client against a real runhost host.
+
+    RUNHOST_URL=http://127.0.0.1:8080 PYTHONPATH=clients/python \\
+        python3 -m unittest discover -s clients/python/tests -v
+
+The host needs workspaces (RUNHOST_WORKSPACE_ROOT). Optional:
+RUNHOST_TEST_REQUIREMENT (a pip requirement the host's package index serves,
+e.g. ``runhost-greet==1.0``) and RUNHOST_TEST_IMPORT (its import name, e.g.
+``runhost_greet``); without them the requirements example checks that a
+failed install is reported as a result. RUNHOST_API_KEY is sent when set.
+
+Nothing is skipped: without RUNHOST_URL every test fails, saying so.
+"""
+
+import http.server
+import os
+import threading
+import unittest
+import uuid
+
+from runhost import DindExecutor, RunhostClient, RunhostError, get_executor
+
+URL = os.environ.get("RUNHOST_URL", "")
+API_KEY = os.environ.get("RUNHOST_API_KEY") or None
+
+
+def setUpModule():
+    if not URL:
+        raise RuntimeError(
+            "RUNHOST_URL is not set: these tests run against a real runhost host. "
+            "Start one (`make run`, with RUNHOST_WORKSPACE_ROOT set) and run "
+            "RUNHOST_URL=http://127.0.0.1:8080 PYTHONPATH=clients/python "
+            "python3 -m unittest discover -s clients/python/tests -v")
+
+
+def new_session(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class _Base(unittest.TestCase):
+    maxDiff = None
+
+    def setUp(self):
+        self.client = RunhostClient(URL, api_key=API_KEY)
+
+    def claim_session(self, session):
+        """Use a session with a fixed name (from the seed's examples) and
+        remove it at the end only if this test created it."""
+        try:
+            self.client.list_files(session)
+            existed = True
+        except RunhostError as e:
+            if e.status != 404:
+                raise
+            existed = False
+        if not existed:
+            self.addCleanup(self.client.delete_session, session)
+        return session
+
+    def assert_failed_install(self, executor, requirement):
+        result = executor.run_python_code(code="print('ran')", requirements=[requirement], timeout=60)
+        self.assertEqual(result["stage"], "install", result)
+        self.assertNotEqual(result["exit_code"], 0, result)
+        self.assertEqual(result["returncode"], result["exit_code"])
+        self.assertFalse(result["success"])
+        self.assertNotIn("ran", result["stdout"])
+        self.assertIn("runhost-no-such-package", result["stderr"])
+
+
+
+class SeedBasicExample(_Base):
+    """The seed's Basic Example, with only the import changed."""
+
+    def test_basic_example(self):
+        from runhost import get_executor  # was: from app.utils.dind_executor import get_executor
+
+        # Executorを取得
+        executor = get_executor()
+
+        # DinD利用可能か確認
+        self.assertTrue(executor.is_available(), f"{URL}/readyz is not 200")
+        if executor.is_available():
+            # Pythonコード実行
+            result = executor.run_python_code(
+                code="print('Hello from DinD!')",
+                python_version="3.11",
+            )
+            print(result['stdout'])  # Hello from DinD!
+
+        self.assertEqual(result["stdout"], "Hello from DinD!\n", result)
+        self.assertEqual(result["stderr"], "")
+        self.assertEqual(result["exit_code"], 0)
+        self.assertEqual(result["returncode"], 0)  # the seed's key
+        self.assertTrue(result["success"])
+        self.assertFalse(result["timed_out"])
+        self.assertFalse(result["oom_killed"])
+        self.assertIsInstance(result["duration_ms"], int)
+        self.assertEqual(result["version"], "3.11")
+        self.assertEqual(result["runtime"], "python")
+
+    def test_get_executor_reads_the_environment(self):
+        executor = get_executor()
+        self.assertEqual(executor.client.base_url, URL.rstrip("/"))
+        self.assertEqual(executor.client.api_key, API_KEY)
+        self.assertIs(get_executor(), executor)
+        for attr in ("docker_host", "workspace_path", "dind_workspace_path", "dind_enabled"):
+            self.assertTrue(hasattr(executor, attr), attr)
+
+
+class SeedAdvancedExample(_Base):
+    """The seed's Advanced Example, adapted where it needs the internet or a
+    registry: a requirement from the test's own index instead of `requests`
+    (PyPI), runhost/node:20 instead of node:20-alpine, runhost/python:3.11
+    instead of python:3.11-slim (and no `pip install flask` in the build,
+    which has no network)."""
+
+    def setUp(self):
+        super().setUp()
+        self.executor = DindExecutor(base_url=URL, api_key=API_KEY)
+
+    def test_run_python_code_with_requirements(self):
+        requirement = os.environ.get("RUNHOST_TEST_REQUIREMENT")
+        module = os.environ.get("RUNHOST_TEST_IMPORT")
+        if requirement and module:
+            # 依存パッケージ付きで実行
+            result = self.executor.run_python_code(
+                code=f'''
+import {module}
+print(f"Status: {{{module}.__name__}} imported")
+    ''',
+                requirements=[requirement],
+                timeout=60,
+            )
+            self.assertEqual(result["stage"], "run", result)
+            self.assertEqual(result["stdout"], f"Status: {module} imported\n", result)
+            self.assertTrue(result["success"], result)
+            self.assertIn("install", result)
+        else:
+            self.assert_failed_install(self.executor, "runhost-no-such-package==1.0")
+
+    def test_run_command_in_the_workspace(self):
+        self.claim_session("project")
+        # カスタムイメージで実行
+        result = self.executor.run_command(
+            image="runhost/node:20",
+            command="node --version && npm --version",
+            working_dir="/workspaces/project",
+            mount_workspace=True,
+        )
+        self.assertEqual(result["exit_code"], 0, result)
+        self.assertEqual(result["image"], "runhost/node:20")
+        lines = result["stdout"].splitlines()
+        self.assertEqual(len(lines), 2, result)
+        self.assertTrue(lines[0].startswith("v20."), lines)
+        self.assertRegex(lines[1], r"^\d+\.\d+\.\d+$")
+
+    def test_build_and_run_from_a_workspace_context(self):
+        session = self.claim_session("session-id")
+        self.client.put_file(session, "my-app/app.py", b"import os\nprint('Hello from', os.getcwd())\n")
+        # Dockerfileからビルドして実行
+        result = self.executor.build_and_run(
+            dockerfile_content='''
+FROM runhost/python:3.11
+COPY . /app
+WORKDIR /app
+CMD ["python3", "app.py"]
+    ''',
+            context_path="session-id/my-app",
+        )
+        self.assertEqual(result["stage"], "run", result)
+        self.assertEqual(result["stdout"], "Hello from /app\n", result)
+        self.assertTrue(result["success"], result)
+        self.assertIn("build_log", result)
+        if not result["build"]["cached"]:  # a reused image has no new log
+            self.assertIn("Step 1/", result["build_log"])
+        self.assertTrue(result["build"]["image"].startswith("runhost/build:"), result["build"])
+
+
+class Executor(_Base):
+    def setUp(self):
+        super().setUp()
+        self.executor = DindExecutor(base_url=URL, api_key=API_KEY)
+
+    def test_failed_install_is_a_result(self):
+        self.assert_failed_install(self.executor, "runhost-no-such-package==1.0")
+
+    def test_timeout_is_a_result(self):
+        result = self.executor.run_python_code("import time\nprint('start', flush=True)\ntime.sleep(30)", timeout=1)
+        self.assertTrue(result["timed_out"], result)
+        self.assertFalse(result["success"])
+        self.assertNotEqual(result["returncode"], 0)
+        self.assertEqual(result["stdout"], "start\n")
+        self.assertLess(result["duration_ms"], 10000)
+
+    def test_failing_program_is_a_result(self):
+        result = self.executor.run_python_code("import sys\nprint('out')\nsys.exit('boom')")
+        self.assertEqual(result["exit_code"], 1)
+        self.assertEqual(result["returncode"], 1)
+        self.assertFalse(result["success"])
+        self.assertEqual(result["stdout"], "out\n")
+        self.assertIn("boom", result["stderr"])
+
+    def test_run_shell_script(self):
+        result = self.executor.run_shell_script('echo "bash ${BASH_VERSINFO[0]}"; echo err >&2; exit 3', timeout=30)
+        self.assertEqual((result["stdout"], result["stderr"], result["returncode"]), ("bash 5\n", "err\n", 3), result)
+        result = self.executor.run_shell_script("echo $0 $1; cat", shell="/bin/sh", args=["one"], stdin="in")
+        self.assertEqual(result["stdout"], "sh one\nin", result)
+
+    def test_run_command_argv_env_and_working_dir(self):
+        session = new_session("pyexec")
+        self.addCleanup(self.client.delete_session, session)
+        self.client.put_file(session, "sub/data.txt", b"shared")
+        result = self.executor.run_command(
+            image="runhost/python:3.11",
+            command=["python3", "-c", "import os; print(os.getcwd(), os.environ['GREETING'], open('data.txt').read())"],
+            working_dir=f"/workspaces/{session}/sub",
+            env_vars={"GREETING": "hi"},
+            mount_workspace=True,
+        )
+        self.assertEqual(result["stdout"], f"/workspaces/{session}/sub hi shared\n", result)
+        # A run's output is visible through the files API.
+        result = self.executor.run_shell_script("echo made > out.txt; ls", working_dir=f"/workspaces/{session}/sub",
+                                                mount_workspace=True)
+        self.assertEqual(result["stdout"], "data.txt\nout.txt\n", result)
+        self.assertEqual(self.client.get_file(session, "sub/out.txt"), b"made\n")
+
+    def test_run_command_image_not_allowed(self):
+        with self.assertRaises(RunhostError) as cm:
+            self.executor.run_command(image="alpine:3", command="id")
+        self.assertEqual((cm.exception.status, cm.exception.code), (403, "image_not_allowed"))
+        self.assertIsInstance(cm.exception, RuntimeError)  # the seed raised RuntimeError
+
+    def test_working_dir_that_cannot_be_honoured(self):
+        cases = [
+            dict(working_dir="/app", mount_workspace=True),
+            dict(working_dir="/app", mount_workspace=False),
+            dict(working_dir=None, mount_workspace=True),
+            dict(working_dir="/workspaces", mount_workspace=True),
+            dict(working_dir="/workspaces/s/sub", mount_workspace=False),
+            dict(working_dir="/workspaces/s/../../etc", mount_workspace=True),
+            dict(working_dir="relative/dir", mount_workspace=True),
+        ]
+        for kw in cases:
+            with self.subTest(**kw), self.assertRaises(ValueError):
+                self.executor.run_command(image="runhost/shell:bookworm", command="pwd", **kw)
+
+    def test_unknown_python_version(self):
+        with self.assertRaises(RunhostError) as cm:
+            self.executor.run_python_code("print(1)", python_version="2.7")
+        self.assertEqual((cm.exception.status, cm.exception.code), (404, "unknown_version"))
+        self.assertIn("3.11", cm.exception.message)
+
+    def test_build_failure_is_a_result(self):
+        result = self.executor.build_and_run("FROM runhost/shell:bookworm\nRUN echo building && exit 3\n")
+        self.assertEqual(result["stage"], "build", result)
+        self.assertNotEqual(result["returncode"], 0)
+        self.assertFalse(result["success"])
+        self.assertIn("building", result["build_log"])
+
+    def test_build_and_run_with_files_and_command(self):
+        result = self.executor.build_and_run(
+            "FROM runhost/python:3.11\nCOPY hello.txt /data/\n",
+            command=["cat", "/data/hello.txt"],
+            files={"hello.txt": b"from files\n"},
+        )
+        self.assertEqual(result["stdout"], "from files\n", result)
+
+    def test_unavailable_host(self):
+        executor = DindExecutor(base_url="http://127.0.0.1:9")
+        self.assertFalse(executor.is_available())
+        with self.assertRaises(RunhostError) as cm:
+            executor.run_python_code("print(1)")
+        self.assertEqual((cm.exception.status, cm.exception.code), (0, "unreachable"))
+
+
+class Client(_Base):
+    def test_runtimes_and_ready(self):
+        self.assertTrue(self.client.ready())
+        self.assertTrue(self.client.healthy())
+        names = {rt["name"] for rt in self.client.runtimes()}
+        self.assertTrue({"python", "shell", "dockerfile"} <= names, names)
+        self.assertEqual(self.client.runtime("py")["name"], "python")
+
+    def test_stdin_and_args(self):
+        res = self.client.run("shell", code='echo "$1|$2"; cat', args=["hi", "two words"], stdin="from stdin")
+        self.assertEqual(res["stdout"], "hi|two words\nfrom stdin", res)
+        self.assertEqual(res["stage"], "run")
+        res = self.client.run("python", code="import sys; print(sys.argv[1:], sys.stdin.read())",
+                              args=["a"], stdin="x\ny", version="3")
+        self.assertEqual(res["stdout"], "['a'] x\ny\n", res)
+
+    def test_files_env_and_limits(self):
+        res = self.client.run(
+            "python",
+            files={"main.py": "import helper, os\nprint(helper.X, os.environ['K'], open('blob.bin','rb').read())",
+                   "helper.py": "X = 42\n",
+                   "blob.bin": b"\x00\xff"},
+            env={"K": "v"}, timeout_ms=20000, memory_mb=128, cpus=0.5,
+        )
+        self.assertEqual(res["stdout"], "42 v b'\\x00\\xff'\n", res)
+
+    def test_command_forms(self):
+        res = self.client.run("shell", image="runhost/python:3.13", command=["python3", "-c", "import sys; print(sys.argv[1:])"],
+                              args=["a"])
+        self.assertEqual(res["stdout"], "['a']\n", res)
+        res = self.client.run("shell", command="echo $1", args=["line"])
+        self.assertEqual(res["stdout"], "line\n", res)
+
+    def test_error_mapping(self):
+        with self.assertRaises(RunhostError) as cm:
+            self.client.run("no-such-runtime", code="1")
+        e = cm.exception
+        self.assertEqual((e.status, e.code), (404, "unknown_runtime"))
+        self.assertIn("python", e.message)  # the message lists what exists
+        with self.assertRaises(RunhostError) as cm:
+            self.client.run("python")
+        self.assertEqual((cm.exception.status, cm.exception.code), (400, "no_code"))
+        with self.assertRaises(RunhostError) as cm:
+            self.client.run("python", code="1", timeout_ms=10**9)
+        self.assertEqual((cm.exception.status, cm.exception.code), (400, "limit_exceeded"))
+        with self.assertRaises(RunhostError) as cm:
+            self.client.runtime("nope")
+        self.assertEqual((cm.exception.status, cm.exception.code), (404, "unknown_runtime"))
+
+    def test_timeout_flag(self):
+        res = self.client.run("shell", code="echo before; sleep 20; echo after", timeout_ms=1000)
+        self.assertTrue(res["timed_out"], res)
+        self.assertEqual(res["stdout"], "before\n")
+        self.assertNotEqual(res["exit_code"], 0)
+
+    def test_api_key_is_a_header_never_in_the_url(self):
+        seen = []
+
+        class Stub(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append((self.path, self.headers.get("Authorization")))
+                body = b"[]"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        srv = http.server.HTTPServer(("127.0.0.1", 0), Stub)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.server_close)
+        self.addCleanup(srv.shutdown)
+        client = RunhostClient(f"http://127.0.0.1:{srv.server_port}", api_key="test-key")
+        self.assertEqual(client.runtimes(), [])
+        self.assertEqual(seen, [("/runtimes", "Bearer test-key")])
+        self.assertNotIn("test-key", repr(client))
+        self.assertEqual(RunhostClient(f"http://127.0.0.1:{srv.server_port}").runtimes(), [])
+        self.assertEqual(seen[-1], ("/runtimes", None))
+        with self.assertRaises(ValueError):
+            RunhostClient("http://user:secret@127.0.0.1:8080")
+        with self.assertRaises(ValueError):
+            RunhostClient("http://127.0.0.1:8080/?api_key=secret")
+
+    def test_api_keys_on_the_host(self):
+        if not API_KEY:
+            # A host without keys serves anyone, with or without a header.
+            self.assertTrue(RunhostClient(URL, api_key="any-key").runtimes())
+            return
+        for key in (None, "rh_wrong"):
+            with self.subTest(key=key), self.assertRaises(RunhostError) as cm:
+                RunhostClient(URL, api_key=key).run("python", code="print(1)")
+            self.assertEqual((cm.exception.status, cm.exception.code), (401, "unauthorized"))
+        # The probes need no key.
+        self.assertTrue(RunhostClient(URL).ready())
+        self.assertEqual(self.client.run("python", code="print(1)")["stdout"], "1\n")
+
+    def test_files_api_round_trip(self):
+        session = new_session("pyfiles")
+        self.addCleanup(self.client.delete_session, session)
+        blob = bytes(range(256)) * 3
+        name = "dir/sub dir/naïve #1?.bin"
+        put = self.client.put_file(session, name, blob)
+        self.assertEqual(put["size"], len(blob), put)
+        self.assertEqual(put["path"], name, put)
+        self.assertEqual(self.client.get_file(session, name), blob)
+        self.client.put_file(session, "top.txt", "text")
+        listing = {(f["path"], f["type"]) for f in self.client.list_files(session)}
+        self.assertEqual(listing, {("dir", "dir"), ("dir/sub dir", "dir"), (name, "file"), ("top.txt", "file")})
+        sizes = {f["path"]: f["size"] for f in self.client.list_files(session)}
+        self.assertEqual(sizes[name], len(blob))
+
+        # A run in the session sees the uploads.
+        res = self.client.run("shell", code='cat "sub dir/naïve #1?.bin" | wc -c', workspace=f"{session}/dir")
+        self.assertEqual(res["stdout"].strip(), str(len(blob)), res)
+
+        self.client.delete_file(session, name)
+        with self.assertRaises(RunhostError) as cm:
+            self.client.get_file(session, name)
+        self.assertEqual((cm.exception.status, cm.exception.code), (404, "not_found"))
+        with self.assertRaises(RunhostError) as cm:
+            self.client.get_file(session, "../../etc/passwd")
+        self.assertEqual((cm.exception.status, cm.exception.code), (400, "unsafe_path"))
+        with self.assertRaises(RunhostError) as cm:
+            self.client.put_file("../x", "a", b"x")
+        self.assertEqual((cm.exception.status, cm.exception.code), (400, "invalid_session"))
+
+        self.client.delete_session(session)
+        with self.assertRaises(RunhostError) as cm:
+            self.client.list_files(session)
+        self.assertEqual(cm.exception.status, 404)
+        self.client.delete_session(session)  # deleting again is fine
+
+
+if __name__ == "__main__":
+    unittest.main()

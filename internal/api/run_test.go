@@ -1,0 +1,40 @@
+package api
+
+import (
+	"encoding/base64"
+	"testing"
+)
+
+func TestOutputEncoding(t *testing.T) {
+	tests := []struct {
+		name     string
+		in       []byte
+		text     string
+		encoding string
+	}{
+		{"ascii", []byte("hi\n"), "hi\n", "utf8"},
+		{"utf8", []byte("héllo 世界"), "héllo 世界", "utf8"},
+		{"binary", []byte{0xff, 0x00, 0xfe}, base64.StdEncoding.EncodeToString([]byte{0xff, 0x00, 0xfe}), "base64"},
+		{"invalid utf8", []byte("a\xc3"), base64.StdEncoding.EncodeToString([]byte("a\xc3")), "base64"},
+	}
+	for _, tt := range tests {
+		if got, enc := text(tt.in), encoding(tt.in); got != tt.text || enc != tt.encoding {
+			t.Errorf("%s: %q %s, want %q %s", tt.name, got, enc, tt.text, tt.encoding)
+		}
+	}
+}
+
+func TestTrimCut(t *testing.T) {
+	for in, want := range map[string]string{
+		"abc":          "abc",
+		"ab\xe4\xb8":   "ab", // 世 cut after two of its three bytes
+		"ab\xe4":       "ab",
+		"ab世":          "ab世",
+		"":             "",
+		"\xff\xff\xff": "\xff\xff\xff", // not a cut character: left as is
+	} {
+		if got := string(trimCut([]byte(in))); got != want {
+			t.Errorf("trimCut(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,54 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/runhost/runhost/internal/auth"
+	"github.com/runhost/runhost/internal/testenv"
+)
+
+// TestPythonClient runs the Python client's own tests
+// (clients/python/tests, the seed's usage examples among them) against a
+// real host with workspaces, API keys and a local package index.
+func TestPythonClient(t *testing.T) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		if testenv.InCI() {
+			t.Fatalf("CI=true and python3 is missing: %v", err)
+		}
+		t.Skipf("python3 is missing: %v", err)
+	}
+	cli := dockerClient(t)
+	idx := startPackageIndex(t, cli)
+	key := auth.NewKey()
+	keys := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(keys, []byte("pyclient "+auth.Hash(key)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := startWorkspaceHost(t, append(idx.env(), "RUNHOST_API_KEYS_FILE="+keys)...)
+
+	root := testenv.RepoRoot()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, python, "-m", "unittest", "discover", "-s", filepath.Join("clients", "python", "tests"), "-v")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(),
+		"RUNHOST_URL="+h.URL,
+		"RUNHOST_API_KEY="+key,
+		"PYTHONPATH="+filepath.Join("clients", "python"),
+		"PYTHONDONTWRITEBYTECODE=1",
+		"PYTHONUNBUFFERED=1",
+		"RUNHOST_TEST_REQUIREMENT=runhost-greet==1.0",
+		"RUNHOST_TEST_IMPORT=runhost_greet",
+	)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python3 -m unittest discover -s clients/python/tests: %v\n%s", err, out)
+	}
+	t.Logf("python3 -m unittest discover -s clients/python/tests:\n%s", out)
+}
