@@ -2,6 +2,7 @@ package shared
 
 import (
 	"os"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -33,12 +34,20 @@ func NewGRPCServer(opts []grpc.ServerOption) *grpc.Server {
 }
 
 // Logger returns the plugin-side logger: hclog JSON on stderr, which the host
-// parses and re-logs under the plugin's name.
+// parses and re-logs under the plugin's name. Use Log(ctx) inside a call.
 func Logger() hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{
-		Name:       "plugin",
-		Output:     os.Stderr,
-		JSONFormat: true,
-		Level:      hclog.Info,
+	loggerOnce.Do(func() {
+		logger = hclog.New(&hclog.LoggerOptions{
+			Name:       "plugin",
+			Output:     os.Stderr,
+			JSONFormat: true,
+			Level:      hclog.Info,
+		})
 	})
+	return logger
 }
+
+var (
+	loggerOnce sync.Once
+	logger     hclog.Logger
+)

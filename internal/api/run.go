@@ -1,7 +1,9 @@
 package api
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/pathguard"
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/runner"
@@ -129,13 +132,17 @@ const (
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-func (s *Server) run(c echo.Context) error {
+func (s *Server) run(c echo.Context) (err error) {
+	start := time.Now()
+	var res runner.Result
+	var rreq runner.Request
+	defer func() { s.audit(c, rreq, res, err, time.Since(start)) }()
+
 	var req RunRequest
 	if err := s.decode(c, &req); err != nil {
 		return err
 	}
-	rreq, err := toRunnerRequest(c.Param("name"), req)
-	if err != nil {
+	if rreq, err = toRunnerRequest(c.Param("name"), req); err != nil {
 		return err
 	}
 	release, err := s.cfg.Admission.Acquire(c.Request().Context(), keyID(c))
@@ -143,11 +150,70 @@ func (s *Server) run(c echo.Context) error {
 		return err
 	}
 	defer release()
-	res, err := s.runner.Run(c.Request().Context(), rreq)
-	if err != nil {
+	if res, err = s.runner.Run(c.Request().Context(), rreq); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, runResponse(res))
+}
+
+// audit writes one line per run request: who, what, with which limits,
+// and how it ended. It never contains the code or the key, only a hash.
+func (s *Server) audit(c echo.Context, req runner.Request, res runner.Result, err error, d time.Duration) {
+	outcome := outcomeOf(res, err)
+	runtime := res.Runtime
+	if runtime == "" {
+		runtime = req.Runtime
+	}
+	s.cfg.Metrics.Run(runtime, outcome, d)
+	s.requestLog(c).Info("audit",
+		"key", keyID(c),
+		"run_id", res.RunID,
+		"runtime", runtime,
+		"version", res.Version,
+		"code_sha256", codeHash(req),
+		"timeout_ms", res.Limits.Timeout.Milliseconds(),
+		"memory_mb", res.Limits.MemoryBytes>>20,
+		"cpus", float64(res.Limits.NanoCPUs)/1e9,
+		"outcome", outcome,
+		"exit_code", res.ExitCode,
+		"duration_ms", d.Milliseconds(),
+		"stdout_bytes", len(res.Stdout),
+		"stderr_bytes", len(res.Stderr),
+	)
+}
+
+// outcomeOf names how a run ended, for the audit log and the metrics.
+func outcomeOf(res runner.Result, err error) string {
+	switch {
+	case err != nil:
+		if status, _ := statusOf(err); status < 500 {
+			return "refused"
+		}
+		return "error"
+	case res.Stage == executor.StageInstall:
+		return "install_failed"
+	case res.Stage == executor.StageBuild:
+		return "build_failed"
+	case res.TimedOut:
+		return "timeout"
+	case res.OOMKilled:
+		return "oom"
+	case res.ExitCode != 0:
+		return "exit_nonzero"
+	}
+	return "ok"
+}
+
+// codeHash identifies the program without logging it.
+func codeHash(req runner.Request) string {
+	h := sha256.New()
+	io.WriteString(h, req.Code)
+	for _, f := range req.Files {
+		fmt.Fprintf(h, "\x00%s\x00%d\x00", f.Path, len(f.Content))
+		h.Write(f.Content)
+	}
+	io.WriteString(h, req.Dockerfile)
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 // encoding is how output is carried in JSON: as text when it is valid

@@ -13,9 +13,11 @@ import (
 
 	"github.com/runhost/runhost/internal/admission"
 	"github.com/runhost/runhost/internal/auth"
+	"github.com/runhost/runhost/internal/metrics"
 	"github.com/runhost/runhost/internal/registry"
 	"github.com/runhost/runhost/internal/runner"
 	"github.com/runhost/runhost/internal/workspace"
+	"github.com/runhost/runhost/shared"
 )
 
 // Config configures the HTTP layer.
@@ -23,6 +25,7 @@ type Config struct {
 	MaxBodyBytes int64
 	Keys         *auth.Keys            // nil: no keys (loopback or explicitly allowed)
 	Admission    *admission.Controller // caps runs in flight
+	Metrics      *metrics.Metrics
 }
 
 // Server serves the API.
@@ -46,6 +49,7 @@ func New(cfg Config, run *runner.Runner, reg *registry.Registry, ws *workspace.S
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.RequestID())
+	e.Use(withRequestID)
 	e.Use(middleware.Recover())
 	e.Use(s.logRequests)
 	e.Use(s.authenticate)
@@ -56,6 +60,7 @@ func New(cfg Config, run *runner.Runner, reg *registry.Registry, ws *workspace.S
 	e.GET("/runtimes/:name", s.getRuntime)
 	e.POST("/runtimes/:name/run", s.run)
 	e.GET("/plugins", s.listPlugins)
+	e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
 	s.workspaceRoutes()
 	return s
 }
@@ -78,6 +83,16 @@ func (s *Server) readyz(c echo.Context) error {
 
 func (s *Server) listPlugins(c echo.Context) error {
 	return c.JSON(http.StatusOK, s.registry.Reports())
+}
+
+// withRequestID puts the request id into the request's context, from where
+// the runner, the executor and plugins (through gRPC metadata) log it.
+func withRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		c.SetRequest(r.WithContext(shared.WithRequestID(r.Context(), requestID(c))))
+		return next(c)
+	}
 }
 
 func requestID(c echo.Context) string {

@@ -21,6 +21,7 @@ import (
 	"github.com/runhost/runhost/internal/auth"
 	"github.com/runhost/runhost/internal/config"
 	"github.com/runhost/runhost/internal/executor/docker"
+	"github.com/runhost/runhost/internal/metrics"
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/registry"
 	"github.com/runhost/runhost/internal/runner"
@@ -35,6 +36,7 @@ type App struct {
 	Runner    *runner.Runner
 	API       *api.Server
 	Admission *admission.Controller
+	Metrics   *metrics.Metrics
 
 	cfg config.Config
 	log hclog.Logger
@@ -114,8 +116,14 @@ func New(ctx context.Context, cfg config.Config, log hclog.Logger) (*App, error)
 		KeyRate:     cfg.KeyRate,
 		KeyBurst:    int(cfg.KeyBurst),
 	})
-	srv := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Keys: keys, Admission: adm}, run, reg, ws, log.Named("api"))
-	return &App{Instance: instance, Executor: exec, Registry: reg, Runner: run, API: srv, Admission: adm, cfg: cfg, log: log}, nil
+	met := metrics.New(metrics.Gauges{
+		InFlight: func() float64 { return float64(adm.Stats().InFlight) },
+		Queued:   func() float64 { return float64(adm.Stats().Queued) },
+	})
+	reg.OnRestart(met.PluginRestarted)
+	met.Plugins(reg.Names())
+	srv := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Keys: keys, Admission: adm, Metrics: met}, run, reg, ws, log.Named("api"))
+	return &App{Instance: instance, Executor: exec, Registry: reg, Runner: run, API: srv, Admission: adm, Metrics: met, cfg: cfg, log: log}, nil
 }
 
 // PolicyConfig maps the host's settings onto the policy.
@@ -186,6 +194,7 @@ func (a *App) SweepLoop(ctx context.Context) {
 		case err != nil && ctx.Err() == nil:
 			a.log.Warn("sweep failed", "error", err)
 		case n > 0:
+			a.Metrics.Swept(n)
 			a.log.Info("swept left-behind containers", "removed", n)
 		}
 		select {

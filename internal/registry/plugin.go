@@ -25,6 +25,8 @@ type Plugin struct {
 	log  hclog.Logger
 	desc shared.Description // fixed at first start
 
+	onRestart func(string)
+
 	mu        sync.Mutex
 	client    *plugin.Client
 	rt        shared.Runtime
@@ -206,6 +208,9 @@ func (p *Plugin) runtime(ctx context.Context) (shared.Runtime, error) {
 		return nil, &PluginError{Runtime: p.desc.Name, Err: fmt.Errorf("%w: restart failed: %v", ErrPluginUnavailable, err)}
 	}
 	p.client, p.rt, p.failures, p.lastError = client, rt, 0, ""
+	if p.onRestart != nil {
+		p.onRestart(p.desc.Name)
+	}
 	return rt, nil
 }
 

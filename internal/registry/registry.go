@@ -190,6 +190,23 @@ func (r *Registry) register(p *Plugin) error {
 	return nil
 }
 
+// OnRestart sets a function called with a plugin's runtime name each time
+// its process is started again (for metrics).
+func (r *Registry) OnRestart(f func(plugin string)) {
+	for _, p := range r.plugins {
+		p.onRestart = f
+	}
+}
+
+// Names lists the served runtimes' names.
+func (r *Registry) Names() []string {
+	out := make([]string, 0, len(r.plugins))
+	for _, p := range r.plugins {
+		out = append(out, p.desc.Name)
+	}
+	return out
+}
+
 // Lookup returns the plugin serving name (a runtime name or alias).
 func (r *Registry) Lookup(name string) (*Plugin, error) {
 	if p, ok := r.byName[name]; ok {

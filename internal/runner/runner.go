@@ -50,7 +50,8 @@ type Result struct {
 	Runtime string
 	Version string
 	Image   string
-	Build   *BuildInfo // set when the run built an image
+	Build   *BuildInfo      // set when the run built an image
+	Limits  executor.Limits // what the run was given
 	executor.Result
 }
 
@@ -181,7 +182,7 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	out.Image, out.Result = job.Image, res
+	out.Image, out.Result, out.Limits = job.Image, res, job.Limits
 	return out, nil
 }
 

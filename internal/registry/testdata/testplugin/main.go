@@ -36,6 +36,7 @@ func (r runtime) Describe(context.Context) (shared.Description, error) {
 }
 
 func (r runtime) Plan(ctx context.Context, req shared.RunRequest) (shared.Spec, error) {
+	shared.Log(ctx).Info("planning", "behaviour", r.name)
 	switch r.name {
 	case "probe":
 		// A test-only network grant: the request's code runs as the install

@@ -1,0 +1,100 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestHostilePluginSpecsAreRefused(t *testing.T) {
+	h := startHost(t, "RUNHOST_PLUGIN_DIR="+pluginDirWith(t, "hostile"))
+	tests := []struct{ code, field string }{
+		{"other-image", "image"},
+		{"huge-memory", "limits.memory_bytes"},
+		{"huge-timeout", "limits.timeout"},
+		{"escape-file", "files"},
+		{"absolute-workdir", "work_dir"},
+		{"install-into-etc", "install.output_dir"},
+		{"env-injection", "env"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.code, func(t *testing.T) {
+			status, body := h.post("/runtimes/hostile/run", map[string]any{"code": tt.code})
+			e := decodeError(t, body)
+			if status != http.StatusBadGateway || e.Error.Code != "spec_refused" {
+				t.Fatalf("%d %s", status, body)
+			}
+			if !strings.Contains(e.Error.Message, `plugin "hostile"`) || !strings.Contains(e.Error.Message, tt.field) {
+				t.Errorf("the refusal must name the plugin and the field %q: %s", tt.field, e.Error.Message)
+			}
+		})
+	}
+}
+
+func TestLogsAuditAndMetrics(t *testing.T) {
+	h := startHost(t, "RUNHOST_PLUGIN_DIR="+pluginDirWith(t, "hostile"))
+	req, _ := http.NewRequest(http.MethodPost, h.URL+"/runtimes/hostile/run", strings.NewReader(`{"code":"other-image"}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	rid := resp.Header.Get("X-Request-Id")
+	if rid == "" {
+		t.Fatal("no X-Request-Id")
+	}
+
+	var pluginLine, auditLine map[string]any
+	sc := bufio.NewScanner(strings.NewReader(h.Logs()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var line map[string]any
+		if json.Unmarshal(sc.Bytes(), &line) != nil {
+			continue
+		}
+		switch {
+		case line["@message"] == "planning" && line["request_id"] == rid:
+			pluginLine = line
+		case line["@message"] == "audit" && line["request_id"] == rid:
+			auditLine = line
+		}
+	}
+	if pluginLine == nil {
+		t.Errorf("no plugin log line carries the request id %s", rid)
+	}
+	if auditLine == nil {
+		t.Fatalf("no audit line for request %s", rid)
+	}
+	for _, k := range []string{"key", "runtime", "code_sha256", "outcome", "duration_ms", "stdout_bytes"} {
+		if _, ok := auditLine[k]; !ok {
+			t.Errorf("the audit line lacks %s: %v", k, auditLine)
+		}
+	}
+	if strings.Contains(h.Logs(), "other-image\"") && auditLine["code_sha256"] == "" {
+		t.Error("the audit line must carry a hash, not the code")
+	}
+
+	if res := h.run("hostile", map[string]any{"code": "fine"}); res.ExitCode != 0 {
+		t.Fatalf("%+v", res)
+	}
+	status, body := h.do(context.Background(), http.MethodGet, "/metrics", nil)
+	if status != 200 {
+		t.Fatalf("/metrics: %d", status)
+	}
+	for _, want := range []string{
+		`runhost_runs_total{outcome="ok",runtime="hostile"} 1`,
+		`runhost_runs_total{outcome="error",runtime="hostile"} 1`,
+		`runhost_run_duration_seconds_bucket{runtime="hostile"`,
+		"runhost_runs_in_flight 0",
+		"runhost_queue_depth 0",
+		"runhost_containers_swept_total",
+		`runhost_plugin_restarts_total{plugin="hostile"} 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
