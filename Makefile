@@ -12,7 +12,7 @@ GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.9.0
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 
-.PHONY: all build engine images run selftest test test-unit proto lint clean
+.PHONY: all build engine images run selftest test test-unit load load-restart proto lint clean
 
 all: build
 
@@ -50,6 +50,14 @@ test: selftest
 ## test-unit: tests that need no engine
 test-unit:
 	$(GO) test -short ./...
+
+## load: 1,000 python runs at concurrency 16 against the real engine; completions, 429s, errors, leftovers
+load: engine build images
+	$(GO) run ./cmd/runhost-load -n 1000 -c 16
+
+## load-restart: the same, restarting the engine after 100 runs
+load-restart: engine build images
+	$(GO) run ./cmd/runhost-load -n 300 -c 16 -restart-after 100
 
 ## proto: regenerate the plugin protocol's Go code (needs protoc: apt-get install protobuf-compiler)
 proto:

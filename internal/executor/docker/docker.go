@@ -100,6 +100,9 @@ type Executor struct {
 	builds   *buildCache
 	egress   *egressProxy
 	user     string
+
+	retryMu  sync.Mutex
+	retrying map[string]bool // containers whose removal failed, being retried
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -386,14 +389,45 @@ func (e *Executor) kill(ctx context.Context, c *started) (container.WaitResponse
 }
 
 // remove deletes a container on every path, with its own deadline so a
-// cancelled request still cleans up.
+// cancelled request still cleans up. If the engine cannot be reached (it
+// restarts, say), the removal is retried in the background until it works.
 func (e *Executor) remove(ctx context.Context, id string) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), engineCallTimeout)
 	defer cancel()
 	err := e.engine.ContainerRemove(rctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
-		e.log.Error("remove container (the sweep will retry)", "container", id, "error", err)
+		e.log.Warn("remove container failed; retrying in the background", "container", id, "error", err)
+		e.retryRemoval(id)
 	}
+}
+
+// retryRemoval keeps trying to remove id, every few seconds, for as long as
+// the host runs; the sweep is the last resort after a host crash.
+func (e *Executor) retryRemoval(id string) {
+	e.retryMu.Lock()
+	defer e.retryMu.Unlock()
+	if e.retrying == nil {
+		e.retrying = map[string]bool{}
+	}
+	if e.retrying[id] {
+		return
+	}
+	e.retrying[id] = true
+	go func() {
+		for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
+			time.Sleep(delay)
+			ctx, cancel := context.WithTimeout(context.Background(), engineCallTimeout)
+			err := e.engine.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+			cancel()
+			if err == nil || cerrdefs.IsNotFound(err) {
+				e.retryMu.Lock()
+				delete(e.retrying, id)
+				e.retryMu.Unlock()
+				e.log.Info("removed container after retrying", "container", id)
+				return
+			}
+		}
+	}()
 }
 
 // containerConfig is the whole hardening of a run container in one place.
