@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -224,7 +225,9 @@ func TestCustomImages(t *testing.T) {
 
 func TestDockerfileBuilds(t *testing.T) {
 	h := startHost(t, "RUNHOST_MAX_CONTEXT_BYTES=4096")
-	dockerfile := "FROM runhost/python:3.11\nCOPY app.py /app/\nWORKDIR /app\nCMD [\"python3\", \"app.py\"]\n"
+	// Built images outlive hosts (a content-keyed cache): a nonce makes this
+	// test's Dockerfile new, so its first build really builds.
+	dockerfile := fmt.Sprintf("FROM runhost/python:3.11\nLABEL test.nonce=%d\nCOPY app.py /app/\nWORKDIR /app\nCMD [\"python3\", \"app.py\"]\n", time.Now().UnixNano())
 	req := map[string]any{
 		"dockerfile": dockerfile,
 		"files":      []map[string]string{{"path": "app.py", "content": "import os, sys\nprint('built', os.getcwd(), sys.stdin.read())\n"}},

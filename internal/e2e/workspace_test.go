@@ -200,7 +200,7 @@ func TestSymlinksPlantedByARun(t *testing.T) {
 	}
 	// Inside its container a run sees only its own session: the host path
 	// behind a planted link does not exist there.
-	res = h.run("shell", map[string]any{"workspace": "evil", "code": "cat dirlink/secret 2>&1; cat up/etc/hostname 2>&1 | head -c 40"})
+	res = h.run("shell", map[string]any{"workspace": "evil", "files": []map[string]string{{"path": "main.sh", "content": "cat dirlink/secret 2>&1; cat up/etc/hostname 2>&1 | head -c 40"}}})
 	if strings.Contains(res.Stdout, "host secret") {
 		t.Fatalf("a run read a host file through a symlink: %q", res.Stdout)
 	}
