@@ -45,6 +45,7 @@ func startProcess(t *testing.T, env ...string) *process {
 		"RUNHOST_INIT_PATH="+bins.Init,
 		"RUNHOST_LOG_FORMAT=json",
 		"RUNHOST_SELFTEST_ON_START=false",
+		"RUNHOST_POOL=off",
 	)
 	cmd.Env = append(cmd.Env, env...)
 	stderr, err := cmd.StderrPipe()

@@ -89,6 +89,7 @@ func New(ctx context.Context, cfg config.Config, log hclog.Logger) (*App, error)
 		return nil, err
 	}
 	pol := policy.New(polCfg)
+	exec.SetPool(poolTargets(cfg, reg, pol, log), cfg.PoolMemoryMB<<20)
 	uid, gid := runUser(cfg.RunUser)
 	ws := workspace.NewStore(workspace.Config{
 		Root:         cfg.WorkspaceRoot,
@@ -123,7 +124,33 @@ func New(ctx context.Context, cfg config.Config, log hclog.Logger) (*App, error)
 	reg.OnRestart(met.PluginRestarted)
 	met.Plugins(reg.Names())
 	srv := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Keys: keys, Admission: adm, Metrics: met}, run, reg, ws, log.Named("api"))
+	exec.StartPool()
 	return &App{Instance: instance, Executor: exec, Registry: reg, Runner: run, API: srv, Admission: adm, Metrics: met, cfg: cfg, log: log}, nil
+}
+
+// poolTargets turns RUNHOST_POOL ("python=2", "python:3.13=1") into what
+// the executor keeps ready: the version's image with the limits a default
+// request for that runtime gets.
+func poolTargets(cfg config.Config, reg *registry.Registry, pol *policy.Policy, log hclog.Logger) []docker.PoolTarget {
+	var out []docker.PoolTarget
+	for _, t := range cfg.Pool {
+		spec, n, _ := strings.Cut(t, "=")
+		count, _ := strconv.Atoi(n)
+		name, version, _ := strings.Cut(spec, ":")
+		p, err := reg.Lookup(name)
+		if err != nil {
+			log.Warn("RUNHOST_POOL names a runtime that is not served", "target", t, "error", err)
+			continue
+		}
+		v, err := runner.ResolveVersion(p.Description(), version)
+		if err != nil || v.Image == "" {
+			log.Warn("RUNHOST_POOL names a version that is not served", "target", t, "error", err)
+			continue
+		}
+		limits, oci := pol.DefaultLimits(p.Description().Name)
+		out = append(out, docker.PoolTarget{Image: v.Image, Limits: limits, OCIRuntime: oci, Size: count})
+	}
+	return out
 }
 
 // PolicyConfig maps the host's settings onto the policy.

@@ -80,6 +80,10 @@ type Config struct {
 
 	SelfTestOnStart bool
 
+	// Warm pool: started containers waiting for a run.
+	Pool         []string // "python=2", "python:3.13=1"
+	PoolMemoryMB int64
+
 	// The OCI runtime of run containers (e.g. gVisor's runsc), for all
 	// runtimes or per runtime name.
 	OCIRuntime  string
@@ -186,6 +190,8 @@ func settings() []Setting {
 		{"RUNHOST_BUILD_CACHE_MB", "10240", "bytes of built images kept", integer(func(c *Config) *int64 { return &c.BuildCacheMB })},
 		{"RUNHOST_OCI_RUNTIME", "", "OCI runtime of every run and install container (e.g. `runsc` for gVisor, registered with the engine); empty for the engine's default", str(func(c *Config) *string { return &c.OCIRuntime })},
 		{"RUNHOST_OCI_RUNTIMES", "", "per-runtime overrides of RUNHOST_OCI_RUNTIME, comma-separated `name=oci-runtime` (e.g. `python=runsc,shell=runc`)", list(func(c *Config) *[]string { return &c.OCIRuntimes })},
+		{"RUNHOST_POOL", "python=2,shell=1,node=1", "warm pool: containers kept started for default requests, `runtime[:version]=count`, comma-separated; `off` turns the pool off", poolList},
+		{"RUNHOST_POOL_MEMORY_MB", "1536", "the most memory (by limits) the warm pool holds", integer(func(c *Config) *int64 { return &c.PoolMemoryMB })},
 		{"RUNHOST_SELFTEST_ON_START", "true", "run every version's self-test when the host starts (results in `GET /runtimes`)", boolean(func(c *Config) *bool { return &c.SelfTestOnStart })},
 		{"RUNHOST_API_KEYS_FILE", "", "file of SHA-256 hashes of API keys, one per line (`[name] hash`; make one with `bin/host api-key`); callers send `Authorization: Bearer <key>`", str(func(c *Config) *string { return &c.APIKeysFile })},
 		{"RUNHOST_ALLOW_UNAUTHENTICATED", "false", "serve without API keys on a non-loopback address (otherwise the host refuses to start)", boolean(func(c *Config) *bool { return &c.AllowUnauthenticated })},
@@ -332,6 +338,13 @@ func (c *Config) validate() error {
 	check(c.BuildTimeout > 0 && c.BuildMemoryMB >= MinMemoryMB, "build timeout and memory must be positive")
 	check(c.DepsCacheEntries > 0 && c.DepsCacheMB > 0 && c.BuildCacheEntries > 0 && c.BuildCacheMB > 0, "cache sizes must be positive")
 	check(c.MaxContextBytes > 0 && c.BuildLogBytes > 0, "RUNHOST_MAX_CONTEXT_BYTES and RUNHOST_BUILD_LOG_BYTES must be positive")
+	for _, t := range c.Pool {
+		name, n, ok := strings.Cut(t, "=")
+		count, err := strconv.Atoi(n)
+		if !ok || name == "" || err != nil || count < 0 {
+			errs = append(errs, fmt.Errorf("RUNHOST_POOL: %q is not runtime[:version]=count", t))
+		}
+	}
 	for _, kv := range c.OCIRuntimes {
 		if name, rt, ok := strings.Cut(kv, "="); !ok || name == "" || rt == "" {
 			errs = append(errs, fmt.Errorf("RUNHOST_OCI_RUNTIMES: %q is not name=oci-runtime", kv))
@@ -436,6 +449,14 @@ func list(field func(*Config) *[]string) func(*Config, string) error {
 		*field(c) = out
 		return nil
 	}
+}
+
+func poolList(c *Config, v string) error {
+	if v == "off" {
+		c.Pool = nil
+		return nil
+	}
+	return list(func(c *Config) *[]string { return &c.Pool })(c, v)
 }
 
 func oneOf(field func(*Config) *string, allowed ...string) func(*Config, string) error {

@@ -58,6 +58,7 @@ func startHostWith(t testing.TB, cli *client.Client, env ...string) *host {
 		"RUNHOST_INIT_PATH=" + bins.Init,
 		"RUNHOST_EGRESS_PATH=" + bins.Egress,
 		"RUNHOST_SELFTEST_ON_START=false",
+		"RUNHOST_POOL=off",
 	}, env...))
 	if err != nil {
 		t.Fatal(err)

@@ -41,6 +41,71 @@ type Header struct {
 	// loopback address) and pipe each to the unix socket Socket: how a
 	// container without a network reaches the egress proxy.
 	Forward *Forward `json:"forward,omitempty"`
+	// TimeoutMS, when positive, is the run's wall-clock limit, enforced by
+	// init: it kills every process of the run and reports timed_out.
+	TimeoutMS int64 `json:"timeout_ms,omitempty"`
+	// Session keeps init alive after the run: it reports the exit, kills
+	// what the run left running, and reads the next header. The program's
+	// stdin is then StdinSize bytes after the files, not the rest of stdin.
+	Session   bool  `json:"session,omitempty"`
+	StdinSize int64 `json:"stdin_size,omitempty"`
+}
+
+// Output frames. init never gives the program the container's stdout: it
+// copies the program's stdout and stderr into frames on its own stdout,
+// and ends every run with an exit frame, so the host knows the outcome the
+// moment the program ends, without waiting for the container to stop.
+//
+//	kind byte | uint32 big-endian length | payload
+const (
+	FrameStdout byte = 'o'
+	FrameStderr byte = 'e'
+	FrameExit   byte = 'x' // payload: Exit as JSON
+)
+
+// MaxFramePayload bounds one output frame.
+const MaxFramePayload = 1 << 20
+
+// Exit is how a run ended.
+type Exit struct {
+	Code       int   `json:"code"` // exit status, or 128+signal
+	TimedOut   bool  `json:"timed_out,omitempty"`
+	OOMKilled  bool  `json:"oom_killed,omitempty"`
+	DurationMS int64 `json:"duration_ms"`
+	// Error is init's own failure (bad frame, command not found).
+	Error string `json:"error,omitempty"`
+}
+
+// ReadFrame reads one output frame. The payload is valid until the next call.
+func ReadFrame(r io.Reader, buf []byte) (kind byte, payload []byte, err error) {
+	var pre [5]byte
+	if _, err := io.ReadFull(r, pre[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(pre[1:])
+	if n > MaxFramePayload {
+		return 0, nil, fmt.Errorf("output frame of %d bytes", n)
+	}
+	if cap(buf) < int(n) {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return 0, nil, err
+	}
+	return pre[0], buf, nil
+}
+
+// WriteOutputFrame writes one output frame.
+func WriteOutputFrame(w io.Writer, kind byte, payload []byte) error {
+	var pre [5]byte
+	pre[0] = kind
+	binary.BigEndian.PutUint32(pre[1:], uint32(len(payload)))
+	if _, err := w.Write(pre[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(payload)
+	return err
 }
 
 // Forward is a loopback listener piped to a unix socket.

@@ -1,6 +1,8 @@
 package initproc
 
 import (
+	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -8,8 +10,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/runhost/runhost/internal/pathguard"
 )
@@ -22,81 +27,264 @@ const (
 
 // Main is init's entry point. It never returns.
 func Main() {
-	os.Exit(run(os.Stdin, os.Stderr))
+	os.Exit(run(os.Stdin, os.Stdout, os.Stderr))
 }
 
-func run(stdin *os.File, stderr io.Writer) int {
-	fail := func(code int, err error) int {
-		fmt.Fprintf(stderr, "runhost-init: %v\n", err)
-		return code
+// run serves one run, or in a session one run after another, and returns
+// init's exit status.
+func run(stdin *os.File, stdout, stderr io.Writer) int {
+	out := &frameWriter{w: stdout}
+	r := theReaper()
+	first := true
+	for {
+		h, err := ReadHeader(stdin)
+		if err != nil {
+			if !first && errors.Is(err, io.EOF) {
+				return 0 // the session ended
+			}
+			fmt.Fprintf(stderr, "runhost-init: %v\n", err)
+			return ExitSetupFailed
+		}
+		if first && h.Forward != nil {
+			if _, err := startForward(*h.Forward); err != nil {
+				fmt.Fprintf(stderr, "runhost-init: %v\n", err)
+				return ExitSetupFailed
+			}
+		}
+		first = false
+		ex := runOne(h, stdin, out, r)
+		if err := out.exit(ex); err != nil || !h.Session {
+			return ex.Code
+		}
 	}
-	h, err := ReadHeader(stdin)
-	if err != nil {
-		return fail(ExitSetupFailed, err)
+}
+
+// runOne places the files, runs the command with its output framed, and
+// returns how it ended.
+func runOne(h Header, stdin *os.File, out *frameWriter, r *reaper) Exit {
+	failed := func(code int, err error) Exit {
+		msg := fmt.Sprintf("runhost-init: %v\n", err)
+		_ = out.frame(FrameStderr, []byte(msg))
+		return Exit{Code: code, Error: err.Error()}
 	}
 	if err := placeFiles(h, stdin); err != nil {
-		return fail(ExitSetupFailed, err)
+		return failed(ExitSetupFailed, err)
 	}
-	if h.Forward != nil {
-		if _, err := startForward(*h.Forward); err != nil {
-			return fail(ExitSetupFailed, err)
+	childStdin := stdin
+	if h.Session {
+		// Exactly StdinSize bytes belong to this run.
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return failed(ExitSetupFailed, err)
 		}
+		data := make([]byte, h.StdinSize)
+		if _, err := io.ReadFull(stdin, data); err != nil {
+			pr.Close()
+			pw.Close()
+			return failed(ExitSetupFailed, fmt.Errorf("read stdin: %w", err))
+		}
+		go func() { _, _ = pw.Write(data); pw.Close() }()
+		defer pr.Close()
+		childStdin = pr
 	}
 	env := mergeEnv(os.Environ(), h.Env)
 	argv0, err := lookPath(h.Command[0], envValue(env, "PATH"))
 	if err != nil {
-		return fail(ExitNotFound, err)
+		return failed(ExitNotFound, err)
 	}
 
-	// Subscribe before starting the child so no signal is lost.
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs)
-
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return failed(ExitSetupFailed, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return failed(ExitSetupFailed, err)
+	}
+	oomBefore := oomKills()
+	start := time.Now()
+	r.mu.Lock() // the reaper must know the pid before it can reap it
 	pid, err := syscall.ForkExec(argv0, h.Command, &syscall.ProcAttr{
 		Dir:   h.WorkDir,
 		Env:   env,
-		Files: []uintptr{0, 1, 2},
+		Files: []uintptr{childStdin.Fd(), outW.Fd(), errW.Fd()},
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	})
-	if err != nil {
-		return fail(ExitNotFound, fmt.Errorf("start %s: %w", h.Command[0], err))
+	if err == nil {
+		r.watch(pid)
 	}
-	code := supervise(pid, sigs)
-	if code == 0 && h.ReadyFile != "" {
+	r.mu.Unlock()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return failed(ExitNotFound, fmt.Errorf("start %s: %w", h.Command[0], err))
+	}
+
+	var copying sync.WaitGroup
+	for _, p := range []struct {
+		f    *os.File
+		kind byte
+	}{{outR, FrameStdout}, {errR, FrameStderr}} {
+		copying.Add(1)
+		go func() {
+			defer copying.Done()
+			defer p.f.Close()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := p.f.Read(buf)
+				if n > 0 {
+					_ = out.frame(p.kind, buf[:n])
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+
+	var timeout <-chan time.Time
+	if h.TimeoutMS > 0 {
+		t := time.NewTimer(time.Duration(h.TimeoutMS) * time.Millisecond)
+		defer t.Stop()
+		timeout = t.C
+	}
+	ex := Exit{}
+	var status syscall.WaitStatus
+	select {
+	case status = <-r.exited(pid):
+	case <-timeout:
+		ex.TimedOut = true
+		killRun(pid)
+		status = <-r.exited(pid)
+	}
+	ex.DurationMS = time.Since(start).Milliseconds()
+	// The run is over when its main process is: whatever it left running
+	// goes too, which also closes the pipes those processes held.
+	killRun(pid)
+	drained := make(chan struct{})
+	go func() { copying.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(2 * time.Second):
+	}
+	ex.Code = exitCode(status)
+	ex.OOMKilled = oomKills() > oomBefore
+	if ex.Code == 0 && h.ReadyFile != "" {
 		if err := os.WriteFile(h.ReadyFile, nil, 0o644); err != nil {
-			return fail(ExitSetupFailed, fmt.Errorf("mark %s ready: %w", h.ReadyFile, err))
+			return failed(ExitSetupFailed, fmt.Errorf("mark %s ready: %w", h.ReadyFile, err))
 		}
 	}
-	return code
+	return ex
 }
 
-// supervise forwards signals to the child's process group and reaps every
-// process that ends (orphans are re-parented to init, PID 1), until the child
-// itself ends. Its status becomes init's exit status.
-func supervise(child int, sigs <-chan os.Signal) int {
-	for sig := range sigs {
-		s, ok := sig.(syscall.Signal)
-		if !ok {
-			continue
-		}
-		if s != syscall.SIGCHLD {
-			if s != syscall.SIGURG { // the Go runtime's own preemption signal
-				_ = syscall.Kill(-child, s)
-			}
-			continue
-		}
-		for {
-			var ws syscall.WaitStatus
-			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
-			if err != nil || pid <= 0 {
-				break
-			}
-			if pid == child {
-				return exitCode(ws)
-			}
+// frameWriter serialises frames from several goroutines onto one stream.
+type frameWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (f *frameWriter) frame(kind byte, p []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return WriteOutputFrame(f.w, kind, p)
+}
+
+func (f *frameWriter) exit(ex Exit) error {
+	js, _ := json.Marshal(ex)
+	return f.frame(FrameExit, js)
+}
+
+// killRun kills the run's process group and, when init is PID 1 of a
+// container, every other process in it: a run cannot outlive itself by
+// leaving its group (setsid, double forks).
+func killRun(pid int) {
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	if os.Getpid() != 1 {
+		return
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if p, err := strconv.Atoi(e.Name()); err == nil && p > 1 {
+			_ = syscall.Kill(p, syscall.SIGKILL)
 		}
 	}
-	return ExitSetupFailed
+}
+
+// reaper reaps every child (orphans are re-parented to init) and hands the
+// status of watched pids to whoever waits for them.
+type reaper struct {
+	mu      sync.Mutex
+	waiting map[int]chan syscall.WaitStatus
+}
+
+// theReaper is the process's one reaper: two would steal each other's
+// children.
+var theReaper = sync.OnceValue(func() *reaper {
+	r := newReaper()
+	forwardSignals(r)
+	return r
+})
+
+func newReaper() *reaper {
+	r := &reaper{waiting: map[int]chan syscall.WaitStatus{}}
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, syscall.SIGCHLD)
+	go func() {
+		for {
+			var ws syscall.WaitStatus
+			pid, err := syscall.Wait4(-1, &ws, 0, nil)
+			if err != nil {
+				if errors.Is(err, syscall.EINTR) {
+					continue
+				}
+				<-chld // no children: wait for one to exist and end
+				continue
+			}
+			r.mu.Lock()
+			if ch, ok := r.waiting[pid]; ok {
+				ch <- ws
+				delete(r.waiting, pid)
+			}
+			r.mu.Unlock()
+		}
+	}()
+	return r
+}
+
+// watch registers pid; call with r.mu held, right after starting it.
+func (r *reaper) watch(pid int) {
+	r.waiting[pid] = make(chan syscall.WaitStatus, 1)
+}
+
+func (r *reaper) exited(pid int) <-chan syscall.WaitStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ch, ok := r.waiting[pid]; ok {
+		return ch
+	}
+	ch := make(chan syscall.WaitStatus, 1)
+	r.waiting[pid] = ch
+	return ch
+}
+
+// forwardSignals passes the signals a container gets (docker stop, kill)
+// on to the running programs.
+func forwardSignals(r *reaper) {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	go func() {
+		for sig := range sigs {
+			r.mu.Lock()
+			for pid := range r.waiting {
+				_ = syscall.Kill(-pid, sig.(syscall.Signal))
+			}
+			r.mu.Unlock()
+		}
+	}()
 }
 
 func exitCode(ws syscall.WaitStatus) int {
@@ -110,8 +298,29 @@ func exitCode(ws syscall.WaitStatus) int {
 	}
 }
 
+// oomKills is the container's count of OOM kills (cgroup v2 memory.events,
+// or v1 memory.oom_control), or 0 when neither is readable.
+func oomKills() int64 {
+	for _, f := range []string{"/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"} {
+		file, err := os.Open(f)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(file)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "oom_kill "); ok {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				file.Close()
+				return n
+			}
+		}
+		file.Close()
+	}
+	return 0
+}
+
 // placeFiles writes each file of the frame under h.Dir. Paths are checked
-// again here, and files are created exclusively without following symlinks.
+// again here, and os.Root keeps every path, symlinks included, inside Dir.
 func placeFiles(h Header, r io.Reader) error {
 	if !filepath.IsAbs(h.Dir) || filepath.Clean(h.Dir) != h.Dir {
 		return fmt.Errorf("run directory %q is not an absolute clean path", h.Dir)
@@ -131,8 +340,8 @@ func placeFiles(h Header, r io.Reader) error {
 		if err := mkdirAll(root, filepath.Dir(f.Path)); err != nil {
 			return err
 		}
-		// O_TRUNC, not O_EXCL: in a workspace the file may exist from an
-		// earlier run. os.Root keeps every path, symlinks included, inside Dir.
+		// O_TRUNC, not O_EXCL: in a workspace or a session the file may
+		// exist from an earlier run.
 		out, err := root.OpenFile(f.Path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 		if err != nil {
 			return err

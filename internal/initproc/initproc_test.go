@@ -2,6 +2,7 @@ package initproc
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestFrameRoundTrip(t *testing.T) {
@@ -178,5 +180,77 @@ func TestForward(t *testing.T) {
 	}
 	if _, err := startForward(Forward{Listen: "0.0.0.0:0", Socket: sock}); err == nil {
 		t.Error("a non-loopback listener was accepted")
+	}
+}
+
+// runInit runs init's loop in-process on frames written by send and
+// returns the frames it wrote.
+func runInit(t *testing.T, send func(w io.Writer)) (code int, frames []string, exits []Exit) {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { send(pw); pw.Close() }()
+	var out bytes.Buffer
+	code = run(pr, &out, io.Discard)
+	pr.Close()
+	for {
+		kind, p, err := ReadFrame(&out, nil)
+		if err != nil {
+			break
+		}
+		if kind == FrameExit {
+			var ex Exit
+			_ = json.Unmarshal(p, &ex)
+			exits = append(exits, ex)
+			continue
+		}
+		frames = append(frames, string(kind)+":"+string(p))
+	}
+	return code, frames, exits
+}
+
+func TestFramedRun(t *testing.T) {
+	dir := t.TempDir()
+	code, frames, exits := runInit(t, func(w io.Writer) {
+		_ = WriteFrame(w, Header{Dir: dir, WorkDir: dir, Command: []string{"sh", "-c", "cat x.txt; echo err >&2; exit 3"}, Files: []FileHeader{{Path: "x.txt"}}}, [][]byte{[]byte("out\n")})
+	})
+	if code != 3 || len(exits) != 1 || exits[0].Code != 3 {
+		t.Fatalf("code %d, exits %+v", code, exits)
+	}
+	if got := strings.Join(frames, "|"); got != "o:out\n|e:err\n" {
+		t.Errorf("frames %q", got)
+	}
+}
+
+func TestFramedTimeoutKillsTheRun(t *testing.T) {
+	dir := t.TempDir()
+	start := time.Now()
+	_, _, exits := runInit(t, func(w io.Writer) {
+		_ = WriteFrame(w, Header{Dir: dir, WorkDir: dir, TimeoutMS: 200, Command: []string{"sh", "-c", "sleep 30"}}, nil)
+	})
+	if len(exits) != 1 || !exits[0].TimedOut || exits[0].Code != 137 {
+		t.Fatalf("exits %+v", exits)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Fatalf("the run was not killed at its timeout")
+	}
+}
+
+func TestSessionRunsOneAfterAnother(t *testing.T) {
+	dir := t.TempDir()
+	_, frames, exits := runInit(t, func(w io.Writer) {
+		stdin := []byte("piped")
+		_ = WriteFrame(w, Header{Dir: dir, WorkDir: dir, Session: true, Command: []string{"sh", "-c", "echo one > state; cat"}, StdinSize: int64(len(stdin))}, nil)
+		_, _ = w.Write(stdin)
+		_ = WriteFrame(w, Header{Dir: dir, WorkDir: dir, Session: true, Command: []string{"cat", "state"}}, nil)
+		_ = WriteFrame(w, Header{Dir: dir, WorkDir: dir, Session: true, Command: []string{"no-such-command"}}, nil)
+	})
+	if len(exits) != 3 || exits[0].Code != 0 || exits[1].Code != 0 || exits[2].Code != ExitNotFound || exits[2].Error == "" {
+		t.Fatalf("exits %+v", exits)
+	}
+	if got := strings.Join(frames, "|"); !strings.HasPrefix(got, "o:piped|o:one\n|e:runhost-init:") {
+		t.Errorf("frames %q", got)
 	}
 }

@@ -272,6 +272,13 @@ func (p *Policy) Job(in Input) (executor.Job, error) {
 	}, nil
 }
 
+// DefaultLimits are the limits and OCI runtime a request for runtime gets
+// when neither it nor the plugin asks for any: what a warm pool prepares.
+func (p *Policy) DefaultLimits(runtime string) (executor.Limits, string) {
+	l, _ := p.limits(Input{Runtime: runtime})
+	return l, p.ociRuntime(runtime)
+}
+
 // ociRuntime is the engine runtime for a runtime's containers.
 func (p *Policy) ociRuntime(runtime string) string {
 	if rt, ok := p.cfg.OCIRuntimes[runtime]; ok {

@@ -264,8 +264,9 @@ func (e *Executor) install(ctx context.Context, job executor.Job) (*depsEntry, *
 			Limits:     inst.Limits,
 			OCIRuntime: inst.OCIRuntime,
 		},
-		mounts:    []mount.Mount{{Type: mount.TypeVolume, Source: name, Target: inst.OutputDir}},
-		readyFile: inst.OutputDir + "/" + readyFile,
+		mounts:     []mount.Mount{{Type: mount.TypeVolume, Source: name, Target: inst.OutputDir}},
+		readyFile:  inst.OutputDir + "/" + readyFile,
+		syncRemove: true,
 	}
 	if inst.Egress {
 		if err := e.withEgress(ctx, &s); err != nil {

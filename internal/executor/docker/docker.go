@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -83,6 +84,9 @@ type Config struct {
 	User   string       // uid:gid of helper containers (the egress proxy)
 	Egress EgressConfig // the proxy install steps reach the network through
 
+	Pool       []PoolTarget // containers to keep ready
+	PoolBudget int64        // bytes of memory limits the pool may hold
+
 	DepsCacheEntries  int   // installed dependency sets kept
 	DepsCacheBytes    int64 // and their bytes
 	BuildCacheEntries int   // built images kept
@@ -103,6 +107,10 @@ type Executor struct {
 
 	retryMu  sync.Mutex
 	retrying map[string]bool // containers whose removal failed, being retried
+
+	pool     *pool
+	removals sync.WaitGroup // containers being removed in the background
+	stopFill context.CancelFunc
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -133,11 +141,32 @@ func newExecutor(e engine, cfg Config) *Executor {
 		builds:   newBuildCache(cfg.BuildCacheEntries, cfg.BuildCacheBytes),
 		egress:   &egressProxy{cfg: cfg.Egress},
 		user:     cmp.Or(cfg.User, "1000:1000"),
+		pool:     newPool(cfg.Pool, cfg.PoolBudget),
 	}
 }
 
-// Close stops the egress proxy and releases the client's connections.
+// StartPool fills the warm pool in the background until Close.
+func (e *Executor) StartPool() {
+	if len(e.pool.targets) == 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.stopFill = cancel
+	e.removals.Add(1)
+	go func() {
+		defer e.removals.Done()
+		e.fillLoop(ctx)
+	}()
+}
+
+// Close empties the pool, waits for removals, stops the egress proxy and
+// releases the client's connections.
 func (e *Executor) Close() error {
+	if e.stopFill != nil {
+		e.stopFill()
+	}
+	e.drainPool()
+	e.removals.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), engineCallTimeout)
 	defer cancel()
 	e.stopEgress(ctx)
@@ -191,6 +220,20 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 			run.mustExist = job.Install.OutputDir + "/" + readyFile
 		}
 	}
+	if c := e.pool.take(job); c != nil {
+		frame, err := encodeFrame(run)
+		if err != nil {
+			e.removeAsync(c.id)
+			return executor.Result{}, err
+		}
+		res, err := e.finish(ctx, c, job, frame)
+		e.removeAsync(c.id)
+		if err != nil {
+			return executor.Result{}, err
+		}
+		res.Stage = executor.StageRun
+		return res, nil
+	}
 	if ws := job.Workspace; ws != nil {
 		run.mounts = append(run.mounts, mount.Mount{
 			Type: mount.TypeBind, Source: ws.Source, Target: ws.Target,
@@ -222,6 +265,9 @@ type step struct {
 	mustExist string        // checked after create; errNotReady when missing
 	// forwardSocket, when set, makes init forward proxyListen to it.
 	forwardSocket string
+	// syncRemove removes the container before runStep returns (an install
+	// step's volume is removed right after it).
+	syncRemove bool
 }
 
 // errNotReady means a step's mustExist path was missing.
@@ -234,23 +280,42 @@ func (e *Executor) runStep(ctx context.Context, s step) (executor.Result, error)
 		return executor.Result{}, err
 	}
 	c, err := e.start(ctx, s)
-	if c != nil {
-		defer e.remove(ctx, c.id)
-	}
 	if err != nil {
+		if c != nil {
+			e.remove(ctx, c.id)
+		}
 		return executor.Result{}, err
 	}
-	return e.finish(ctx, c, s.Job, frame)
+	res, err := e.finish(ctx, c, s.Job, frame)
+	if s.syncRemove {
+		e.remove(ctx, c.id)
+	} else {
+		// The caller has its answer; the container goes in the background.
+		e.removeAsync(c.id)
+	}
+	return res, err
+}
+
+// removeAsync removes a container off the request path. Close waits for
+// every removal still going.
+func (e *Executor) removeAsync(id string) {
+	e.removals.Add(1)
+	go func() {
+		defer e.removals.Done()
+		e.remove(context.Background(), id)
+	}()
 }
 
 // started is a container that is running init, waiting for its frame.
 type started struct {
-	id      string
-	stream  types.HijackedResponse
-	exited  <-chan container.WaitResponse
-	waitErr <-chan error
-	startAt time.Time
-	cancel  context.CancelFunc // stops the wait when the run is over
+	id       string
+	stream   types.HijackedResponse
+	exited   <-chan container.WaitResponse
+	waitErr  <-chan error
+	startAt  time.Time
+	cancel   context.CancelFunc // stops the wait when the run is over
+	pooledAt time.Time          // when it joined the warm pool
+	discard  func()             // removes a pooled container that died
 }
 
 // start creates the container, attaches to it and starts it. On error the
@@ -320,55 +385,121 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 		_ = c.stream.CloseWrite()
 	}()
 
-	stdout := output.NewCapped(job.Limits.OutputBytes)
-	stderr := output.NewCapped(job.Limits.OutputBytes)
-	copied := make(chan error, 1)
+	out := newFrameReader(job.Limits.OutputBytes)
+	initStderr := output.NewCapped(64 << 10) // init's own words, before any frame
+	framed, pw := io.Pipe()
 	go func() {
-		_, err := stdcopy.StdCopy(stdout, stderr, c.stream.Reader)
-		copied <- err
+		_, err := stdcopy.StdCopy(pw, initStderr, c.stream.Reader)
+		pw.CloseWithError(err)
 	}()
+	go out.read(framed)
 
-	timer := time.NewTimer(job.Limits.Timeout)
-	defer timer.Stop()
+	// init enforces the timeout and reports it; this is the backstop for an
+	// init that cannot (the container frozen, the engine stuck).
+	backstop := time.NewTimer(job.Limits.Timeout + 5*time.Second)
+	defer backstop.Stop()
 
 	var res executor.Result
-	var status container.WaitResponse
 	select {
-	case status = <-c.exited:
+	case ex := <-out.exit:
+		return out.result(ex), nil
+	case <-out.done:
+		// The stream ended without an exit frame: init itself died (killed
+		// by the OOM killer, say). The engine knows how.
+	case <-c.exited:
+		// Usually the exit frame is already read; give the reader a moment.
+		select {
+		case ex := <-out.exit:
+			return out.result(ex), nil
+		case <-out.done:
+		case <-time.After(2 * time.Second):
+		}
 	case err := <-c.waitErr:
 		return res, engineError("wait for container", err)
-	case <-timer.C:
+	case <-backstop.C:
 		res.TimedOut = true
-		status, err := e.kill(ctx, c)
-		if err != nil {
+		if _, err := e.kill(ctx, c); err != nil {
 			return res, err
 		}
-		res.ExitCode = int(status.StatusCode)
 	case <-ctx.Done():
 		_, _ = e.kill(ctx, c)
 		return res, ctx.Err()
 	}
-	res.Duration = time.Since(c.startAt)
-	if !res.TimedOut {
-		res.ExitCode = int(status.StatusCode)
-	}
-
-	// The stream ends when the container's processes are gone; do not let a
-	// stuck connection hold the request.
 	select {
-	case <-copied:
-	case <-time.After(5 * time.Second):
-		e.log.Warn("output stream did not close after exit", "container", c.id)
+	case ex := <-out.exit:
+		return out.result(ex), nil
+	default:
 	}
-	res.Stdout, res.StdoutTruncated = stdout.Bytes(), stdout.Truncated()
-	res.Stderr, res.StderrTruncated = stderr.Bytes(), stderr.Truncated()
-
+	// No exit frame: fall back on the engine's view.
+	status, err := e.kill(ctx, c)
+	if err != nil {
+		return res, err
+	}
+	<-out.done
+	res = out.result(initproc.Exit{Code: int(status.StatusCode), TimedOut: res.TimedOut})
+	res.Duration = time.Since(c.startAt)
+	res.Stderr = append(initStderr.Bytes(), res.Stderr...)
 	info, err := e.engine.ContainerInspect(context.WithoutCancel(ctx), c.id)
 	if err != nil {
 		return res, engineError("inspect container", err)
 	}
 	res.OOMKilled = info.State != nil && info.State.OOMKilled
 	return res, nil
+}
+
+// frameReader turns init's output frames into capped stdout and stderr and
+// the run's exit.
+type frameReader struct {
+	stdout, stderr *output.Capped
+	exit           chan initproc.Exit // the exit frame, once
+	done           chan struct{}      // closed when the stream ends
+}
+
+func newFrameReader(limit int64) *frameReader {
+	return &frameReader{
+		stdout: output.NewCapped(limit),
+		stderr: output.NewCapped(limit),
+		exit:   make(chan initproc.Exit, 1),
+		done:   make(chan struct{}),
+	}
+}
+
+// read consumes frames until the exit frame or the end of the stream.
+func (f *frameReader) read(r io.Reader) {
+	defer close(f.done)
+	buf := make([]byte, 64<<10)
+	for {
+		kind, p, err := initproc.ReadFrame(r, buf)
+		if err != nil {
+			return
+		}
+		switch kind {
+		case initproc.FrameStdout:
+			_, _ = f.stdout.Write(p)
+		case initproc.FrameStderr:
+			_, _ = f.stderr.Write(p)
+		case initproc.FrameExit:
+			var ex initproc.Exit
+			if json.Unmarshal(p, &ex) == nil {
+				f.exit <- ex
+			}
+			return
+		}
+	}
+}
+
+// result is the run's result; call it after the exit frame or the end.
+func (f *frameReader) result(ex initproc.Exit) executor.Result {
+	return executor.Result{
+		ExitCode:        ex.Code,
+		TimedOut:        ex.TimedOut,
+		OOMKilled:       ex.OOMKilled,
+		Duration:        time.Duration(ex.DurationMS) * time.Millisecond,
+		Stdout:          f.stdout.Bytes(),
+		Stderr:          f.stderr.Bytes(),
+		StdoutTruncated: f.stdout.Truncated(),
+		StderrTruncated: f.stderr.Truncated(),
+	}
 }
 
 // kill stops the container now and waits until the engine reports it gone.
@@ -563,6 +694,7 @@ func encodeFrame(s step) ([]byte, error) {
 		Command:   job.Command,
 		Env:       job.Env,
 		ReadyFile: s.readyFile,
+		TimeoutMS: job.Limits.Timeout.Milliseconds(),
 	}
 	if s.forwardSocket != "" {
 		h.Forward = &initproc.Forward{Listen: proxyListen, Socket: s.forwardSocket}
