@@ -11,10 +11,12 @@ import (
 
 	"github.com/runhost/runhost/internal/admission"
 	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/executor/docker"
 	"github.com/runhost/runhost/internal/pathguard"
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/registry"
 	"github.com/runhost/runhost/internal/runner"
+	"github.com/runhost/runhost/internal/sessions"
 	"github.com/runhost/runhost/internal/workspace"
 	"github.com/runhost/runhost/shared"
 )
@@ -52,6 +54,14 @@ func statusOf(err error) (int, string) {
 	switch {
 	case errors.As(err, &ae):
 		return ae.status, ae.code
+	case errors.Is(err, sessions.ErrNotFound):
+		return http.StatusNotFound, "session_not_found"
+	case errors.Is(err, sessions.ErrBusy):
+		return http.StatusConflict, "session_busy"
+	case errors.Is(err, sessions.ErrTooMany):
+		return http.StatusTooManyRequests, "too_many_sessions"
+	case errors.Is(err, docker.ErrSessionGone):
+		return http.StatusGone, "session_ended"
 	case errors.Is(err, admission.ErrBusy), errors.Is(err, admission.ErrRateLimited):
 		return http.StatusTooManyRequests, "too_many_requests"
 	case errors.As(err, &maxBytes):

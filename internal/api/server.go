@@ -16,6 +16,7 @@ import (
 	"github.com/runhost/runhost/internal/metrics"
 	"github.com/runhost/runhost/internal/registry"
 	"github.com/runhost/runhost/internal/runner"
+	"github.com/runhost/runhost/internal/sessions"
 	"github.com/runhost/runhost/internal/workspace"
 	"github.com/runhost/runhost/shared"
 )
@@ -35,15 +36,16 @@ type Server struct {
 	runner     *runner.Runner
 	registry   *registry.Registry
 	workspaces *workspace.Store
+	sessions   *sessions.Manager
 	log        hclog.Logger
 }
 
 // New builds the routes.
-func New(cfg Config, run *runner.Runner, reg *registry.Registry, ws *workspace.Store, log hclog.Logger) *Server {
+func New(cfg Config, run *runner.Runner, reg *registry.Registry, ws *workspace.Store, sess *sessions.Manager, log hclog.Logger) *Server {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	s := &Server{cfg: cfg, echo: echo.New(), runner: run, registry: reg, workspaces: ws, log: log}
+	s := &Server{cfg: cfg, echo: echo.New(), runner: run, registry: reg, workspaces: ws, sessions: sess, log: log}
 	e := s.echo
 	e.HideBanner = true
 	e.HidePort = true
@@ -62,6 +64,7 @@ func New(cfg Config, run *runner.Runner, reg *registry.Registry, ws *workspace.S
 	e.GET("/plugins", s.listPlugins)
 	e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
 	s.workspaceRoutes()
+	s.sessionRoutes()
 	return s
 }
 

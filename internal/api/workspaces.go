@@ -25,7 +25,7 @@ func (s *Server) workspaceRoutes() {
 	g.PUT("/files/*", s.putFile)
 	g.GET("/files/*", s.getFile)
 	g.DELETE("/files/*", s.deleteFile)
-	g.DELETE("", s.deleteSession)
+	g.DELETE("", s.deleteWorkspaceSession)
 }
 
 // FileList is the answer of GET /workspaces/{session}/files/?list.
@@ -98,7 +98,7 @@ func (s *Server) deleteFile(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-func (s *Server) deleteSession(c echo.Context) error {
+func (s *Server) deleteWorkspaceSession(c echo.Context) error {
 	err := s.workspaces.DeleteSession(c.Param("session"))
 	if err != nil && !errors.Is(err, workspace.ErrNotFound) {
 		return err

@@ -25,6 +25,7 @@ import (
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/registry"
 	"github.com/runhost/runhost/internal/runner"
+	"github.com/runhost/runhost/internal/sessions"
 	"github.com/runhost/runhost/internal/workspace"
 )
 
@@ -37,6 +38,7 @@ type App struct {
 	API       *api.Server
 	Admission *admission.Controller
 	Metrics   *metrics.Metrics
+	Sessions  *sessions.Manager
 
 	cfg config.Config
 	log hclog.Logger
@@ -123,9 +125,15 @@ func New(ctx context.Context, cfg config.Config, log hclog.Logger) (*App, error)
 	})
 	reg.OnRestart(met.PluginRestarted)
 	met.Plugins(reg.Names())
-	srv := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Keys: keys, Admission: adm, Metrics: met}, run, reg, ws, log.Named("api"))
+	sess := sessions.New(sessions.Config{
+		IdleTTL:     cfg.SessionIdleTTL,
+		MaxLifetime: cfg.SessionMaxLifetime,
+		MaxPerKey:   int(cfg.SessionsPerKey),
+		MaxTotal:    int(cfg.MaxSessions),
+	}, run, log.Named("sessions"))
+	srv := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Keys: keys, Admission: adm, Metrics: met}, run, reg, ws, sess, log.Named("api"))
 	exec.StartPool()
-	return &App{Instance: instance, Executor: exec, Registry: reg, Runner: run, API: srv, Admission: adm, Metrics: met, cfg: cfg, log: log}, nil
+	return &App{Instance: instance, Executor: exec, Registry: reg, Runner: run, API: srv, Admission: adm, Metrics: met, Sessions: sess, cfg: cfg, log: log}, nil
 }
 
 // poolTargets turns RUNHOST_POOL ("python=2", "python:3.13=1") into what
@@ -232,8 +240,9 @@ func (a *App) SweepLoop(ctx context.Context) {
 	}
 }
 
-// Close stops the plugins and the engine client.
+// Close ends the sessions, stops the plugins and the engine client.
 func (a *App) Close() {
+	a.Sessions.Close()
 	a.Registry.Close()
 	_ = a.Executor.Close()
 }

@@ -80,6 +80,12 @@ type Config struct {
 
 	SelfTestOnStart bool
 
+	// Sessions: long-lived containers for consecutive runs.
+	SessionIdleTTL     time.Duration
+	SessionMaxLifetime time.Duration
+	SessionsPerKey     int64
+	MaxSessions        int64
+
 	// Warm pool: started containers waiting for a run.
 	Pool         []string // "python=2", "python:3.13=1"
 	PoolMemoryMB int64
@@ -190,6 +196,10 @@ func settings() []Setting {
 		{"RUNHOST_BUILD_CACHE_MB", "10240", "bytes of built images kept", integer(func(c *Config) *int64 { return &c.BuildCacheMB })},
 		{"RUNHOST_OCI_RUNTIME", "", "OCI runtime of every run and install container (e.g. `runsc` for gVisor, registered with the engine); empty for the engine's default", str(func(c *Config) *string { return &c.OCIRuntime })},
 		{"RUNHOST_OCI_RUNTIMES", "", "per-runtime overrides of RUNHOST_OCI_RUNTIME, comma-separated `name=oci-runtime` (e.g. `python=runsc,shell=runc`)", list(func(c *Config) *[]string { return &c.OCIRuntimes })},
+		{"RUNHOST_SESSION_IDLE_TTL_S", "600", "a session unused this long is removed (a session may ask for less or more, up to the lifetime)", dur(func(c *Config) *time.Duration { return &c.SessionIdleTTL }, time.Second)},
+		{"RUNHOST_SESSION_MAX_LIFETIME_S", "3600", "no session lives longer", dur(func(c *Config) *time.Duration { return &c.SessionMaxLifetime }, time.Second)},
+		{"RUNHOST_SESSIONS_PER_KEY", "4", "sessions one API key may hold at once", integer(func(c *Config) *int64 { return &c.SessionsPerKey })},
+		{"RUNHOST_MAX_SESSIONS", "32", "sessions the host holds at once", integer(func(c *Config) *int64 { return &c.MaxSessions })},
 		{"RUNHOST_POOL", "python=2,shell=1,node=1", "warm pool: containers kept started for default requests, `runtime[:version]=count`, comma-separated; `off` turns the pool off", poolList},
 		{"RUNHOST_POOL_MEMORY_MB", "1536", "the most memory (by limits) the warm pool holds", integer(func(c *Config) *int64 { return &c.PoolMemoryMB })},
 		{"RUNHOST_SELFTEST_ON_START", "true", "run every version's self-test when the host starts (results in `GET /runtimes`)", boolean(func(c *Config) *bool { return &c.SelfTestOnStart })},

@@ -27,6 +27,20 @@ type Executor interface {
 	// Build builds an image from a Dockerfile, or finds it already built.
 	// A Dockerfile that fails to build is a BuiltImage with Failed set.
 	Build(ctx context.Context, b Build) (BuiltImage, error)
+	// StartSession starts a container that serves runs one after another,
+	// with job's image, limits and workspace.
+	StartSession(ctx context.Context, job Job) (Session, error)
+}
+
+// Session is a long-lived container for consecutive runs.
+type Session interface {
+	// Run runs job's command with its files, env, stdin, timeout and
+	// output cap; the container's limits are the session's.
+	Run(ctx context.Context, job Job) (Result, error)
+	// Close ends the session and removes its container.
+	Close() error
+	// Done is closed when the session has ended (closed or died).
+	Done() <-chan struct{}
 }
 
 // Job is one fully decided run: every field is what the container gets.

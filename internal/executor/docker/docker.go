@@ -235,10 +235,7 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 		return res, nil
 	}
 	if ws := job.Workspace; ws != nil {
-		run.mounts = append(run.mounts, mount.Mount{
-			Type: mount.TypeBind, Source: ws.Source, Target: ws.Target,
-			BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate},
-		})
+		run.mounts = append(run.mounts, bindMount(*ws))
 	}
 	res, err := e.runStep(ctx, run)
 	if errors.Is(err, errNotReady) {
@@ -256,6 +253,14 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 	return res, nil
 }
 
+// bindMount mounts a workspace session directory read-write.
+func bindMount(m executor.Mount) mount.Mount {
+	return mount.Mount{
+		Type: mount.TypeBind, Source: m.Source, Target: m.Target,
+		BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate},
+	}
+}
+
 // step is one container: a run, or an install before it.
 type step struct {
 	executor.Job
@@ -268,6 +273,8 @@ type step struct {
 	// syncRemove removes the container before runStep returns (an install
 	// step's volume is removed right after it).
 	syncRemove bool
+	// session frames a run for a session container.
+	session bool
 }
 
 // errNotReady means a step's mustExist path was missing.
@@ -695,6 +702,10 @@ func encodeFrame(s step) ([]byte, error) {
 		Env:       job.Env,
 		ReadyFile: s.readyFile,
 		TimeoutMS: job.Limits.Timeout.Milliseconds(),
+		Session:   s.session,
+	}
+	if s.session {
+		h.StdinSize = int64(len(job.Stdin))
 	}
 	if s.forwardSocket != "" {
 		h.Forward = &initproc.Forward{Listen: proxyListen, Socket: s.forwardSocket}

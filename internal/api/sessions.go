@@ -1,0 +1,95 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/runhost/runhost/internal/policy"
+	"github.com/runhost/runhost/internal/runner"
+)
+
+// SessionRequest is the body of POST /sessions.
+type SessionRequest struct {
+	Runtime   string  `json:"runtime"`
+	Version   string  `json:"version,omitempty"`
+	Workspace string  `json:"workspace,omitempty"`
+	TTLS      int64   `json:"ttl_s,omitempty"` // idle time before it is removed
+	MemoryMB  int64   `json:"memory_mb,omitempty"`
+	CPUs      float64 `json:"cpus,omitempty"`
+}
+
+func (s *Server) sessionRoutes() {
+	s.echo.POST("/sessions", s.createSession)
+	s.echo.GET("/sessions/:id", s.getSession)
+	s.echo.DELETE("/sessions/:id", s.deleteSession)
+	s.echo.POST("/sessions/:id/run", s.runInSession)
+}
+
+func (s *Server) createSession(c echo.Context) error {
+	var req SessionRequest
+	if err := s.decode(c, &req); err != nil {
+		return err
+	}
+	if req.Runtime == "" {
+		return badRequest("invalid_request", "runtime is required")
+	}
+	if req.TTLS < 0 || req.MemoryMB < 0 || req.MemoryMB > maxLimit || req.CPUs < 0 || req.CPUs > maxLimit {
+		return &policy.LimitError{Field: "ttl_s, memory_mb or cpus", Msg: "out of range"}
+	}
+	release, err := s.cfg.Admission.Acquire(c.Request().Context(), keyID(c))
+	if err != nil {
+		return err
+	}
+	defer release()
+	info, err := s.sessions.Create(c.Request().Context(), keyID(c), runner.SessionSpec{
+		Runtime:   req.Runtime,
+		Version:   req.Version,
+		Workspace: req.Workspace,
+		Limits:    policy.Requested{MemoryBytes: req.MemoryMB << 20, CPUs: req.CPUs},
+	}, time.Duration(req.TTLS)*time.Second)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, info)
+}
+
+func (s *Server) getSession(c echo.Context) error {
+	info, err := s.sessions.Get(keyID(c), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, info)
+}
+
+func (s *Server) deleteSession(c echo.Context) error {
+	if err := s.sessions.Delete(keyID(c), c.Param("id")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) runInSession(c echo.Context) (err error) {
+	start := time.Now()
+	var res runner.Result
+	var rreq runner.Request
+	defer func() { s.audit(c, rreq, res, err, time.Since(start)) }()
+
+	var req RunRequest
+	if err := s.decode(c, &req); err != nil {
+		return err
+	}
+	if rreq, err = toRunnerRequest("", req); err != nil {
+		return err
+	}
+	release, err := s.cfg.Admission.Acquire(c.Request().Context(), keyID(c))
+	if err != nil {
+		return err
+	}
+	defer release()
+	if res, err = s.sessions.Run(c.Request().Context(), keyID(c), c.Param("id"), rreq); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, runResponse(res))
+}

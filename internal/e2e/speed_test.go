@@ -1,0 +1,162 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runhost/runhost/internal/testenv"
+)
+
+func TestWarmPoolServesRunsAndRefills(t *testing.T) {
+	h := startHost(t, "RUNHOST_POOL=python=2,shell=1")
+	testenv.Eventually(t, 60*time.Second, "the pool to fill", func() bool { return h.App.Executor.PoolStats().Idle >= 3 })
+	for i := range 4 {
+		res := h.run("python", map[string]any{"code": "import sys; print(sys.stdin.read(), end='')", "stdin": "pooled"})
+		if res.Stdout != "pooled" {
+			t.Fatalf("run %d: %+v", i, res)
+		}
+	}
+	// Limits other than the default class take the cold path.
+	if res := h.run("python", map[string]any{"code": "print('cold')", "memory_mb": 300}); res.Stdout != "cold\n" {
+		t.Fatalf("cold path: %+v", res)
+	}
+	s := h.App.Executor.PoolStats()
+	if s.Hits < 2 {
+		t.Errorf("pool stats %+v: want runs served from the pool", s)
+	}
+	testenv.Eventually(t, 60*time.Second, "the pool to refill", func() bool { return h.App.Executor.PoolStats().Idle >= 3 })
+}
+
+// The foundation's and the hostile suite's cases behave the same on the
+// warm pool's path.
+func TestHostileSuiteOnTheWarmPool(t *testing.T) {
+	h := startHost(t, "RUNHOST_POOL=python=2,shell=2", "RUNHOST_MAX_BODY_BYTES=16777216", "RUNHOST_FILE_SIZE_MB=32")
+	testenv.Eventually(t, 60*time.Second, "the pool to fill", func() bool { return h.App.Executor.PoolStats().Idle >= 4 })
+	runHostileSuite(t, h, false)
+	if s := h.App.Executor.PoolStats(); s.Hits == 0 {
+		t.Errorf("no run came from the pool: %+v", s)
+	}
+}
+
+type sessionInfo struct {
+	ID   string `json:"id"`
+	Runs int    `json:"runs"`
+	Busy bool   `json:"busy"`
+}
+
+func (h *host) createSession(t *testing.T, req map[string]any) sessionInfo {
+	t.Helper()
+	status, body := h.post("/sessions", req)
+	if status != http.StatusCreated {
+		t.Fatalf("create session: %d %s", status, body)
+	}
+	var info sessionInfo
+	if err := json.Unmarshal(body, &info); err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+func TestSessions(t *testing.T) {
+	h := startHost(t, "RUNHOST_SESSIONS_PER_KEY=2")
+	s := h.createSession(t, map[string]any{"runtime": "python"})
+	run := func(req map[string]any) runResult {
+		t.Helper()
+		status, body := h.post("/sessions/"+s.ID+"/run", req)
+		if status != 200 {
+			t.Fatalf("session run: %d %s", status, body)
+		}
+		var res runResult
+		_ = json.Unmarshal(body, &res)
+		return res
+	}
+	run(map[string]any{"code": "open('/tmp/state', 'w').write('kept'); open('here.txt', 'w').write('file')"})
+	if res := run(map[string]any{"code": "print(open('/tmp/state').read(), open('here.txt').read())"}); res.Stdout != "kept file\n" {
+		t.Fatalf("state did not persist: %+v", res)
+	}
+	if res := run(map[string]any{"code": "import sys; print(sys.stdin.read().upper())", "stdin": "abc"}); res.Stdout != "ABC\n" {
+		t.Fatalf("stdin: %+v", res)
+	}
+
+	t.Run("a timeout kills the run, not the session", func(t *testing.T) {
+		res := run(map[string]any{"code": "import os, subprocess\nsubprocess.Popen(['sleep', '1000'], start_new_session=True)\nwhile True: pass", "timeout_ms": 1000})
+		if !res.TimedOut {
+			t.Fatalf("%+v", res)
+		}
+		res = run(map[string]any{"code": "import os\nprint(sorted(p for p in os.listdir('/proc') if p.isdigit() and p != str(os.getpid())))"})
+		if res.Stdout != "['1']\n" {
+			t.Errorf("processes of the timed-out run survive in the session: %q", res.Stdout)
+		}
+		if res := run(map[string]any{"code": "print(open('/tmp/state').read())"}); res.Stdout != "kept\n" {
+			t.Errorf("the session did not survive the timeout: %+v", res)
+		}
+	})
+	t.Run("one run at a time", func(t *testing.T) {
+		var wg sync.WaitGroup
+		statuses := make([]int, 2)
+		for i := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				statuses[i], _ = h.post("/sessions/"+s.ID+"/run", map[string]any{"code": "import time; time.sleep(1.5)"})
+			}()
+			time.Sleep(300 * time.Millisecond)
+		}
+		wg.Wait()
+		if statuses[0] != 200 || statuses[1] != http.StatusConflict {
+			t.Errorf("statuses %v, want 200 then 409", statuses)
+		}
+	})
+	t.Run("limits are the session's", func(t *testing.T) {
+		status, body := h.post("/sessions/"+s.ID+"/run", map[string]any{"code": "1", "memory_mb": 512})
+		if status != 400 {
+			t.Errorf("%d %s", status, body)
+		}
+	})
+	t.Run("caps per key", func(t *testing.T) {
+		s2 := h.createSession(t, map[string]any{"runtime": "shell"})
+		status, body := h.post("/sessions", map[string]any{"runtime": "shell"})
+		if status != http.StatusTooManyRequests || decodeError(t, body).Error.Code != "too_many_sessions" {
+			t.Errorf("third session: %d %s", status, body)
+		}
+		h.do(context.Background(), http.MethodDelete, "/sessions/"+s2.ID, nil)
+	})
+	status, body := h.get("/sessions/" + s.ID)
+	if status != 200 || !strings.Contains(string(body), `"runs":`) {
+		t.Errorf("GET session: %d %s", status, body)
+	}
+	if status, _ := h.do(context.Background(), http.MethodDelete, "/sessions/"+s.ID, nil); status != 204 {
+		t.Errorf("DELETE: %d", status)
+	}
+	if status, body := h.post("/sessions/"+s.ID+"/run", map[string]any{"code": "1"}); status != 404 || decodeError(t, body).Error.Code != "session_not_found" {
+		t.Errorf("run in a deleted session: %d %s", status, body)
+	}
+	label := "runhost.instance=" + h.App.Instance
+	testenv.Eventually(t, 30*time.Second, "the session's container to go", func() bool {
+		return len(testenv.Containers(t, h.Docker, label)) == 0
+	})
+}
+
+func TestSessionsExpireWhenIdle(t *testing.T) {
+	h := startHost(t)
+	s := h.createSession(t, map[string]any{"runtime": "shell", "ttl_s": 1})
+	testenv.Eventually(t, 30*time.Second, "the idle session to expire", func() bool {
+		status, _ := h.get("/sessions/" + s.ID)
+		return status == 404
+	})
+}
+
+func TestSessionsBelongToTheirKey(t *testing.T) {
+	h := startHost(t)
+	s := h.createSession(t, map[string]any{"runtime": "shell"})
+	// Another key: the same host, but asking as someone else is simulated
+	// through the manager directly.
+	if _, err := h.App.Sessions.Get("someone-else", s.ID); err == nil {
+		t.Fatal("another key sees the session")
+	}
+}

@@ -1,0 +1,155 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/policy"
+	"github.com/runhost/runhost/internal/workspace"
+	"github.com/runhost/runhost/shared"
+)
+
+// SessionSpec is what a session is started with.
+type SessionSpec struct {
+	Runtime   string
+	Version   string
+	Workspace string // "session/sub/dir", optional
+	Limits    policy.Requested
+}
+
+// SessionBase is what a session was started with: what every run in it
+// shares.
+type SessionBase struct {
+	Runtime   string
+	Version   shared.Version
+	Caps      []shared.Capability
+	Workspace *workspace.Ref
+	Source    string // where the engine sees the workspace session
+	Limits    policy.Requested
+	Job       executor.Job // the container-level part of every run's job
+	// Written are workspace files earlier runs of the session made from
+	// code: later runs may replace them (and nothing else already there).
+	Written map[string]bool
+}
+
+// StartSession resolves the runtime and version, decides the container
+// (image, limits, workspace) with the policy, and starts it.
+func (r *Runner) StartSession(ctx context.Context, spec SessionSpec) (executor.Session, SessionBase, error) {
+	p, err := r.registry.Lookup(spec.Runtime)
+	if err != nil {
+		return nil, SessionBase{}, err
+	}
+	desc := p.Description()
+	version, err := ResolveVersion(desc, spec.Version)
+	if err != nil {
+		return nil, SessionBase{}, err
+	}
+	if version.Image == "" {
+		return nil, SessionBase{}, shared.Invalidf("runtime %q has no image of its own to start a session in", desc.Name)
+	}
+	base := SessionBase{Runtime: desc.Name, Version: version, Caps: desc.Capabilities, Limits: spec.Limits, Written: map[string]bool{}}
+	if spec.Workspace != "" {
+		ref, err := workspace.ParseRef(spec.Workspace)
+		if err != nil {
+			return nil, SessionBase{}, fmt.Errorf("workspace: %w", err)
+		}
+		if err := r.workspaces.EnsureDir(ref); err != nil {
+			return nil, SessionBase{}, fmt.Errorf("workspace %s: %w", ref, err)
+		}
+		base.Workspace, base.Source = &ref, r.workspaces.MountSource(ref.Session)
+	}
+	// The container is decided like a run's, from a spec that only names
+	// the version's image.
+	job, err := r.policy.Job(policy.Input{
+		RunID:           "session-" + newRunID(),
+		Runtime:         desc.Name,
+		Capabilities:    desc.Capabilities,
+		Version:         version,
+		Spec:            shared.Spec{Image: version.Image, Command: []string{"true"}},
+		Requested:       spec.Limits,
+		Workspace:       base.Workspace,
+		WorkspaceSource: base.Source,
+	})
+	if err != nil {
+		return nil, SessionBase{}, err
+	}
+	job.Labels["runhost.session"] = "true"
+	base.Job = job
+	sess, err := r.executor.StartSession(ctx, job)
+	return sess, base, err
+}
+
+// RunInSession plans req with the session's runtime and version and runs
+// it in the session. The container's limits are the session's; a request
+// may only shorten nothing but its own timeout.
+func (r *Runner) RunInSession(ctx context.Context, sess executor.Session, base *SessionBase, req Request) (Result, error) {
+	if req.Limits.MemoryBytes != 0 || req.Limits.CPUs != 0 {
+		return Result{}, shared.Invalidf("memory_mb and cpus are set when the session starts")
+	}
+	if req.Workspace != "" || req.ContextPath != "" || len(req.Packages) > 0 || req.Image != "" || req.Dockerfile != "" {
+		return Result{}, shared.Invalidf("a session run takes code, files, entry, stdin, args, env and timeout_ms")
+	}
+	p, err := r.registry.Lookup(base.Runtime)
+	if err != nil {
+		return Result{}, err
+	}
+	desc := p.Description()
+	if err := checkCapabilities(desc, req); err != nil {
+		return Result{}, err
+	}
+	limits := base.Limits
+	limits.Timeout = req.Limits.Timeout
+	if err := r.policy.CheckRequested(limits); err != nil {
+		return Result{}, err
+	}
+	spec, err := p.Plan(ctx, shared.RunRequest{
+		Version: base.Version.Version,
+		Code:    req.Code,
+		Files:   req.Files,
+		Entry:   req.Entry,
+		Args:    req.Args,
+		Env:     req.Env,
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	if spec.Install != nil || spec.Build != nil {
+		return Result{}, shared.Invalidf("runtime %q planned an install or a build, which a session run cannot do", desc.Name)
+	}
+	if ws := base.Workspace; ws != nil {
+		sent := append([]shared.File{}, req.Files...)
+		for p := range base.Written {
+			sent = append(sent, shared.File{Path: p})
+		}
+		if err := r.checkOverwrite(*ws, sent, spec.Files); err != nil {
+			return Result{}, err
+		}
+		for _, f := range spec.Files {
+			base.Written[f.Path] = true
+		}
+	}
+	id := newRunID()
+	job, err := r.policy.Job(policy.Input{
+		RunID:           id,
+		Runtime:         desc.Name,
+		Capabilities:    desc.Capabilities,
+		Version:         base.Version,
+		Spec:            spec,
+		Requested:       limits,
+		Stdin:           req.Stdin,
+		Workspace:       base.Workspace,
+		WorkspaceSource: base.Source,
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	if job.Image != base.Job.Image {
+		return Result{}, &policy.SpecError{Runtime: desc.Name, Field: "image", Msg: fmt.Sprintf("%q is not the session's image %q", job.Image, base.Job.Image)}
+	}
+	res, err := sess.Run(ctx, job)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{RunID: id, Runtime: desc.Name, Version: base.Version.Version, Image: job.Image, Limits: job.Limits, Result: res}, nil
+}
