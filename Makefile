@@ -12,7 +12,7 @@ GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.9.0
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 
-.PHONY: all build engine images run selftest test test-unit e2e-dind load load-restart proto lint clean
+.PHONY: all build engine images run selftest test test-unit e2e-dind bench load load-restart proto lint clean
 
 all: build
 
@@ -54,6 +54,11 @@ test-unit:
 ## e2e-dind: runhost against a Docker-in-Docker daemon over mutual TLS (docs/dind.md)
 e2e-dind: engine build images
 	GO=$(GO) scripts/e2e-dind.sh
+
+## bench: runhost against docker run --rm and docker exec; writes docs/benchmarks.md
+bench: engine build images
+	$(GO) run ./cmd/runhost-bench
+	$(GO) test -run XXX -bench . -benchmem ./internal/api ./internal/policy ./internal/executor/output
 
 ## load: 1,000 python runs at concurrency 16 against the real engine; completions, 429s, errors, leftovers
 load: engine build images

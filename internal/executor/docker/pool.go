@@ -134,7 +134,13 @@ func (e *Executor) fillLoop(ctx context.Context) {
 	ticker := time.NewTicker(time.Minute)
 	defer ticker.Stop()
 	for {
-		e.fill(ctx)
+		// Two containers start at once: the engine's create and start are
+		// mostly waiting, and a pool refilled one by one falls behind.
+		var fillers sync.WaitGroup
+		for range 2 {
+			fillers.Go(func() { e.fill(ctx) })
+		}
+		fillers.Wait()
 		select {
 		case <-ctx.Done():
 			return

@@ -1,0 +1,403 @@
+// Command runhost-bench measures runhost against its baselines on the real
+// engine, with the same image, program and limits for every path:
+//
+//	(a) runhost one-shot runs (warm pool on, as shipped)
+//	(b) `docker run --rm` of the same program
+//	(c) the bare interpreter in an already running container (`docker exec`)
+//	(d) runhost session runs
+//
+// For each: median and p95 latency at concurrency 1, throughput at
+// concurrency 8, and CPU seconds per run for the whole machine. It also
+// reports the host's resident memory, idle, with every plugin loaded. It
+// prints a table and writes it to docs/benchmarks.md.
+//
+//	go run ./cmd/runhost-bench            (make bench)
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+var (
+	serial     = flag.Int("n", 40, "runs at concurrency 1, per path")
+	parallel   = flag.Int("p", 120, "runs at concurrency 8, per path")
+	out        = flag.String("out", "docs/benchmarks.md", "where to write the table")
+	image      = "runhost/python:3.11"
+	program    = "print(1)"
+	dockerArgs = []string{"--network", "none", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+		"--user", "1000:1000", "--memory", "256m", "--memory-swap", "256m", "--cpus", "1", "--pids-limit", "128",
+		"--tmpfs", "/tmp:size=64m", "--log-driver", "none"}
+)
+
+type result struct {
+	name          string
+	p50, p95      time.Duration
+	throughput    float64 // runs per second at concurrency 8
+	cpuPerRun     float64 // machine CPU seconds per run at concurrency 8
+	errors        int
+	serialSamples int
+}
+
+func main() {
+	flag.Parse()
+	host, err := startHost()
+	if err != nil {
+		fail(err)
+	}
+	defer host.stop()
+	time.Sleep(3 * time.Second) // let the warm pool fill
+	rss := host.rss()
+
+	session, err := host.newSession()
+	if err != nil {
+		fail(err)
+	}
+	sessions := []string{session}
+	for range 7 {
+		s, err := host.newSession()
+		if err != nil {
+			fail(err)
+		}
+		sessions = append(sessions, s)
+	}
+	execContainer := startExecContainer()
+	defer exec.Command("docker", "rm", "-f", execContainer).Run()
+
+	// Each client has a session of its own: a session runs one program at
+	// a time.
+	free := make(chan string, len(sessions))
+	for _, s := range sessions {
+		free <- s
+	}
+	paths := []struct {
+		name string
+		run  func() error
+	}{
+		{"(a) runhost one-shot", func() error { return host.post("/runtimes/python/run", map[string]any{"code": program}) }},
+		{"(b) docker run --rm", func() error {
+			return docker(append(append([]string{"run", "--rm", "-i"}, dockerArgs...), image, "python3", "-c", program)...)
+		}},
+		{"(c) docker exec (bare interpreter)", func() error { return docker("exec", execContainer, "python3", "-c", program) }},
+		{"(d) runhost session", func() error {
+			s := <-free
+			defer func() { free <- s }()
+			return host.post("/sessions/"+s+"/run", map[string]any{"code": program})
+		}},
+	}
+	var results []result
+	for _, p := range paths {
+		r := measure(p.name, p.run)
+		results = append(results, r)
+		fmt.Fprintf(os.Stderr, "%s: p50 %s, %.1f runs/s\n", r.name, r.p50, r.throughput)
+	}
+	report := table(results, rss)
+	report += memoryBreakdown(host)
+	fmt.Print(report)
+	if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
+		fail(err)
+	}
+}
+
+func measure(name string, run func() error) result {
+	r := result{name: name}
+	for range 3 { // warm up
+		_ = run()
+	}
+	var lat []time.Duration
+	for range *serial {
+		t := time.Now()
+		if err := run(); err != nil {
+			r.errors++
+			continue
+		}
+		lat = append(lat, time.Since(t))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	if len(lat) > 0 {
+		r.p50, r.p95, r.serialSamples = lat[len(lat)/2], lat[len(lat)*95/100], len(lat)
+	}
+
+	cpu0 := machineCPU()
+	start := time.Now()
+	work := make(chan struct{}, *parallel)
+	for range *parallel {
+		work <- struct{}{}
+	}
+	close(work)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range work {
+				if err := run(); err != nil {
+					mu.Lock()
+					r.errors++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	r.throughput = float64(*parallel) / elapsed.Seconds()
+	r.cpuPerRun = (machineCPU() - cpu0) / float64(*parallel)
+	return r
+}
+
+func table(rs []result, rss int64) string {
+	var b strings.Builder
+	b.WriteString("# Benchmarks\n\n")
+	fmt.Fprintf(&b, "Measured by `make bench` (`go run ./cmd/runhost-bench`) on %s.\n\n", machine())
+	fmt.Fprintf(&b, "Every path runs `python3 -c %q` in `%s` with the same limits (256 MiB, 1 CPU, 128 pids, no network, read-only root). "+
+		"Latency: %d runs one at a time; throughput: %d runs by 8 concurrent clients; CPU: the whole machine's CPU time during the throughput phase, per run.\n\n",
+		program, image, *serial, *parallel)
+	b.WriteString("| path | p50 | p95 | runs/s at c=8 | CPU s/run | p50 vs (b) | p50 vs (c) | errors |\n|---|---|---|---|---|---|---|---|\n")
+	var base, bare time.Duration
+	for _, r := range rs {
+		if strings.HasPrefix(r.name, "(b)") {
+			base = r.p50
+		}
+		if strings.HasPrefix(r.name, "(c)") {
+			bare = r.p50
+		}
+	}
+	var baseTput float64
+	for _, r := range rs {
+		if strings.HasPrefix(r.name, "(b)") {
+			baseTput = r.throughput
+		}
+	}
+	for _, r := range rs {
+		fmt.Fprintf(&b, "| %s | %s | %s | %.1f (%.2f× (b)) | %.3f | %.2f× | %.2f× | %d |\n", r.name, ms(r.p50), ms(r.p95), r.throughput, r.throughput/baseTput,
+			r.cpuPerRun, ratio(r.p50, base), ratio(r.p50, bare), r.errors)
+	}
+	fmt.Fprintf(&b, "\nHost resident memory, idle, with every plugin loaded (host + plugin processes): %.1f MiB.\n", float64(rss)/(1<<20))
+	return b.String()
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+func ratio(a, b time.Duration) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// machineCPU is the machine's busy CPU time so far, in seconds.
+func machineCPU() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1:]
+	var busy float64
+	for i, f := range fields {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		v, _ := strconv.ParseFloat(f, 64)
+		busy += v
+	}
+	return busy / 100 // USER_HZ
+}
+
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				model = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		mem = fmt.Sprintf("%.0f GiB", kb/(1<<20))
+	}
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	engine, _ := exec.Command("docker", "version", "--format", "{{.Server.Version}} (API {{.Server.APIVersion}})").Output()
+	return fmt.Sprintf("%d × %s, %s, Linux %s, Docker %s, %s", runtime.NumCPU(), model, mem, strings.TrimSpace(string(kernel)), strings.TrimSpace(string(engine)), time.Now().UTC().Format("2006-01-02"))
+}
+
+func docker(args ...string) error {
+	cmd := exec.Command("docker", args...)
+	outb, err := cmd.Output()
+	if err != nil {
+		return err
+	}
+	if string(outb) != "1\n" {
+		return fmt.Errorf("docker %s: %q", args[0], outb)
+	}
+	return nil
+}
+
+func startExecContainer() string {
+	args := append(append([]string{"run", "-d", "--rm"}, dockerArgs...), image, "sleep", "3600")
+	id, err := exec.Command("docker", args...).Output()
+	if err != nil {
+		fail(fmt.Errorf("start the exec container: %w", err))
+	}
+	return strings.TrimSpace(string(id))
+}
+
+type hostProc struct {
+	cmd *exec.Cmd
+	url string
+}
+
+// startHost runs bin/host with the warm pool and sessions, as shipped.
+func startHost() (*hostProc, error) {
+	cmd := exec.Command("bin/host")
+	cmd.Env = append(os.Environ(), "RUNHOST_ADDR=127.0.0.1:0", "RUNHOST_SELFTEST_ON_START=false", "RUNHOST_LOG_FORMAT=json",
+		"RUNHOST_LOG_LEVEL=info", "RUNHOST_SESSIONS_PER_KEY=16", "RUNHOST_POOL=python=8,shell=1,node=1", "RUNHOST_POOL_MEMORY_MB=4096")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start bin/host (make build first): %w", err)
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var line map[string]any
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line["@message"] == "runhost listening" {
+				addr <- line["addr"].(string)
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		return &hostProc{cmd: cmd, url: "http://" + a}, nil
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("bin/host did not start")
+	}
+}
+
+func (h *hostProc) stop() {
+	_ = h.cmd.Process.Signal(os.Interrupt)
+	_ = h.cmd.Wait()
+}
+
+func (h *hostProc) post(path string, body map[string]any) error {
+	b, _ := json.Marshal(body)
+	resp, err := http.Post(h.url+path, "application/json", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !bytes.Contains(rb, []byte(`"stdout":"1\n"`)) {
+		return fmt.Errorf("%s: %d %s", path, resp.StatusCode, rb)
+	}
+	return nil
+}
+
+func (h *hostProc) newSession() (string, error) {
+	resp, err := http.Post(h.url+"/sessions", "application/json", strings.NewReader(`{"runtime":"python"}`))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var info struct{ ID string }
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil || info.ID == "" {
+		return "", fmt.Errorf("create session: %d %v", resp.StatusCode, err)
+	}
+	return info.ID, nil
+}
+
+// rss is the resident memory of the host and its plugin processes.
+func (h *hostProc) rss() int64 {
+	total := rssOf(h.cmd.Process.Pid)
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, s := range stats {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			continue
+		}
+		fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(h.cmd.Process.Pid) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(s)))
+			total += rssOf(pid)
+		}
+	}
+	return total
+}
+
+// memoryBreakdown says where the host's resident memory is: anonymous
+// memory (heaps) and file-backed pages (the binaries' code).
+func memoryBreakdown(h *hostProc) string {
+	pids := []int{h.cmd.Process.Pid}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, s := range stats {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			continue
+		}
+		fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(h.cmd.Process.Pid) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(s)))
+			pids = append(pids, pid)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("\n| process | resident | anonymous | file-backed (code) |\n|---|---|---|---|\n")
+	for _, pid := range pids {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		name := filepath.Base(strings.SplitN(string(comm), "\x00", 2)[0])
+		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		field := func(k string) string {
+			for _, l := range strings.Split(string(st), "\n") {
+				if v, ok := strings.CutPrefix(l, k+":"); ok {
+					kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+					return fmt.Sprintf("%.1f MiB", kb/1024)
+				}
+			}
+			return "?"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", name, field("VmRSS"), field("RssAnon"), field("RssFile"))
+	}
+	return b.String()
+}
+
+func rssOf(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "runhost-bench:", err)
+	os.Exit(1)
+}
