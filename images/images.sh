@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SOURCE=${RUNHOST_IMAGE_SOURCE:-auto}
+LIST=${IMAGES_LIST:-images/images.txt} # another list: an out-of-tree plugin's images
 CACHE=${RUNHOST_IMAGE_CACHE:-$PWD/.cache/images}
 MIRROR=${RUNHOST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 ONLY=("$@") # optional: build only these images
@@ -105,4 +106,4 @@ while read -r image dir_ suite packages; do
     *) log "RUNHOST_IMAGE_SOURCE=$SOURCE: want auto, registry or offline"; exit 2 ;;
   esac
   log "$image: built in $(( $(date +%s) - start )) s"
-done < images/images.txt
+done < "$LIST"
