@@ -173,6 +173,21 @@ func serve() int {
 		return 1
 	}
 	go a.SweepLoop(ctx)
+	if cfg.PluginWatch {
+		if err := a.Registry.Watch(ctx); err != nil {
+			log.Warn("not watching the plugin directory; reload with SIGHUP or POST /admin/plugins/reload", "error", err)
+		}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			log.Info("SIGHUP: reloading plugins")
+			if err := a.Registry.Reload(ctx); err != nil {
+				log.Error("reload plugins", "error", err)
+			}
+		}
+	}()
 	var background sync.WaitGroup
 	if cfg.SelfTestOnStart {
 		background.Go(func() { a.Runner.SelfTest(ctx) })

@@ -16,6 +16,16 @@ type Runtime struct {
 	Description  string    `json:"description"`
 	Versions     []Version `json:"versions"`
 	Capabilities []string  `json:"capabilities"`
+	Plugin       PluginRef `json:"plugin"`
+}
+
+// PluginRef is the plugin process serving a runtime.
+type PluginRef struct {
+	Path     string `json:"path"`
+	SHA256   string `json:"sha256"`
+	Protocol int    `json:"protocol"`
+	State    string `json:"state"`
+	Reason   string `json:"reason,omitempty"`
 }
 
 // Version is one version of a runtime.
@@ -42,6 +52,10 @@ func runtimeJSON(info runner.RuntimeInfo) Runtime {
 		Description:  info.Description.Description,
 		Capabilities: nonNil(info.Capabilities),
 		Versions:     []Version{},
+		Plugin: PluginRef{
+			Path: info.Plugin.Path, SHA256: info.Plugin.Checksum, Protocol: info.Plugin.Protocol,
+			State: string(info.Plugin.State), Reason: info.Plugin.Reason,
+		},
 	}
 	for _, v := range info.Versions {
 		ver := Version{

@@ -62,6 +62,7 @@ func New(cfg Config, run *runner.Runner, reg *registry.Registry, ws *workspace.S
 	e.GET("/runtimes/:name", s.getRuntime)
 	e.POST("/runtimes/:name/run", s.run)
 	e.GET("/plugins", s.listPlugins)
+	e.POST("/admin/plugins/reload", s.reloadPlugins)
 	e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
 	s.workspaceRoutes()
 	s.sessionRoutes()
@@ -85,6 +86,15 @@ func (s *Server) readyz(c echo.Context) error {
 }
 
 func (s *Server) listPlugins(c echo.Context) error {
+	return c.JSON(http.StatusOK, s.registry.Reports())
+}
+
+// reloadPlugins rescans the plugin directory and answers with the result.
+func (s *Server) reloadPlugins(c echo.Context) error {
+	if err := s.registry.Reload(c.Request().Context()); err != nil {
+		return err
+	}
+	s.cfg.Metrics.Plugins(s.registry.Names())
 	return c.JSON(http.StatusOK, s.registry.Reports())
 }
 

@@ -74,7 +74,15 @@ func New(ctx context.Context, cfg config.Config, log hclog.Logger) (*App, error)
 	if err != nil {
 		return nil, err
 	}
+	var checksums map[string]string
+	if cfg.PluginChecksums != "" {
+		if checksums, err = registry.LoadChecksums(cfg.PluginChecksums); err != nil {
+			_ = exec.Close()
+			return nil, fmt.Errorf("RUNHOST_PLUGIN_CHECKSUMS: %w", err)
+		}
+	}
 	reg, err := registry.Discover(ctx, registry.Config{
+		Checksums:    checksums,
 		Dir:          cfg.PluginDir,
 		StartTimeout: cfg.PluginStartTimeout,
 		CallTimeout:  cfg.PluginCallTimeout,

@@ -46,6 +46,8 @@ type Config struct {
 	MaxBodyBytes int64 // largest request body
 	RunUser      string
 
+	PluginChecksums    string // sha256sum file: the approved plugin binaries
+	PluginWatch        bool   // reload plugins when their directory changes
 	PluginStartTimeout time.Duration
 	PluginCallTimeout  time.Duration
 	ShutdownTimeout    time.Duration
@@ -170,6 +172,8 @@ func settings() []Setting {
 		{"RUNHOST_OUTPUT_LIMIT_BYTES", "1048576", "cap on stdout and on stderr of a run, each; the rest is discarded and flagged", integer(func(c *Config) *int64 { return &c.OutputBytes })},
 		{"RUNHOST_MAX_BODY_BYTES", "10485760", "largest request body (413 above it)", integer(func(c *Config) *int64 { return &c.MaxBodyBytes })},
 		{"RUNHOST_RUN_USER", "1000:1000", "numeric uid:gid every run uses (never root)", runUser},
+		{"RUNHOST_PLUGIN_CHECKSUMS", "", "`sha256sum` output listing the approved plugin binaries; a plugin not listed or not matching is refused", str(func(c *Config) *string { return &c.PluginChecksums })},
+		{"RUNHOST_PLUGIN_WATCH", "true", "reload plugins when the plugin directory changes (also on SIGHUP and `POST /admin/plugins/reload`)", boolean(func(c *Config) *bool { return &c.PluginWatch })},
 		{"RUNHOST_PLUGIN_START_TIMEOUT_MS", "10000", "how long a plugin may take to start and describe itself", dur(func(c *Config) *time.Duration { return &c.PluginStartTimeout }, time.Millisecond)},
 		{"RUNHOST_PLUGIN_CALL_TIMEOUT_MS", "5000", "deadline of one call into a plugin", dur(func(c *Config) *time.Duration { return &c.PluginCallTimeout }, time.Millisecond)},
 		{"RUNHOST_SHUTDOWN_TIMEOUT_MS", "30000", "on SIGTERM, how long in-flight runs may finish before they are killed", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, time.Millisecond)},

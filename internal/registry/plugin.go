@@ -2,6 +2,8 @@ package registry
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -9,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,12 +23,19 @@ import (
 
 // Plugin is one running plugin process and what it described.
 type Plugin struct {
-	path string
-	cfg  Config
-	log  hclog.Logger
-	desc shared.Description // fixed at first start
+	path     string
+	checksum string // of the binary this process runs
+	protocol int    // negotiated with it
+	cfg      Config
+	log      hclog.Logger
+	desc     shared.Description // fixed at first start
 
 	onRestart func(string)
+	retired   atomic.Bool
+
+	callsMu sync.Mutex
+	calls   int        // calls being served
+	idle    *sync.Cond // signalled when calls drops to 0
 
 	mu        sync.Mutex
 	client    *plugin.Client
@@ -46,8 +56,8 @@ func (e *PluginError) Unwrap() error { return e.Err }
 
 // start launches the binary at path, completes the handshake and reads the
 // plugin's description.
-func start(ctx context.Context, path string, cfg Config, log hclog.Logger) (*Plugin, error) {
-	p := &Plugin{path: path, cfg: cfg, log: log.Named(filepath.Base(path))}
+func start(ctx context.Context, path, checksum string, cfg Config, log hclog.Logger) (*Plugin, error) {
+	p := &Plugin{path: path, checksum: checksum, cfg: cfg, log: log.Named(filepath.Base(path))}
 	client, rt, err := p.launch(ctx)
 	if err != nil {
 		return nil, err
@@ -63,7 +73,7 @@ func start(ctx context.Context, path string, cfg Config, log hclog.Logger) (*Plu
 		client.Kill()
 		return nil, fmt.Errorf("invalid description: %w", err)
 	}
-	p.desc, p.client, p.rt = desc, client, rt
+	p.desc, p.client, p.rt, p.protocol = desc, client, rt, client.NegotiatedVersion()
 	p.log = log.Named(desc.Name)
 	return p, nil
 }
@@ -76,6 +86,14 @@ func (p *Plugin) launch(ctx context.Context) (*plugin.Client, shared.Runtime, er
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cc := shared.ClientConfig(cmd, p.log)
 	cc.StartTimeout = p.cfg.StartTimeout
+	if p.cfg.Checksums != nil {
+		// go-plugin checks the binary again right before it runs it.
+		sum, err := hex.DecodeString(p.checksum)
+		if err != nil {
+			return nil, nil, fmt.Errorf("checksum %q: %w", p.checksum, err)
+		}
+		cc.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+	}
 	client := plugin.NewClient(cc)
 
 	type dialed struct {
@@ -155,8 +173,55 @@ func (p *Plugin) State() (State, string) {
 	return StateCrashed, p.lastError
 }
 
+// Report is the plugin's entry in the plugin listing.
+func (p *Plugin) Report() FileReport {
+	state, reason := p.State()
+	return FileReport{Path: p.path, Runtime: p.desc.Name, Checksum: p.checksum, Protocol: p.protocol, State: state, Reason: reason}
+}
+
+// Checksum is the SHA-256 of the binary the plugin runs.
+func (p *Plugin) Checksum() string { return p.checksum }
+
+// Protocol is the protocol version negotiated with the plugin.
+func (p *Plugin) Protocol() int { return p.protocol }
+
+// retire stops the process once the calls it is serving are done.
+func (p *Plugin) retire() {
+	p.retired.Store(true)
+	p.callsMu.Lock()
+	for p.calls > 0 {
+		p.cond().Wait()
+	}
+	p.callsMu.Unlock()
+	p.kill()
+}
+
+// cond is the calls condition; p.callsMu held.
+func (p *Plugin) cond() *sync.Cond {
+	if p.idle == nil {
+		p.idle = sync.NewCond(&p.callsMu)
+	}
+	return p.idle
+}
+
+func (p *Plugin) begin() {
+	p.callsMu.Lock()
+	p.calls++
+	p.callsMu.Unlock()
+}
+
+func (p *Plugin) end() {
+	p.callsMu.Lock()
+	if p.calls--; p.calls == 0 {
+		p.cond().Broadcast()
+	}
+	p.callsMu.Unlock()
+}
+
 // Plan asks the plugin for a spec, restarting the process first if it died.
 func (p *Plugin) Plan(ctx context.Context, req shared.RunRequest) (shared.Spec, error) {
+	p.begin()
+	defer p.end()
 	rt, err := p.runtime(ctx)
 	if err != nil {
 		return shared.Spec{}, err
@@ -191,6 +256,9 @@ func (p *Plugin) runtime(ctx context.Context) (shared.Runtime, error) {
 	defer p.mu.Unlock()
 	if p.client != nil && !p.client.Exited() {
 		return p.rt, nil
+	}
+	if p.retired.Load() {
+		return nil, &PluginError{Runtime: p.desc.Name, Err: fmt.Errorf("%w: the plugin was removed or replaced", ErrPluginUnavailable)}
 	}
 	if p.client != nil {
 		p.log.Warn("plugin process exited; restarting")

@@ -5,8 +5,11 @@ package registry
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -40,6 +43,10 @@ type Config struct {
 	StartTimeout time.Duration // launch + handshake + describe
 	CallTimeout  time.Duration // one Plan call
 	Logger       hclog.Logger
+	// Checksums, when not nil, is the allow-list of plugin binaries: file
+	// name to SHA-256. A plugin not listed, or whose binary differs, is
+	// refused (RUNHOST_PLUGIN_CHECKSUMS).
+	Checksums map[string]string
 }
 
 // Errors the API maps to status codes.
@@ -62,86 +69,199 @@ func (e *UnknownRuntimeError) Error() string {
 }
 func (e *UnknownRuntimeError) Is(target error) bool { return target == ErrUnknownRuntime }
 
-// FileReport is what discovery concluded about one file in the plugin directory.
+// FileReport is what discovery concluded about one file in the plugin
+// directory, with the state of the plugin it serves.
 type FileReport struct {
-	Path    string `json:"path"`
-	Runtime string `json:"runtime,omitempty"`
-	State   State  `json:"state"`
-	Reason  string `json:"reason,omitempty"`
+	Path     string `json:"path"`
+	Runtime  string `json:"runtime,omitempty"`
+	Checksum string `json:"sha256,omitempty"`
+	Protocol int    `json:"protocol,omitempty"`
+	State    State  `json:"state"`
+	Reason   string `json:"reason,omitempty"`
 }
 
-// Registry holds the running plugins by runtime name and alias.
+// Registry holds the running plugins by runtime name and alias. Reload
+// brings it in line with the plugin directory while it serves.
 type Registry struct {
-	cfg     Config
-	log     hclog.Logger
+	cfg       Config
+	log       hclog.Logger
+	onRestart func(plugin string)
+
+	reloading sync.Mutex // one reload at a time
+
+	mu      sync.RWMutex
 	byName  map[string]*Plugin
+	byPath  map[string]*Plugin
 	plugins []*Plugin // sorted by name
 	reports []FileReport
 }
 
 // Discover scans cfg.Dir and starts every plugin found. It returns an error
-// only when the directory cannot be read at all; a missing directory is an
-// empty registry, logged.
+// only when the directory exists but cannot be read; a missing directory
+// is an empty registry, logged.
 func Discover(ctx context.Context, cfg Config) (*Registry, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	r := &Registry{cfg: cfg, log: log, byName: map[string]*Plugin{}}
+	r := &Registry{cfg: cfg, log: log, byName: map[string]*Plugin{}, byPath: map[string]*Plugin{}}
+	if err := r.Reload(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
 
-	entries, err := os.ReadDir(cfg.Dir)
+// candidateFile is a file of the plugin directory and what is known of it.
+type candidateFile struct {
+	path     string
+	checksum string
+	reason   string // why it is not started; "" for a plugin to serve
+	state    State
+}
+
+// scan lists the plugin directory.
+func (r *Registry) scan() ([]candidateFile, error) {
+	entries, err := os.ReadDir(r.cfg.Dir)
 	if errors.Is(err, os.ErrNotExist) {
-		log.Warn("plugin directory does not exist; no runtimes", "dir", cfg.Dir)
-		return r, nil
+		r.log.Warn("plugin directory does not exist; no runtimes", "dir", r.cfg.Dir)
+		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read plugin directory: %w", err)
 	}
+	var out []candidateFile
+	for _, ent := range entries {
+		c := candidateFile{path: filepath.Join(r.cfg.Dir, ent.Name())}
+		if c.reason = candidate(ent); c.reason != "" {
+			c.state = StateRefused
+			if !FilePattern.MatchString(ent.Name()) {
+				c.state = StateIgnored
+			}
+			out = append(out, c)
+			continue
+		}
+		c.checksum, err = fileChecksum(c.path)
+		if err != nil {
+			c.reason, c.state = err.Error(), StateRefused
+		} else if r.cfg.Checksums != nil {
+			want, listed := r.cfg.Checksums[ent.Name()]
+			switch {
+			case !listed:
+				c.reason, c.state = "not listed in RUNHOST_PLUGIN_CHECKSUMS", StateRefused
+			case !strings.EqualFold(want, c.checksum):
+				c.reason, c.state = fmt.Sprintf("binary checksum %s does not match RUNHOST_PLUGIN_CHECKSUMS (%s): refusing a binary nobody approved", c.checksum, want), StateRefused
+			}
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
+	return out, nil
+}
 
+// Reload brings the served plugins in line with the directory: new files
+// are started, removed ones stopped, replaced binaries restarted. A plugin
+// that is replaced or removed finishes the calls it is serving first.
+func (r *Registry) Reload(ctx context.Context) error {
+	r.reloading.Lock()
+	defer r.reloading.Unlock()
+	files, err := r.scan()
+	if err != nil {
+		return err
+	}
+
+	// Start what is new or changed, all at once.
 	type launch struct {
-		path   string
+		file   candidateFile
 		plugin *Plugin
 		err    error
 	}
 	var launches []*launch
 	var wg sync.WaitGroup
-	for _, ent := range entries {
-		path := filepath.Join(cfg.Dir, ent.Name())
-		if reason := candidate(ent); reason != "" {
-			state := StateRefused
-			if !FilePattern.MatchString(ent.Name()) {
-				state = StateIgnored
-			}
-			r.report(FileReport{Path: path, State: state, Reason: reason})
+	r.mu.RLock()
+	for _, f := range files {
+		if f.reason != "" {
 			continue
 		}
-		l := &launch{path: path}
+		if old, ok := r.byPath[f.path]; ok && old.checksum == f.checksum {
+			continue
+		}
+		l := &launch{file: f}
 		launches = append(launches, l)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.plugin, l.err = start(ctx, path, cfg, log)
+			l.plugin, l.err = start(ctx, f.path, f.checksum, r.cfg, r.log)
+			if l.plugin != nil {
+				l.plugin.onRestart = r.onRestart
+			}
 		}()
 	}
+	r.mu.RUnlock()
 	wg.Wait()
 
-	// Register in file-name order, so which of two clashing plugins wins
-	// does not depend on start-up timing.
-	sort.Slice(launches, func(i, j int) bool { return launches[i].path < launches[j].path })
+	r.mu.Lock()
+	var retired []*Plugin
+	present := map[string]bool{}
+	for _, f := range files {
+		if f.reason == "" {
+			present[f.path] = true
+		}
+	}
+	// Gone or refused now: stop serving them.
+	for path, p := range r.byPath {
+		if !present[path] {
+			retired = append(retired, r.unregister(p))
+		}
+	}
+	var reports []FileReport
+	for _, f := range files {
+		if f.reason != "" {
+			reports = append(reports, FileReport{Path: f.path, Checksum: f.checksum, State: f.state, Reason: f.reason})
+		}
+	}
 	for _, l := range launches {
+		rep := FileReport{Path: l.file.path, Checksum: l.file.checksum}
 		if l.err != nil {
-			r.report(FileReport{Path: l.path, State: StateRefused, Reason: l.err.Error()})
+			// A replaced binary that does not start leaves the old one serving.
+			rep.State, rep.Reason = StateRefused, l.err.Error()
+			if old, ok := r.byPath[l.file.path]; ok {
+				rep.Reason += " (the previous binary keeps serving " + old.desc.Name + ")"
+			}
+			reports = append(reports, rep)
 			continue
+		}
+		old := r.byPath[l.file.path]
+		if old != nil {
+			r.unregister(old)
 		}
 		if err := r.register(l.plugin); err != nil {
-			l.plugin.kill()
-			r.report(FileReport{Path: l.path, Runtime: l.plugin.desc.Name, State: StateRefused, Reason: err.Error()})
+			if old != nil {
+				_ = r.register(old) // keep serving the previous binary
+			}
+			retired = append(retired, l.plugin)
+			rep.Runtime, rep.State, rep.Reason = l.plugin.desc.Name, StateRefused, err.Error()
+			reports = append(reports, rep)
 			continue
 		}
-		r.report(FileReport{Path: l.path, Runtime: l.plugin.desc.Name, State: StateHealthy})
+		if old != nil {
+			retired = append(retired, old)
+			r.log.Info("plugin replaced", "path", l.file.path, "runtime", l.plugin.desc.Name)
+		}
 	}
 	sort.Slice(r.plugins, func(i, j int) bool { return r.plugins[i].desc.Name < r.plugins[j].desc.Name })
-	return r, nil
+	r.reports = reports
+	r.mu.Unlock()
+
+	for _, rep := range reports {
+		r.logReport(rep)
+	}
+	for _, p := range r.Plugins() {
+		r.log.Debug("plugin serving", "path", p.path, "runtime", p.desc.Name)
+	}
+	for _, p := range retired {
+		go p.retire() // after the calls it is serving
+	}
+	return nil
 }
 
 // candidate returns why ent is not a plugin to start, or "".
@@ -164,11 +284,21 @@ func candidate(ent os.DirEntry) string {
 	return ""
 }
 
-func (r *Registry) report(rep FileReport) {
-	r.reports = append(r.reports, rep)
+func fileChecksum(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func (r *Registry) logReport(rep FileReport) {
 	switch rep.State {
-	case StateHealthy:
-		r.log.Info("plugin ready", "path", rep.Path, "runtime", rep.Runtime)
 	case StateIgnored:
 		r.log.Debug("not a plugin", "path", rep.Path, "reason", rep.Reason)
 	default:
@@ -176,39 +306,41 @@ func (r *Registry) report(rep FileReport) {
 	}
 }
 
+// register serves p under its names; r.mu held.
 func (r *Registry) register(p *Plugin) error {
 	names := append([]string{p.desc.Name}, p.desc.Aliases...)
 	for _, n := range names {
-		if other, ok := r.byName[n]; ok {
+		if other, ok := r.byName[n]; ok && other != p {
 			return fmt.Errorf("runtime name %q is already served by %s", n, other.path)
 		}
 	}
 	for _, n := range names {
 		r.byName[n] = p
 	}
+	r.byPath[p.path] = p
 	r.plugins = append(r.plugins, p)
+	r.log.Info("plugin ready", "path", p.path, "runtime", p.desc.Name, "protocol", p.protocol)
 	return nil
 }
 
-// OnRestart sets a function called with a plugin's runtime name each time
-// its process is started again (for metrics).
-func (r *Registry) OnRestart(f func(plugin string)) {
-	for _, p := range r.plugins {
-		p.onRestart = f
+// unregister stops serving p and returns it; r.mu held.
+func (r *Registry) unregister(p *Plugin) *Plugin {
+	for _, n := range append([]string{p.desc.Name}, p.desc.Aliases...) {
+		if r.byName[n] == p {
+			delete(r.byName, n)
+		}
 	}
-}
-
-// Names lists the served runtimes' names.
-func (r *Registry) Names() []string {
-	out := make([]string, 0, len(r.plugins))
-	for _, p := range r.plugins {
-		out = append(out, p.desc.Name)
+	if r.byPath[p.path] == p {
+		delete(r.byPath, p.path)
 	}
-	return out
+	r.plugins = slices.DeleteFunc(r.plugins, func(x *Plugin) bool { return x == p })
+	return p
 }
 
 // Lookup returns the plugin serving name (a runtime name or alias).
 func (r *Registry) Lookup(name string) (*Plugin, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	if p, ok := r.byName[name]; ok {
 		return p, nil
 	}
@@ -220,16 +352,44 @@ func (r *Registry) Lookup(name string) (*Plugin, error) {
 }
 
 // Plugins returns the served plugins, sorted by runtime name.
-func (r *Registry) Plugins() []*Plugin { return slices.Clone(r.plugins) }
+func (r *Registry) Plugins() []*Plugin {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return slices.Clone(r.plugins)
+}
 
-// Reports returns what discovery concluded about each file, with the
-// current state of the served plugins.
+// Reports returns every file of the plugin directory: the served plugins
+// with their current state, and the files refused or ignored, with why.
 func (r *Registry) Reports() []FileReport {
+	r.mu.RLock()
 	out := slices.Clone(r.reports)
-	for i := range out {
-		if p, ok := r.byName[out[i].Runtime]; ok && out[i].State != StateRefused {
-			out[i].State, out[i].Reason = p.State()
-		}
+	plugins := slices.Clone(r.plugins)
+	r.mu.RUnlock()
+	for _, p := range plugins {
+		out = append(out, p.Report())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// OnRestart sets a function called with a plugin's runtime name each time
+// its process is started again (for metrics).
+func (r *Registry) OnRestart(f func(plugin string)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onRestart = f
+	for _, p := range r.plugins {
+		p.onRestart = f
+	}
+}
+
+// Names lists the served runtimes' names.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.plugins))
+	for _, p := range r.plugins {
+		out = append(out, p.desc.Name)
 	}
 	return out
 }
@@ -237,7 +397,7 @@ func (r *Registry) Reports() []FileReport {
 // Close stops every plugin process.
 func (r *Registry) Close() {
 	var wg sync.WaitGroup
-	for _, p := range r.plugins {
+	for _, p := range r.Plugins() {
 		wg.Add(1)
 		go func() { defer wg.Done(); p.kill() }()
 	}

@@ -2,8 +2,11 @@ package registry
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -231,5 +234,134 @@ func TestValidateDescription(t *testing.T) {
 				t.Fatalf("got %v, want an error about %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func buildVariant(t *testing.T, variant string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-ldflags", "-X main.variant="+variant, "-o", filepath.Join(dir, "p"), "./internal/registry/testdata/testplugin")
+	cmd.Dir = testenv.RepoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "p"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// install writes a plugin binary the way an operator should: beside its
+// place, then renamed into it.
+func install(t *testing.T, dir, name string, bin []byte) {
+	t.Helper()
+	tmp := filepath.Join(dir, "."+name+".new")
+	if err := os.WriteFile(tmp, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReload(t *testing.T) {
+	v1, v2 := buildVariant(t, "1"), buildVariant(t, "2")
+	dir := t.TempDir()
+	install(t, dir, "runhost-plugin-good", v1)
+	reg := discover(t, dir)
+	plan := func(name, code string) (shared.Spec, error) {
+		p, err := reg.Lookup(name)
+		if err != nil {
+			return shared.Spec{}, err
+		}
+		return p.Plan(context.Background(), shared.RunRequest{Version: "1", Code: code})
+	}
+	if spec, err := plan("good", "x"); err != nil || spec.Env["VARIANT"] != "1" {
+		t.Fatalf("v1: %+v %v", spec, err)
+	}
+
+	t.Run("a new plugin appears", func(t *testing.T) {
+		install(t, dir, "runhost-plugin-second", v1)
+		if err := reg.Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := plan("second", "x"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("a replaced binary is restarted; a call in flight finishes on the old one", func(t *testing.T) {
+		slow := make(chan error, 1)
+		go func() {
+			spec, err := plan("good", "slow")
+			if err == nil && spec.Env["VARIANT"] != "1" {
+				err = fmt.Errorf("the slow call was served by variant %s", spec.Env["VARIANT"])
+			}
+			slow <- err
+		}()
+		time.Sleep(200 * time.Millisecond)
+		install(t, dir, "runhost-plugin-good", v2)
+		if err := reg.Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if spec, err := plan("good", "x"); err != nil || spec.Env["VARIANT"] != "2" {
+			t.Fatalf("after replacing: %+v %v", spec, err)
+		}
+		if err := <-slow; err != nil {
+			t.Fatalf("the call in flight during the replacement: %v", err)
+		}
+	})
+	t.Run("a removed plugin disappears", func(t *testing.T) {
+		if err := os.Remove(filepath.Join(dir, "runhost-plugin-second")); err != nil {
+			t.Fatal(err)
+		}
+		if err := reg.Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.Lookup("second"); !errors.Is(err, ErrUnknownRuntime) {
+			t.Fatalf("after removal: %v", err)
+		}
+	})
+	t.Run("reports carry path, checksum, protocol and state", func(t *testing.T) {
+		for _, r := range reg.Reports() {
+			if r.Runtime == "good" && (r.Checksum != fmt.Sprintf("%x", sha256.Sum256(v2)) || r.Protocol != shared.ProtocolVersion || r.State != StateHealthy) {
+				t.Errorf("report %+v", r)
+			}
+		}
+	})
+}
+
+func TestChecksums(t *testing.T) {
+	v1, v2 := buildVariant(t, "1"), buildVariant(t, "2")
+	dir := t.TempDir()
+	install(t, dir, "runhost-plugin-good", v1)
+	install(t, dir, "runhost-plugin-tampered", v2)
+	install(t, dir, "runhost-plugin-unlisted", v1)
+	sums := filepath.Join(t.TempDir(), "SHA256SUMS")
+	content := fmt.Sprintf("%x  runhost-plugin-good\n%x *bin/runhost-plugin-tampered\n", sha256.Sum256(v1), sha256.Sum256(v1))
+	if err := os.WriteFile(sums, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	checksums, err := LoadChecksums(sums)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := Discover(context.Background(), Config{Dir: dir, StartTimeout: 10 * time.Second, CallTimeout: 2 * time.Second, Checksums: checksums})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reg.Close)
+	got := map[string]FileReport{}
+	for _, r := range reg.Reports() {
+		got[filepath.Base(r.Path)] = r
+	}
+	if r := got["runhost-plugin-good"]; r.State != StateHealthy {
+		t.Errorf("listed and matching: %+v", r)
+	}
+	if r := got["runhost-plugin-tampered"]; r.State != StateRefused || !strings.Contains(r.Reason, "does not match RUNHOST_PLUGIN_CHECKSUMS") {
+		t.Errorf("checksum mismatch: %+v", r)
+	}
+	if r := got["runhost-plugin-unlisted"]; r.State != StateRefused || !strings.Contains(r.Reason, "not listed") {
+		t.Errorf("unlisted: %+v", r)
 	}
 }

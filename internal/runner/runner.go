@@ -320,6 +320,7 @@ func newRunID() string {
 // image is on the engine.
 type RuntimeInfo struct {
 	shared.Description
+	Plugin    registry.FileReport       // the process serving it
 	Installed map[string]bool           // by version
 	SelfTests map[string]SelfTestResult // by version; absent until checked
 }
@@ -345,7 +346,7 @@ func (r *Runner) Runtime(ctx context.Context, name string) (RuntimeInfo, error) 
 
 func (r *Runner) info(ctx context.Context, p *registry.Plugin) RuntimeInfo {
 	d := p.Description()
-	info := RuntimeInfo{Description: d, Installed: map[string]bool{}, SelfTests: map[string]SelfTestResult{}}
+	info := RuntimeInfo{Description: d, Plugin: p.Report(), Installed: map[string]bool{}, SelfTests: map[string]SelfTestResult{}}
 	for _, v := range d.Versions {
 		if st, ok := r.selfTests.get(d.Name, v.Version); ok {
 			info.SelfTests[v.Version] = st

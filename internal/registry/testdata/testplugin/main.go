@@ -18,6 +18,10 @@ import (
 
 type runtime struct{ name string }
 
+// variant is set at build time (-ldflags -X main.variant=...) to make
+// binaries that differ.
+var variant = "1"
+
 func (r runtime) Describe(context.Context) (shared.Description, error) {
 	d := shared.Description{
 		Name:     r.name,
@@ -58,11 +62,13 @@ func (r runtime) Plan(ctx context.Context, req shared.RunRequest) (shared.Spec, 
 		time.Sleep(time.Hour)
 	case "invalid":
 		return shared.Spec{}, shared.Invalidf("this request is invalid")
+	case "slow":
+		time.Sleep(time.Second)
 	case "wait-for-cancel":
 		<-ctx.Done()
 		return shared.Spec{}, ctx.Err()
 	}
-	return shared.Spec{Image: "img:1", Command: []string{"run", req.Code}, Env: map[string]string{"PID": fmt.Sprint(os.Getpid())}}, nil
+	return shared.Spec{Image: "img:1", Command: []string{"run", req.Code}, Env: map[string]string{"PID": fmt.Sprint(os.Getpid()), "VARIANT": variant}}, nil
 }
 
 func main() {
