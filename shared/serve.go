@@ -1,6 +1,7 @@
 package shared
 
 import (
+	"fmt"
 	"os"
 	"sync"
 
@@ -14,6 +15,14 @@ import (
 // stdout (it carries the handshake). Log with the logger from Logger; it
 // writes JSON to stderr, which the host folds into its own log.
 func Serve(impl Runtime) {
+	if os.Getenv(Handshake.MagicCookieKey) != Handshake.MagicCookieValue {
+		// Started by hand, not by the host: say what this is instead of
+		// go-plugin's generic notice.
+		fmt.Fprintf(os.Stderr, "%s is a runhost runtime plugin: the runhost host starts it, it is not run by hand.\n"+
+			"Install it in the host's RUNHOST_PLUGIN_DIR (named runhost-plugin-<name>), or check it with:\n"+
+			"  host plugin check %s\n", os.Args[0], os.Args[0])
+		os.Exit(2)
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: PluginSets(impl),

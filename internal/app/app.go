@@ -175,14 +175,7 @@ func PolicyConfig(cfg config.Config) (policy.Config, error) {
 	if cfg.CABundle != "" {
 		var err error
 		if ca, err = os.ReadFile(cfg.CABundle); err != nil {
-			oci := map[string]string{}
-			for _, kv := range cfg.OCIRuntimes {
-				name, rt, _ := strings.Cut(kv, "=")
-				oci[name] = rt
-			}
-			return policy.Config{
-				OCIRuntime:  cfg.OCIRuntime,
-				OCIRuntimes: oci}, fmt.Errorf("RUNHOST_CA_BUNDLE: %w", err)
+			return policy.Config{}, fmt.Errorf("RUNHOST_CA_BUNDLE: %w", err)
 		}
 	}
 	oci := map[string]string{}
@@ -190,7 +183,7 @@ func PolicyConfig(cfg config.Config) (policy.Config, error) {
 		name, rt, _ := strings.Cut(kv, "=")
 		oci[name] = rt
 	}
-	return policy.Config{
+	pc := policy.Config{
 		OCIRuntime:     cfg.OCIRuntime,
 		OCIRuntimes:    oci,
 		DefaultTimeout: cfg.DefaultTimeout,
@@ -221,7 +214,15 @@ func PolicyConfig(cfg config.Config) (policy.Config, error) {
 		BuildNetwork:    cfg.BuildNetwork,
 		MaxContextBytes: cfg.MaxContextBytes,
 		BuildLogBytes:   cfg.BuildLogBytes,
-	}, nil
+	}
+	if cfg.PolicyFile != "" {
+		grants, err := policy.LoadGrants(cfg.PolicyFile, pc)
+		if err != nil {
+			return policy.Config{}, fmt.Errorf("RUNHOST_POLICY: %w", err)
+		}
+		pc.Grants = grants
+	}
+	return pc, nil
 }
 
 // Handler is the HTTP API.

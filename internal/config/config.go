@@ -67,6 +67,9 @@ type Config struct {
 	DepsCacheEntries    int64
 	DepsCacheMB         int64
 
+	// PolicyFile grants plugins what they may ask for (RUNHOST_POLICY).
+	PolicyFile string
+
 	// Images a request may name (custom-image runtimes); empty means the
 	// runtimes' own images.
 	AllowedImages []string
@@ -190,6 +193,7 @@ func settings() []Setting {
 		{"RUNHOST_INSTALL_MEMORY_MB", "1024", "memory limit of a dependency install", integer(func(c *Config) *int64 { return &c.InstallMemoryMB })},
 		{"RUNHOST_DEPS_CACHE_ENTRIES", "100", "installed dependency sets kept (least recently used go first)", integer(func(c *Config) *int64 { return &c.DepsCacheEntries })},
 		{"RUNHOST_DEPS_CACHE_MB", "4096", "bytes of installed dependencies kept", integer(func(c *Config) *int64 { return &c.DepsCacheMB })},
+		{"RUNHOST_POLICY", "", "host policy file (JSON, strict) granting each plugin its images, networks and maximum limits; see docs/writing-plugins.md", str(func(c *Config) *string { return &c.PolicyFile })},
 		{"RUNHOST_ALLOWED_IMAGES", "", "comma-separated image patterns (`*` matches anything) a request may name with `image`; empty means the runtimes' own images", list(func(c *Config) *[]string { return &c.AllowedImages })},
 		{"RUNHOST_BUILD_TIMEOUT_MS", "300000", "wall-clock timeout of one Dockerfile build", dur(func(c *Config) *time.Duration { return &c.BuildTimeout }, time.Millisecond)},
 		{"RUNHOST_BUILD_MEMORY_MB", "2048", "memory limit of each build step's container", integer(func(c *Config) *int64 { return &c.BuildMemoryMB })},

@@ -5,8 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/runhost/runhost/internal/testenv"
 )
 
 func TestHostilePluginSpecsAreRefused(t *testing.T) {
@@ -96,5 +100,34 @@ func TestLogsAuditAndMetrics(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+func TestPerPluginPolicy(t *testing.T) {
+	policyFile := filepath.Join(t.TempDir(), "policy.json")
+	if err := os.WriteFile(policyFile, []byte(`{"plugins": {
+		"hostile": {"images": ["runhost/shell:*"]},
+		"python": {"max_memory_mb": 128}
+	}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := pluginDirWith(t, "hostile")
+	bins := testenv.Build(t)
+	b, _ := os.ReadFile(filepath.Join(bins.PluginDir, "runhost-plugin-python"))
+	install(t, dir, "runhost-plugin-python", b)
+	h := startHost(t, "RUNHOST_PLUGIN_DIR="+dir, "RUNHOST_POLICY="+policyFile)
+
+	status, body := h.post("/runtimes/hostile/run", map[string]any{"code": "fine"})
+	e := decodeError(t, body)
+	if status != http.StatusBadGateway || e.Error.Code != "spec_refused" ||
+		!strings.Contains(e.Error.Message, `plugin "hostile"`) || !strings.Contains(e.Error.Message, "image") || !strings.Contains(e.Error.Message, "runhost/shell:*") {
+		t.Errorf("an image outside the grant: %d %s", status, body)
+	}
+	status, body = h.post("/runtimes/python/run", map[string]any{"code": "print(1)", "memory_mb": 256})
+	if status != 400 || !strings.Contains(string(body), "RUNHOST_POLICY") {
+		t.Errorf("memory above the grant: %d %s", status, body)
+	}
+	if res := h.run("python", map[string]any{"code": "print(1)"}); res.Stdout != "1\n" {
+		t.Errorf("a run within the grant: %+v", res)
 	}
 }

@@ -53,6 +53,9 @@ type Config struct {
 	NpmRegistry         string
 	CABundle            []byte // PEM given to install steps; nil for none
 
+	// Grants narrow what named plugins may ask for (RUNHOST_POLICY).
+	Grants map[string]Grant
+
 	// OCIRuntime is the engine runtime of run and install containers;
 	// OCIRuntimes overrides it per runtime name. Requests cannot choose.
 	OCIRuntime  string
@@ -151,25 +154,27 @@ type Policy struct {
 // New returns a policy for cfg.
 func New(cfg Config) *Policy { return &Policy{cfg: cfg} }
 
-// CheckRequested refuses requested limits outside the host's range. Callers
-// use it before asking a plugin anything.
-func (p *Policy) CheckRequested(r Requested) error {
+// CheckRequested refuses requested limits outside what runtime may have
+// (the host's maxima, narrowed by the runtime's grant). Callers use it
+// before asking a plugin anything.
+func (p *Policy) CheckRequested(runtime string, r Requested) error {
 	c := p.cfg
+	m := p.maxima(runtime)
 	switch {
 	case r.Timeout < 0:
 		return &LimitError{"timeout_ms", "must not be negative"}
-	case r.Timeout > c.MaxTimeout:
-		return &LimitError{"timeout_ms", fmt.Sprintf("%d is above the host's maximum of %d", r.Timeout.Milliseconds(), c.MaxTimeout.Milliseconds())}
+	case r.Timeout > m.timeout:
+		return &LimitError{"timeout_ms", fmt.Sprintf("%d is above %s of %d", r.Timeout.Milliseconds(), m.source, m.timeout.Milliseconds())}
 	case r.MemoryBytes < 0:
 		return &LimitError{"memory_mb", "must not be negative"}
-	case r.MemoryBytes > c.MaxMemory:
-		return &LimitError{"memory_mb", fmt.Sprintf("%d is above the host's maximum of %d", r.MemoryBytes>>20, c.MaxMemory>>20)}
+	case r.MemoryBytes > m.memory:
+		return &LimitError{"memory_mb", fmt.Sprintf("%d is above %s of %d", r.MemoryBytes>>20, m.source, m.memory>>20)}
 	case r.MemoryBytes > 0 && r.MemoryBytes < c.MinMemory:
 		return &LimitError{"memory_mb", fmt.Sprintf("%d is below the minimum of %d", r.MemoryBytes>>20, c.MinMemory>>20)}
 	case r.CPUs < 0:
 		return &LimitError{"cpus", "must not be negative"}
-	case r.CPUs > c.MaxCPUs:
-		return &LimitError{"cpus", fmt.Sprintf("%g is above the host's maximum of %g", r.CPUs, c.MaxCPUs)}
+	case r.CPUs > m.cpus:
+		return &LimitError{"cpus", fmt.Sprintf("%g is above %s of %g", r.CPUs, m.source, m.cpus)}
 	case r.CPUs > 0 && r.CPUs < 0.01:
 		return &LimitError{"cpus", "must be at least 0.01"}
 	}
@@ -178,7 +183,7 @@ func (p *Policy) CheckRequested(r Requested) error {
 
 // Job decides the whole run from in, or says why not.
 func (p *Policy) Job(in Input) (executor.Job, error) {
-	if err := p.CheckRequested(in.Requested); err != nil {
+	if err := p.CheckRequested(in.Runtime, in.Requested); err != nil {
 		return executor.Job{}, err
 	}
 	refuse := func(field, format string, args ...any) (executor.Job, error) {
@@ -302,6 +307,9 @@ func (p *Policy) image(in Input) (string, error) {
 		}
 		return in.Built.Ref, nil
 	case spec.Image == in.Version.Image:
+		if g, ok := p.grantOf(in.Runtime); ok && len(g.Images) > 0 && !matchAny(g.Images, spec.Image) {
+			return "", &SpecError{in.Runtime, "image", fmt.Sprintf("%q is outside the images RUNHOST_POLICY grants the plugin (%s)", spec.Image, strings.Join(g.Images, ", "))}
+		}
 		return spec.Image, nil
 	case !slices.Contains(in.Capabilities, shared.CapCustomImage):
 		return "", &SpecError{in.Runtime, "image", fmt.Sprintf("%q is not the image of version %s (%q)", spec.Image, in.Version.Version, in.Version.Image)}
@@ -310,12 +318,24 @@ func (p *Policy) image(in Input) (string, error) {
 	if len(allowed) == 0 {
 		allowed = in.DeclaredImages
 	}
+	if g, ok := p.grantOf(in.Runtime); ok && len(g.CustomImages) > 0 {
+		allowed = g.CustomImages
+	}
 	for _, pattern := range allowed {
 		if MatchImage(pattern, spec.Image) {
 			return spec.Image, nil
 		}
 	}
 	return "", &ImageError{Image: spec.Image, Allowed: allowed}
+}
+
+func matchAny(patterns []string, image string) bool {
+	for _, p := range patterns {
+		if MatchImage(p, image) {
+			return true
+		}
+	}
+	return false
 }
 
 // MatchImage reports whether image matches pattern, where * matches any run
@@ -397,6 +417,12 @@ func (p *Policy) install(in Input, image string) (*executor.Install, error) {
 		return refuse("env", "%v", err)
 	}
 	egress := spec.Network && c.AllowInstallNetwork
+	if g, ok := p.grantOf(in.Runtime); ok && g.InstallNetwork != nil {
+		if spec.Network && !*g.InstallNetwork {
+			return refuse("network", "the plugin asks for network during installs; RUNHOST_POLICY grants it none (install_network: false)")
+		}
+		egress = spec.Network && *g.InstallNetwork
+	}
 	limits := executor.Limits{
 		Timeout:       c.InstallTimeout,
 		MemoryBytes:   c.InstallMemory,
@@ -465,14 +491,19 @@ func (p *Policy) Build(in Input) (executor.Build, error) {
 		args = append(args, k+"="+v)
 	}
 	sort.Strings(args)
+	network := c.BuildNetwork
+	if g, ok := p.grantOf(in.Runtime); ok && g.BuildNetwork != nil {
+		network = *g.BuildNetwork
+	}
+	m := p.maxima(in.Runtime)
 	return executor.Build{
-		Key:         contentKey("build", b.Dockerfile, strings.Join(args, "\x00"), filesDigest(files), fmt.Sprint(c.BuildNetwork)),
+		Key:         contentKey("build", b.Dockerfile, strings.Join(args, "\x00"), filesDigest(files), fmt.Sprint(network)),
 		Dockerfile:  []byte(b.Dockerfile),
 		Context:     files,
 		BuildArgs:   b.BuildArgs,
-		Network:     c.BuildNetwork,
+		Network:     network,
 		Timeout:     c.BuildTimeout,
-		MemoryBytes: c.BuildMemory,
+		MemoryBytes: min(c.BuildMemory, m.memory),
 		NanoCPUs:    int64(c.MaxCPUs * 1e9),
 		LogBytes:    c.BuildLogBytes,
 		Labels:      map[string]string{"runhost.runtime": in.Runtime},
@@ -504,21 +535,23 @@ func filesDigest(files []executor.File) string {
 func (p *Policy) limits(in Input) (executor.Limits, error) {
 	c := p.cfg
 	spec := in.Spec.Limits
+	m := p.maxima(in.Runtime)
 	refuse := func(field, format string, args ...any) (executor.Limits, error) {
 		return executor.Limits{}, &SpecError{Runtime: in.Runtime, Field: field, Msg: fmt.Sprintf(format, args...)}
 	}
 	switch {
-	case spec.Timeout < 0 || spec.Timeout > c.MaxTimeout:
-		return refuse("limits.timeout", "%s is outside 0..%s", spec.Timeout, c.MaxTimeout)
-	case spec.MemoryBytes < 0 || spec.MemoryBytes > c.MaxMemory || spec.MemoryBytes > 0 && spec.MemoryBytes < c.MinMemory:
-		return refuse("limits.memory_bytes", "%d is outside %d..%d", spec.MemoryBytes, c.MinMemory, c.MaxMemory)
-	case spec.CPUs < 0 || spec.CPUs > c.MaxCPUs:
-		return refuse("limits.cpus", "%g is outside 0..%g", spec.CPUs, c.MaxCPUs)
+	case spec.Timeout < 0 || spec.Timeout > m.timeout:
+		return refuse("limits.timeout", "%s is outside 0..%s (%s)", spec.Timeout, m.timeout, m.source)
+	case spec.MemoryBytes < 0 || spec.MemoryBytes > m.memory || spec.MemoryBytes > 0 && spec.MemoryBytes < c.MinMemory:
+		return refuse("limits.memory_bytes", "%d is outside %d..%d (%s)", spec.MemoryBytes, c.MinMemory, m.memory, m.source)
+	case spec.CPUs < 0 || spec.CPUs > m.cpus:
+		return refuse("limits.cpus", "%g is outside 0..%g (%s)", spec.CPUs, m.cpus, m.source)
 	}
+	// The host's defaults, within the runtime's maxima.
 	return executor.Limits{
-		Timeout:       first(in.Requested.Timeout, spec.Timeout, c.DefaultTimeout),
-		MemoryBytes:   first(in.Requested.MemoryBytes, spec.MemoryBytes, c.DefaultMemory),
-		NanoCPUs:      int64(first(in.Requested.CPUs, spec.CPUs, c.DefaultCPUs) * 1e9),
+		Timeout:       first(in.Requested.Timeout, spec.Timeout, min(c.DefaultTimeout, m.timeout)),
+		MemoryBytes:   first(in.Requested.MemoryBytes, spec.MemoryBytes, min(c.DefaultMemory, m.memory)),
+		NanoCPUs:      int64(first(in.Requested.CPUs, spec.CPUs, min(c.DefaultCPUs, m.cpus)) * 1e9),
 		Pids:          c.Pids,
 		NoFile:        c.NoFile,
 		FileSizeBytes: c.FileSizeBytes,

@@ -2,6 +2,9 @@ package policy
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -276,5 +279,74 @@ func TestBuild(t *testing.T) {
 	}
 	if job.Image != "runhost/build:k" || strings.Join(job.Command, " ") != "python3 app.py" || job.WorkDir != "/app" {
 		t.Errorf("job from a built image = %+v", job)
+	}
+}
+
+func TestGrants(t *testing.T) {
+	no := false
+	cfg := testConfig()
+	cfg.AllowInstallNetwork = true
+	cfg.Grants = map[string]Grant{"python": {
+		Images:         []string{"runhost/python:*"},
+		MaxMemoryMB:    128,
+		MaxTimeoutMS:   5000,
+		InstallNetwork: &no,
+	}}
+	p := New(cfg)
+	tests := []struct {
+		name   string
+		mutate func(*Input)
+		kind   error
+		want   string
+	}{
+		{"request memory above the grant", func(in *Input) { in.Requested.MemoryBytes = 256 << 20 }, ErrLimitExceeded, `RUNHOST_POLICY grants plugin "python" of 128`},
+		{"request timeout above the grant", func(in *Input) { in.Requested.Timeout = 6 * time.Second }, ErrLimitExceeded, "5000"},
+		{"plugin memory above the grant", func(in *Input) { in.Spec.Limits.MemoryBytes = 512 << 20 }, ErrSpecRefused, "limits.memory_bytes"},
+		{"image outside the grant", func(in *Input) {
+			in.Version.Image, in.Spec.Image = "evil/python:3", "evil/python:3"
+		}, ErrSpecRefused, "outside the images RUNHOST_POLICY grants"},
+		{"install network the grant refuses", func(in *Input) {
+			in.Capabilities = []shared.Capability{shared.CapPackages}
+			in.Spec.Install = &shared.Install{Command: []string{"pip"}, OutputDir: "/deps", Network: true}
+		}, ErrSpecRefused, "install.network"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := p.Job(input(tt.mutate))
+			if !errors.Is(err, tt.kind) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want %v mentioning %q", err, tt.kind, tt.want)
+			}
+		})
+	}
+	// Defaults stay within the grant; other runtimes keep the host's.
+	job, err := p.Job(input(nil))
+	if err != nil || job.Limits.MemoryBytes != 128<<20 {
+		t.Fatalf("default memory under a 128 MiB grant: %v %v", job.Limits.MemoryBytes, err)
+	}
+	other := input(func(in *Input) { in.Runtime = "shell"; in.Requested.MemoryBytes = 512 << 20 })
+	if _, err := p.Job(other); err != nil {
+		t.Errorf("a runtime without a grant keeps the host's maxima: %v", err)
+	}
+}
+
+func TestLoadGrants(t *testing.T) {
+	dir := t.TempDir()
+	write := func(s string) string {
+		f := filepath.Join(dir, fmt.Sprintf("p%d.json", len(s)))
+		_ = os.WriteFile(f, []byte(s), 0o644)
+		return f
+	}
+	if g, err := LoadGrants(write(`{"plugins":{"python":{"max_memory_mb":512,"install_network":true}}}`), testConfig()); err != nil || g["python"].MaxMemoryMB != 512 || !*g["python"].InstallNetwork {
+		t.Fatalf("valid: %+v %v", g, err)
+	}
+	for name, bad := range map[string]string{
+		"unknown field":    `{"plugins":{"python":{"max_memroy_mb":512}}}`,
+		"above host max":   `{"plugins":{"python":{"max_memory_mb":999999}}}`,
+		"not json":         `plugins: python`,
+		"unknown toplevel": `{"plugin":{}}`,
+	} {
+		if _, err := LoadGrants(write(bad), testConfig()); err == nil {
+			t.Errorf("%s: loaded", name)
+		}
 	}
 }

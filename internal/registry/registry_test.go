@@ -365,3 +365,30 @@ func TestChecksums(t *testing.T) {
 		t.Errorf("unlisted: %+v", r)
 	}
 }
+
+func TestHandshakeTimeoutIsExplained(t *testing.T) {
+	dir := pluginDir(t, "runhost-plugin-sleepy")
+	reg, err := Discover(context.Background(), Config{Dir: dir, StartTimeout: time.Second, CallTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reg.Close)
+	r := reg.Reports()[0]
+	if r.State != StateRefused || !strings.Contains(r.Reason, "did not complete the handshake within 1s") || !strings.Contains(r.Reason, "shared.Serve") {
+		t.Fatalf("report %+v", r)
+	}
+}
+
+func TestStartedByHandIsExplained(t *testing.T) {
+	bin := filepath.Join(pluginDir(t, "runhost-plugin-good"), "runhost-plugin-good")
+	out, err := exec.Command(bin).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Fatalf("exit: %v", err)
+	}
+	for _, want := range []string{"is a runhost runtime plugin", "RUNHOST_PLUGIN_DIR", "host plugin check"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("message %q does not say %q", out, want)
+		}
+	}
+}

@@ -103,7 +103,7 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	if err := checkCapabilities(desc, req); err != nil {
 		return Result{}, err
 	}
-	if err := r.policy.CheckRequested(req.Limits); err != nil {
+	if err := r.policy.CheckRequested(desc.Name, req.Limits); err != nil {
 		return Result{}, err
 	}
 	var ws *workspace.Ref

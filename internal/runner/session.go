@@ -100,7 +100,7 @@ func (r *Runner) RunInSession(ctx context.Context, sess executor.Session, base *
 	}
 	limits := base.Limits
 	limits.Timeout = req.Limits.Timeout
-	if err := r.policy.CheckRequested(limits); err != nil {
+	if err := r.policy.CheckRequested(base.Runtime, limits); err != nil {
 		return Result{}, err
 	}
 	spec, err := p.Plan(ctx, shared.RunRequest{

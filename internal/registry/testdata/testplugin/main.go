@@ -86,6 +86,8 @@ func main() {
 		return
 	case "stdout":
 		fmt.Println("a stray line on stdout")
+	case "sleepy":
+		time.Sleep(time.Minute) // never completes the handshake in time
 	case "env":
 		// Reports its environment through its description, to prove it is empty
 		// of the host's variables.
