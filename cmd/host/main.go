@@ -29,6 +29,11 @@ Commands:
   (none)     serve the HTTP API
   selftest   run every runtime version's self-test against the engine and exit
              non-zero if any fails
+  plugin check PATH
+             the conformance kit: start the plugin binary at PATH as the host
+             does, check its description, run every version's self-test on
+             the engine and check its answers against the host policy; exits
+             non-zero if anything fails
   api-key [name]
              make a new API key and print it (it is shown once). Its hash is
              appended to RUNHOST_API_KEYS_FILE when that is set, else printed
@@ -43,6 +48,8 @@ func main() {
 		os.Exit(serve())
 	case len(os.Args) == 2 && os.Args[1] == "selftest":
 		os.Exit(selftest())
+	case len(os.Args) == 4 && os.Args[1] == "plugin" && os.Args[2] == "check":
+		os.Exit(pluginCheck(os.Args[3]))
 	case len(os.Args) <= 3 && os.Args[1] == "api-key":
 		name := ""
 		if len(os.Args) == 3 {
@@ -53,6 +60,20 @@ func main() {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
+}
+
+// pluginCheck runs the conformance kit on one plugin binary.
+func pluginCheck(path string) int {
+	cfg, _, ok := setup()
+	if !ok {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if !app.CheckPlugin(ctx, cfg, path, os.Stdout) {
+		return 1
+	}
+	return 0
 }
 
 // apiKey makes a key, stores its hash (never the key) and prints the key.

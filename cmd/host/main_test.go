@@ -234,3 +234,36 @@ func TestSIGTERMKillsRunsPastTheGracePeriod(t *testing.T) {
 		t.Fatalf("%d containers left after shutdown", len(left))
 	}
 }
+
+func TestPluginCheck(t *testing.T) {
+	testenv.RequireDocker(t)
+	bins := testenv.Build(t)
+	hostBin := testenv.GoBuild(t, "./cmd/host", t.TempDir(), "host")
+	testBin := testenv.GoBuild(t, "./internal/registry/testdata/testplugin", t.TempDir(), "testplugin")
+	dir := t.TempDir()
+	for _, name := range []string{"runhost-plugin-hostile", "runhost-plugin-nodesc"} {
+		b, _ := os.ReadFile(testBin)
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(path string) (int, string) {
+		cmd := exec.Command(hostBin, "plugin", "check", path)
+		cmd.Env = append(os.Environ(), "RUNHOST_INIT_PATH="+bins.Init, "RUNHOST_EGRESS_PATH="+bins.Egress)
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return exit.ExitCode(), string(out)
+		}
+		return 0, string(out)
+	}
+	if code, out := check(filepath.Join(bins.PluginDir, "runhost-plugin-shell")); code != 0 || !strings.Contains(out, "self-test shell 5.2") || !strings.Contains(out, "passes") {
+		t.Errorf("a good plugin: exit %d\n%s", code, out)
+	}
+	if code, out := check(filepath.Join(dir, "runhost-plugin-hostile")); code != 1 || !strings.Contains(out, "FAIL version 1 declares a self-test") {
+		t.Errorf("a plugin without self-tests: exit %d\n%s", code, out)
+	}
+	if code, out := check(filepath.Join(dir, "runhost-plugin-nodesc")); code != 1 || !strings.Contains(out, "invalid description: no versions") {
+		t.Errorf("a plugin with a bad description: exit %d\n%s", code, out)
+	}
+}

@@ -46,6 +46,11 @@ type App struct {
 
 // New builds the host and starts its plugins.
 func New(ctx context.Context, cfg config.Config, log hclog.Logger) (*App, error) {
+	return newApp(ctx, cfg, log, nil)
+}
+
+// newApp builds the host; files, when set, are the only plugins it serves.
+func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []string) (*App, error) {
 	initBinary, err := os.ReadFile(cfg.InitPath)
 	if err != nil {
 		return nil, fmt.Errorf("read the init binary (build it with `make build`, or set RUNHOST_INIT_PATH): %w", err)
@@ -82,6 +87,7 @@ func New(ctx context.Context, cfg config.Config, log hclog.Logger) (*App, error)
 		}
 	}
 	reg, err := registry.Discover(ctx, registry.Config{
+		Files:        files,
 		Checksums:    checksums,
 		Dir:          cfg.PluginDir,
 		StartTimeout: cfg.PluginStartTimeout,

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -43,6 +44,9 @@ type Config struct {
 	StartTimeout time.Duration // launch + handshake + describe
 	CallTimeout  time.Duration // one Plan call
 	Logger       hclog.Logger
+	// Files, when set, are the plugin binaries to serve instead of the
+	// contents of Dir (the conformance kit checks one this way).
+	Files []string
 	// Checksums, when not nil, is the allow-list of plugin binaries: file
 	// name to SHA-256. A plugin not listed, or whose binary differs, is
 	// refused (RUNHOST_PLUGIN_CHECKSUMS).
@@ -121,17 +125,13 @@ type candidateFile struct {
 
 // scan lists the plugin directory.
 func (r *Registry) scan() ([]candidateFile, error) {
-	entries, err := os.ReadDir(r.cfg.Dir)
-	if errors.Is(err, os.ErrNotExist) {
-		r.log.Warn("plugin directory does not exist; no runtimes", "dir", r.cfg.Dir)
-		return nil, nil
-	}
+	entries, dirs, err := r.entries()
 	if err != nil {
-		return nil, fmt.Errorf("read plugin directory: %w", err)
+		return nil, err
 	}
 	var out []candidateFile
-	for _, ent := range entries {
-		c := candidateFile{path: filepath.Join(r.cfg.Dir, ent.Name())}
+	for i, ent := range entries {
+		c := candidateFile{path: filepath.Join(dirs[i], ent.Name())}
 		if c.reason = candidate(ent); c.reason != "" {
 			c.state = StateRefused
 			if !FilePattern.MatchString(ent.Name()) {
@@ -156,6 +156,37 @@ func (r *Registry) scan() ([]candidateFile, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
 	return out, nil
+}
+
+// entries lists the plugin directory (or the configured files), with the
+// directory each entry is in.
+func (r *Registry) entries() ([]os.DirEntry, []string, error) {
+	if len(r.cfg.Files) > 0 {
+		var ents []os.DirEntry
+		var dirs []string
+		for _, f := range r.cfg.Files {
+			info, err := os.Lstat(f)
+			if err != nil {
+				return nil, nil, err
+			}
+			ents = append(ents, fs.FileInfoToDirEntry(info))
+			dirs = append(dirs, filepath.Dir(f))
+		}
+		return ents, dirs, nil
+	}
+	entries, err := os.ReadDir(r.cfg.Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		r.log.Warn("plugin directory does not exist; no runtimes", "dir", r.cfg.Dir)
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read plugin directory: %w", err)
+	}
+	dirs := make([]string, len(entries))
+	for i := range dirs {
+		dirs[i] = r.cfg.Dir
+	}
+	return entries, dirs, nil
 }
 
 // Reload brings the served plugins in line with the directory: new files
