@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -17,7 +18,11 @@ const keyIDContext = "runhost.key_id"
 const anonymous = "anonymous"
 
 // openPaths need no key: probes must work without credentials.
-var openPaths = map[string]bool{"/healthz": true, "/readyz": true}
+var openPaths = map[string]bool{"/healthz": true, "/readyz": true, "/openapi.json": true, "/": true}
+
+// openPrefixes need no key either: the playground's page and assets (its
+// calls to the API send the key the user types in).
+var openPrefixes = []string{"/playground/"}
 
 // queryKeyNames are refused in URLs: query strings end up in logs.
 var queryKeyNames = []string{"api_key", "apikey", "key", "token", "access_token"}
@@ -30,7 +35,8 @@ func unauthorized(msg string) error {
 // The key itself is never stored or logged.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if openPaths[c.Request().URL.Path] {
+		path := c.Request().URL.Path
+		if openPaths[path] || slices.ContainsFunc(openPrefixes, func(p string) bool { return strings.HasPrefix(path, p) }) {
 			return next(c)
 		}
 		q := c.QueryParams()

@@ -150,6 +150,15 @@ func (s *Server) run(c echo.Context) (err error) {
 		return err
 	}
 	defer release()
+	if wantsStream(c) {
+		stream := newEventStream(c)
+		rreq.Output = stream.output
+		res, err = s.runner.Run(c.Request().Context(), rreq)
+		if stream.finish(runResponse(res), err) {
+			return nil
+		}
+		return err
+	}
 	if res, err = s.runner.Run(c.Request().Context(), rreq); err != nil {
 		return err
 	}

@@ -14,6 +14,9 @@ import (
 	"github.com/runhost/runhost/internal/admission"
 	"github.com/runhost/runhost/internal/auth"
 	"github.com/runhost/runhost/internal/metrics"
+	"github.com/runhost/runhost/internal/openapi"
+	"github.com/runhost/runhost/internal/piston"
+	"github.com/runhost/runhost/internal/playground"
 	"github.com/runhost/runhost/internal/registry"
 	"github.com/runhost/runhost/internal/runner"
 	"github.com/runhost/runhost/internal/sessions"
@@ -66,6 +69,12 @@ func New(cfg Config, run *runner.Runner, reg *registry.Registry, ws *workspace.S
 	e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
 	s.workspaceRoutes()
 	s.sessionRoutes()
+	e.GET("/openapi.json", echo.WrapHandler(openapi.Handler()))
+	e.GET("/", echo.WrapHandler(playground.Handler()))
+	e.GET("/playground/*", echo.WrapHandler(http.StripPrefix("/playground", playground.Handler())))
+	piston.Register(e.Group("/api/v2"), piston.Deps{
+		Runner: run, Admission: cfg.Admission, KeyID: keyID, MaxBodyBytes: cfg.MaxBodyBytes, Log: log.Named("piston"),
+	})
 	return s
 }
 

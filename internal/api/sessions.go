@@ -88,6 +88,15 @@ func (s *Server) runInSession(c echo.Context) (err error) {
 		return err
 	}
 	defer release()
+	if wantsStream(c) {
+		stream := newEventStream(c)
+		rreq.Output = stream.output
+		res, err = s.sessions.Run(c.Request().Context(), keyID(c), c.Param("id"), rreq)
+		if stream.finish(runResponse(res), err) {
+			return nil
+		}
+		return err
+	}
 	if res, err = s.sessions.Run(c.Request().Context(), keyID(c), c.Param("id"), rreq); err != nil {
 		return err
 	}

@@ -170,6 +170,11 @@ func TestOutOfTreeRubyPlugin(t *testing.T) {
 		if status != http.StatusBadRequest {
 			t.Errorf("entry not among the files: %d %s", status, body)
 		}
+		// The plugin's own refusal (shared.Invalidf) is a 400 with its message.
+		status, body = h.post("/runtimes/ruby/run", map[string]any{"files": []map[string]string{{"path": "-e", "content": "1"}}, "args": []string{"puts 1"}})
+		if status != http.StatusBadRequest || !strings.Contains(string(body), "starts with '-'") {
+			t.Errorf("entry -e: %d %s", status, body)
+		}
 	})
 }
 

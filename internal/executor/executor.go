@@ -60,10 +60,13 @@ type Job struct {
 	// OCIRuntime is the engine's runtime for the container (e.g. runsc);
 	// empty means the engine's default.
 	OCIRuntime string
-	Stdin      []byte
-	User       string // numeric uid:gid
-	Labels     map[string]string
-	Limits     Limits
+	// Output, when set, receives the program's output as it is produced:
+	// the bytes the capped result will hold, in order, per stream.
+	Output func(stream Stream, p []byte)
+	Stdin  []byte
+	User   string // numeric uid:gid
+	Labels map[string]string
+	Limits Limits
 	// Install, when set, runs first; its output is mounted read-only at
 	// Install.OutputDir for the run.
 	Install *Install
@@ -111,6 +114,14 @@ type BuiltImage struct {
 	Cmd          []string
 	WorkingDir   string
 }
+
+// Stream names an output stream.
+type Stream int
+
+const (
+	Stdout Stream = iota + 1
+	Stderr
+)
 
 // Mount is a directory of the engine's filesystem mounted into a run.
 type Mount struct {

@@ -42,6 +42,9 @@ type Request struct {
 
 	Workspace   string // "session/sub/dir": run there, with the session mounted
 	ContextPath string // "session/sub/dir": the build context, from the workspace
+
+	// Output, when set, receives the run's output as it is produced.
+	Output func(executor.Stream, []byte)
 }
 
 // Result is a finished run with what it ran on.
@@ -178,6 +181,7 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	job.Output = req.Output
 	res, err := r.executor.Run(ctx, job)
 	if err != nil {
 		return Result{}, err

@@ -147,6 +147,7 @@ func (r *Runner) RunInSession(ctx context.Context, sess executor.Session, base *
 	if job.Image != base.Job.Image {
 		return Result{}, &policy.SpecError{Runtime: desc.Name, Field: "image", Msg: fmt.Sprintf("%q is not the session's image %q", job.Image, base.Job.Image)}
 	}
+	job.Output = req.Output
 	res, err := sess.Run(ctx, job)
 	if err != nil {
 		return Result{}, err

@@ -392,7 +392,7 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 		_ = c.stream.CloseWrite()
 	}()
 
-	out := newFrameReader(job.Limits.OutputBytes)
+	out := newFrameReader(job.Limits.OutputBytes, job.Output)
 	initStderr := output.NewCapped(64 << 10) // init's own words, before any frame
 	framed, pw := io.Pipe()
 	go func() {
@@ -458,12 +458,14 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 // the run's exit.
 type frameReader struct {
 	stdout, stderr *output.Capped
-	exit           chan initproc.Exit // the exit frame, once
-	done           chan struct{}      // closed when the stream ends
+	sink           func(executor.Stream, []byte) // optional live copy
+	exit           chan initproc.Exit            // the exit frame, once
+	done           chan struct{}                 // closed when the stream ends
 }
 
-func newFrameReader(limit int64) *frameReader {
+func newFrameReader(limit int64, sink func(executor.Stream, []byte)) *frameReader {
 	return &frameReader{
+		sink:   sink,
 		stdout: output.NewCapped(limit),
 		stderr: output.NewCapped(limit),
 		exit:   make(chan initproc.Exit, 1),
@@ -482,9 +484,9 @@ func (f *frameReader) read(r io.Reader) {
 		}
 		switch kind {
 		case initproc.FrameStdout:
-			_, _ = f.stdout.Write(p)
+			f.emit(executor.Stdout, f.stdout.Keep(p))
 		case initproc.FrameStderr:
-			_, _ = f.stderr.Write(p)
+			f.emit(executor.Stderr, f.stderr.Keep(p))
 		case initproc.FrameExit:
 			var ex initproc.Exit
 			if json.Unmarshal(p, &ex) == nil {
@@ -492,6 +494,12 @@ func (f *frameReader) read(r io.Reader) {
 			}
 			return
 		}
+	}
+}
+
+func (f *frameReader) emit(s executor.Stream, kept []byte) {
+	if f.sink != nil && len(kept) > 0 {
+		f.sink(s, kept)
 	}
 }
 

@@ -110,9 +110,9 @@ func (s *Session) Run(ctx context.Context, job executor.Job) (executor.Result, e
 			}
 			switch f.kind {
 			case initproc.FrameStdout:
-				_, _ = stdout.Write(f.payload)
+				emit(job.Output, executor.Stdout, stdout.Keep(f.payload))
 			case initproc.FrameStderr:
-				_, _ = stderr.Write(f.payload)
+				emit(job.Output, executor.Stderr, stderr.Keep(f.payload))
 			case initproc.FrameExit:
 				var ex initproc.Exit
 				if err := json.Unmarshal(f.payload, &ex); err != nil {
@@ -156,3 +156,9 @@ func (s *Session) Close() error {
 
 // Done is closed when the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.closed }
+
+func emit(sink func(executor.Stream, []byte), s executor.Stream, kept []byte) {
+	if sink != nil && len(kept) > 0 {
+		sink(s, kept)
+	}
+}

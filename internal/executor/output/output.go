@@ -15,6 +15,14 @@ type Capped struct {
 // NewCapped returns a writer that keeps at most limit bytes.
 func NewCapped(limit int64) *Capped { return &Capped{limit: limit} }
 
+// Keep writes p and returns the part of it that was kept (for streaming
+// exactly what the final output will hold).
+func (c *Capped) Keep(p []byte) []byte {
+	before := c.buf.Len()
+	_, _ = c.Write(p)
+	return c.buf.Bytes()[before:]
+}
+
 // Write keeps what fits and reports every byte as written.
 func (c *Capped) Write(p []byte) (int, error) {
 	room := c.limit - int64(c.buf.Len())
