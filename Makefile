@@ -4,6 +4,7 @@
 GO       ?= go
 BIN      := bin
 PLUGINS  := $(notdir $(wildcard plugins/*))
+EXAMPLES := $(notdir $(wildcard examples/plugins/*))
 GOFLAGS  ?= -trimpath
 TEST_FLAGS ?= -race -count=1 -timeout 30m
 
@@ -12,7 +13,7 @@ GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.9.0
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 
-.PHONY: all build engine images run selftest test test-unit e2e-dind bench load load-restart proto lint clean
+.PHONY: all build engine images examples test-examples run selftest test test-unit e2e-dind bench load load-restart proto lint clean
 
 all: build
 
@@ -35,6 +36,19 @@ engine:
 images: engine
 	@images/images.sh
 
+## examples: the out-of-tree example plugins (own Go modules) into bin/examples/, and their images
+examples: engine
+	@mkdir -p $(BIN)/examples
+	@for p in $(EXAMPLES); do \
+		echo "$(GO) build -C examples/plugins/$$p -o $(BIN)/examples/runhost-plugin-$$p ."; \
+		$(GO) build -C examples/plugins/$$p $(GOFLAGS) -o $(CURDIR)/$(BIN)/examples/runhost-plugin-$$p . || exit 1; \
+		IMAGES_LIST=examples/plugins/$$p/images.txt images/images.sh || exit 1; \
+	done
+
+## test-examples: each example's own tests, in its own module (./... at the root skips them)
+test-examples:
+	@for p in $(EXAMPLES); do (cd examples/plugins/$$p && $(GO) vet ./... && $(GO) test -count=1 ./...) || exit 1; done
+
 ## run: everything needed, then the host on RUNHOST_ADDR (default 127.0.0.1:8080)
 run: engine build images
 	./$(BIN)/host
@@ -43,8 +57,8 @@ run: engine build images
 selftest: engine build images
 	RUNHOST_LOG_LEVEL=warn ./$(BIN)/host selftest
 
-## test: the self-tests, then the whole suite against the real engine, images and plugin binaries
-test: selftest
+## test: the self-tests, the examples, then the whole suite against the real engine, images and plugin binaries
+test: selftest examples test-examples
 	$(GO) test $(TEST_FLAGS) ./...
 
 ## test-unit: tests that need no engine
@@ -83,6 +97,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags dind ./internal/e2e/dind/
+	@for p in $(EXAMPLES); do (cd examples/plugins/$$p && $(GO) vet ./...) || exit 1; done
 	$(GO) run $(STATICCHECK) ./...
 	GOVULNCHECK=$(GOVULNCHECK) scripts/govulncheck.sh
 

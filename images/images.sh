@@ -62,8 +62,8 @@ build_offline() {
   log "$image: apt-get install $*"
   local apt="apt-get -o APT::Sandbox::User=root -o Dpkg::Use-Pty=0"
   as_root chroot "$root" sh -c "$apt update -qq && DEBIAN_FRONTEND=noninteractive $apt install -y -qq --no-install-recommends $*" \
-    >"$CACHE/apt-$(basename "$dir_").log" 2>&1 \
-    || { tail -20 "$CACHE/apt-$(basename "$dir_").log" >&2; log "$image: apt-get failed"; exit 1; }
+    >"$CACHE/apt-${image//[\/:]/_}.log" 2>&1 \
+    || { tail -20 "$CACHE/apt-${image//[\/:]/_}.log" >&2; log "$image: apt-get failed"; exit 1; }
   as_root chroot "$root" useradd --uid 1000 --user-group --create-home --shell /bin/bash runner
   as_root mkdir -p "$root/code"
   as_root umount "$root/proc"

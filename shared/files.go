@@ -1,6 +1,9 @@
 package shared
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // SourceFiles returns the files to place for req and the entry file to run.
 // A request's Code becomes a file named mainName; otherwise the request's
@@ -29,8 +32,23 @@ func SourceFiles(req RunRequest, mainName string) (files []File, entry string, e
 		if !slices.ContainsFunc(req.Files, func(f File) bool { return f.Path == entry }) {
 			return nil, "", Invalidf("entry %q is not one of the files", entry)
 		}
+		if strings.HasPrefix(entry, "-") {
+			// An interpreter would read it as an option (python3 -c ...).
+			return nil, "", Invalidf("entry %q starts with -; rename the file", entry)
+		}
 		return req.Files, entry, nil
 	default:
 		return nil, "", Invalidf("no code: give code or files")
 	}
+}
+
+// FindVersion returns the version of versions named v (as the host resolved
+// it for Plan), so Plan can find the version's image.
+func FindVersion(versions []Version, v string) (Version, bool) {
+	for _, x := range versions {
+		if x.Version == v {
+			return x, true
+		}
+	}
+	return Version{}, false
 }

@@ -46,8 +46,8 @@ func NewGRPCServer(opts []grpc.ServerOption) *grpc.Server {
 // parses and re-logs under the plugin's name. Use Log(ctx) inside a call.
 func Logger() hclog.Logger {
 	loggerOnce.Do(func() {
+		// No name: the host files the lines under the plugin's own name.
 		logger = hclog.New(&hclog.LoggerOptions{
-			Name:       "plugin",
 			Output:     os.Stderr,
 			JSONFormat: true,
 			Level:      hclog.Info,

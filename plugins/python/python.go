@@ -115,10 +115,9 @@ func requirements(pkgs []string) ([]string, error) {
 }
 
 func imageOf(version string) (string, error) {
-	for _, v := range versions {
-		if v.Version == version {
-			return v.Image, nil
-		}
+	v, ok := shared.FindVersion(versions, version)
+	if !ok {
+		return "", shared.Invalidf("python %q is not a version this plugin knows", version)
 	}
-	return "", shared.Invalidf("python %q is not a version this plugin knows", version)
+	return v.Image, nil
 }

@@ -9,6 +9,13 @@ import (
 	"github.com/runhost/runhost/shared/plugintest"
 )
 
+func TestDescription(t *testing.T) {
+	d := plugintest.Describe(t, plugintest.Connect(t, Python{}))
+	if d.Name != "python" || len(d.Versions) < 2 {
+		t.Errorf("%+v", d)
+	}
+}
+
 func TestPlan(t *testing.T) {
 	rt := plugintest.Connect(t, Python{})
 	tests := []struct {

@@ -51,3 +51,17 @@ func Connect(t testing.TB, impl shared.Runtime) shared.Runtime {
 	}
 	return raw.(shared.Runtime)
 }
+
+// Describe calls rt's Describe through gRPC and fails the test unless the
+// host would accept the description (shared.ValidateDescription).
+func Describe(t testing.TB, rt shared.Runtime) shared.Description {
+	t.Helper()
+	d, err := rt.Describe(context.Background())
+	if err != nil {
+		t.Fatalf("Describe: %v", err)
+	}
+	if err := shared.ValidateDescription(d); err != nil {
+		t.Fatalf("the host would refuse this description: %v", err)
+	}
+	return d
+}
