@@ -172,7 +172,7 @@ func TestOutOfTreeRubyPlugin(t *testing.T) {
 		}
 		// The plugin's own refusal (shared.Invalidf) is a 400 with its message.
 		status, body = h.post("/runtimes/ruby/run", map[string]any{"files": []map[string]string{{"path": "-e", "content": "1"}}, "args": []string{"puts 1"}})
-		if status != http.StatusBadRequest || !strings.Contains(string(body), "starts with '-'") {
+		if status != http.StatusBadRequest || !strings.Contains(string(body), "starts with -") {
 			t.Errorf("entry -e: %d %s", status, body)
 		}
 	})
