@@ -7,10 +7,8 @@
 package docker
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +34,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/executor/frames"
 	"github.com/runhost/runhost/internal/executor/output"
 	"github.com/runhost/runhost/internal/initproc"
 )
@@ -392,14 +391,14 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 		_ = c.stream.CloseWrite()
 	}()
 
-	out := newFrameReader(job.Limits.OutputBytes, job.Output)
+	out := frames.NewReader(job.Limits.OutputBytes, job.Output)
 	initStderr := output.NewCapped(64 << 10) // init's own words, before any frame
 	framed, pw := io.Pipe()
 	go func() {
 		_, err := stdcopy.StdCopy(pw, initStderr, c.stream.Reader)
 		pw.CloseWithError(err)
 	}()
-	go out.read(framed)
+	go out.Read(framed)
 
 	// init enforces the timeout and reports it; this is the backstop for an
 	// init that cannot (the container frozen, the engine stuck).
@@ -408,17 +407,17 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 
 	var res executor.Result
 	select {
-	case ex := <-out.exit:
-		return out.result(ex), nil
-	case <-out.done:
+	case ex := <-out.Exit():
+		return out.Result(ex), nil
+	case <-out.Done():
 		// The stream ended without an exit frame: init itself died (killed
 		// by the OOM killer, say). The engine knows how.
 	case <-c.exited:
 		// Usually the exit frame is already read; give the reader a moment.
 		select {
-		case ex := <-out.exit:
-			return out.result(ex), nil
-		case <-out.done:
+		case ex := <-out.Exit():
+			return out.Result(ex), nil
+		case <-out.Done():
 		case <-time.After(2 * time.Second):
 		}
 	case err := <-c.waitErr:
@@ -433,8 +432,8 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 		return res, ctx.Err()
 	}
 	select {
-	case ex := <-out.exit:
-		return out.result(ex), nil
+	case ex := <-out.Exit():
+		return out.Result(ex), nil
 	default:
 	}
 	// No exit frame: fall back on the engine's view.
@@ -442,8 +441,8 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 	if err != nil {
 		return res, err
 	}
-	<-out.done
-	res = out.result(initproc.Exit{Code: int(status.StatusCode), TimedOut: res.TimedOut})
+	<-out.Done()
+	res = out.Result(initproc.Exit{Code: int(status.StatusCode), TimedOut: res.TimedOut})
 	res.Duration = time.Since(c.startAt)
 	res.Stderr = append(initStderr.Bytes(), res.Stderr...)
 	info, err := e.engine.ContainerInspect(context.WithoutCancel(ctx), c.id)
@@ -452,69 +451,6 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 	}
 	res.OOMKilled = info.State != nil && info.State.OOMKilled
 	return res, nil
-}
-
-// frameReader turns init's output frames into capped stdout and stderr and
-// the run's exit.
-type frameReader struct {
-	stdout, stderr *output.Capped
-	sink           func(executor.Stream, []byte) // optional live copy
-	exit           chan initproc.Exit            // the exit frame, once
-	done           chan struct{}                 // closed when the stream ends
-}
-
-func newFrameReader(limit int64, sink func(executor.Stream, []byte)) *frameReader {
-	return &frameReader{
-		sink:   sink,
-		stdout: output.NewCapped(limit),
-		stderr: output.NewCapped(limit),
-		exit:   make(chan initproc.Exit, 1),
-		done:   make(chan struct{}),
-	}
-}
-
-// read consumes frames until the exit frame or the end of the stream.
-func (f *frameReader) read(r io.Reader) {
-	defer close(f.done)
-	buf := make([]byte, 64<<10)
-	for {
-		kind, p, err := initproc.ReadFrame(r, buf)
-		if err != nil {
-			return
-		}
-		switch kind {
-		case initproc.FrameStdout:
-			f.emit(executor.Stdout, f.stdout.Keep(p))
-		case initproc.FrameStderr:
-			f.emit(executor.Stderr, f.stderr.Keep(p))
-		case initproc.FrameExit:
-			var ex initproc.Exit
-			if json.Unmarshal(p, &ex) == nil {
-				f.exit <- ex
-			}
-			return
-		}
-	}
-}
-
-func (f *frameReader) emit(s executor.Stream, kept []byte) {
-	if f.sink != nil && len(kept) > 0 {
-		f.sink(s, kept)
-	}
-}
-
-// result is the run's result; call it after the exit frame or the end.
-func (f *frameReader) result(ex initproc.Exit) executor.Result {
-	return executor.Result{
-		ExitCode:        ex.Code,
-		TimedOut:        ex.TimedOut,
-		OOMKilled:       ex.OOMKilled,
-		Duration:        time.Duration(ex.DurationMS) * time.Millisecond,
-		Stdout:          f.stdout.Bytes(),
-		Stderr:          f.stderr.Bytes(),
-		StdoutTruncated: f.stdout.Truncated(),
-		StderrTruncated: f.stderr.Truncated(),
-	}
 }
 
 // kill stops the container now and waits until the engine reports it gone.
@@ -698,39 +634,13 @@ func (e *Executor) Sweep(ctx context.Context) (int, error) {
 
 // encodeFrame builds what init reads on stdin before the program's stdin.
 func encodeFrame(s step) ([]byte, error) {
-	job := s.Job
-	dir := job.FilesDir
-	if dir == "" {
-		dir = executor.RunDir
-	}
-	h := initproc.Header{
-		Dir:       dir,
-		WorkDir:   job.WorkDir,
-		Command:   job.Command,
-		Env:       job.Env,
-		ReadyFile: s.readyFile,
-		TimeoutMS: job.Limits.Timeout.Milliseconds(),
-		Session:   s.session,
-	}
-	if s.session {
-		h.StdinSize = int64(len(job.Stdin))
-	}
-	if s.forwardSocket != "" {
-		h.Forward = &initproc.Forward{Listen: proxyListen, Socket: s.forwardSocket}
-	}
-	contents := make([][]byte, len(job.Files))
-	size := 0
-	for i, f := range job.Files {
-		h.Files = append(h.Files, initproc.FileHeader{Path: f.Path})
-		contents[i] = f.Content
-		size += len(f.Content)
-	}
-	var buf bytes.Buffer
-	buf.Grow(size + 4096)
-	if err := initproc.WriteFrame(&buf, h, contents); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return frames.Encode(s.Job, func(h *initproc.Header) {
+		h.ReadyFile = s.readyFile
+		h.Session = s.session
+		if s.forwardSocket != "" {
+			h.Forward = &initproc.Forward{Listen: proxyListen, Socket: s.forwardSocket}
+		}
+	})
 }
 
 // engineCallTimeout bounds one engine call made on a detached context.

@@ -1,0 +1,124 @@
+// Package frames is the host's side of runhost-init's protocol, shared by
+// every executor: the frame a job becomes on the container's stdin, and the
+// reader of init's output frames.
+package frames
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"time"
+
+	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/executor/output"
+	"github.com/runhost/runhost/internal/initproc"
+)
+
+// Encode builds what init reads ahead of the program's stdin: the header
+// (files, command, environment, working directory, timeout) and the
+// files' contents. extra, if not nil, adjusts the header (an executor's
+// own needs: a ready mark, a forward, session mode).
+func Encode(job executor.Job, extra func(*initproc.Header)) ([]byte, error) {
+	dir := job.FilesDir
+	if dir == "" {
+		dir = executor.RunDir
+	}
+	h := initproc.Header{
+		Dir:       dir,
+		WorkDir:   job.WorkDir,
+		Command:   job.Command,
+		Env:       job.Env,
+		TimeoutMS: job.Limits.Timeout.Milliseconds(),
+	}
+	if extra != nil {
+		extra(&h)
+	}
+	if h.Session {
+		h.StdinSize = int64(len(job.Stdin))
+	}
+	contents := make([][]byte, len(job.Files))
+	size := 0
+	for i, f := range job.Files {
+		h.Files = append(h.Files, initproc.FileHeader{Path: f.Path})
+		contents[i] = f.Content
+		size += len(f.Content)
+	}
+	var buf bytes.Buffer
+	buf.Grow(size + 4096)
+	if err := initproc.WriteFrame(&buf, h, contents); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Reader turns init's output frames into capped stdout and stderr, a live
+// copy for streaming, and the run's exit.
+type Reader struct {
+	stdout, stderr *output.Capped
+	sink           func(executor.Stream, []byte)
+	exit           chan initproc.Exit
+	done           chan struct{}
+}
+
+// NewReader caps each stream at limit bytes; sink, if not nil, receives
+// the kept bytes as they come.
+func NewReader(limit int64, sink func(executor.Stream, []byte)) *Reader {
+	return &Reader{
+		sink:   sink,
+		stdout: output.NewCapped(limit),
+		stderr: output.NewCapped(limit),
+		exit:   make(chan initproc.Exit, 1),
+		done:   make(chan struct{}),
+	}
+}
+
+// Exit delivers the exit frame, once.
+func (f *Reader) Exit() <-chan initproc.Exit { return f.exit }
+
+// Done is closed when Read returns.
+func (f *Reader) Done() <-chan struct{} { return f.done }
+
+// Read consumes frames from r until the exit frame or the end of r.
+func (f *Reader) Read(r io.Reader) {
+	defer close(f.done)
+	buf := make([]byte, 64<<10)
+	for {
+		kind, p, err := initproc.ReadFrame(r, buf)
+		if err != nil {
+			return
+		}
+		switch kind {
+		case initproc.FrameStdout:
+			f.emit(executor.Stdout, f.stdout.Keep(p))
+		case initproc.FrameStderr:
+			f.emit(executor.Stderr, f.stderr.Keep(p))
+		case initproc.FrameExit:
+			var ex initproc.Exit
+			if json.Unmarshal(p, &ex) == nil {
+				f.exit <- ex
+			}
+			return
+		}
+	}
+}
+
+func (f *Reader) emit(s executor.Stream, kept []byte) {
+	if f.sink != nil && len(kept) > 0 {
+		f.sink(s, kept)
+	}
+}
+
+// Result is the run's result; call it after the exit frame or Done.
+func (f *Reader) Result(ex initproc.Exit) executor.Result {
+	return executor.Result{
+		Stage:           executor.StageRun,
+		ExitCode:        ex.Code,
+		TimedOut:        ex.TimedOut,
+		OOMKilled:       ex.OOMKilled,
+		Duration:        time.Duration(ex.DurationMS) * time.Millisecond,
+		Stdout:          f.stdout.Bytes(),
+		Stderr:          f.stderr.Bytes(),
+		StdoutTruncated: f.stdout.Truncated(),
+		StderrTruncated: f.stderr.Truncated(),
+	}
+}
