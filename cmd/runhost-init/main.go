@@ -1,14 +1,48 @@
 // Command runhost-init is PID 1 of every run container. See package initproc.
 // Build it static (CGO_ENABLED=0): it runs inside images it knows nothing about.
+//
+// `runhost-init --install DEST` copies the binary to DEST and exits: how a
+// Kubernetes pod's init container puts it into a shared emptyDir.
 package main
 
 import (
+	"fmt"
+	"io"
+	"os"
 	"runtime"
 
 	"github.com/runhost/runhost/internal/initproc"
 )
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "--install" {
+		if err := install(os.Args[2]); err != nil {
+			fmt.Fprintf(os.Stderr, "runhost-init: install: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	runtime.GOMAXPROCS(1)
 	initproc.Main()
+}
+
+func install(dest string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	in, err := os.Open(self)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

@@ -114,6 +114,12 @@ func statusOf(err error) (int, string) {
 		return http.StatusBadGateway, "spec_refused"
 	case errors.Is(err, registry.ErrPluginUnavailable), errors.As(err, new(*registry.PluginError)):
 		return http.StatusBadGateway, "plugin_failed"
+	case errors.Is(err, executor.ErrUnsupported):
+		return http.StatusNotImplemented, "not_supported"
+	case errors.Is(err, executor.ErrBusy):
+		return http.StatusTooManyRequests, "engine_busy"
+	case errors.Is(err, executor.ErrNoCapacity):
+		return http.StatusServiceUnavailable, "no_capacity"
 	case errors.Is(err, executor.ErrEngineUnavailable):
 		return http.StatusServiceUnavailable, "engine_unavailable"
 	case errors.Is(err, executor.ErrImageMissing):

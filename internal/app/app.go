@@ -15,12 +15,15 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/runhost/runhost/internal/admission"
 	"github.com/runhost/runhost/internal/api"
 	"github.com/runhost/runhost/internal/auth"
 	"github.com/runhost/runhost/internal/config"
+	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/executor/docker"
+	"github.com/runhost/runhost/internal/executor/kubernetes"
 	"github.com/runhost/runhost/internal/metrics"
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/registry"
@@ -31,8 +34,9 @@ import (
 
 // App is a wired host.
 type App struct {
-	Instance  string // id on every container this host creates
-	Executor  *docker.Executor
+	Instance  string           // id on every container this host creates
+	Executor  engine           // the executor the host runs jobs on
+	Docker    *docker.Executor // the same, when it is Docker (nil on Kubernetes)
 	Registry  *registry.Registry
 	Runner    *runner.Runner
 	API       *api.Server
@@ -42,6 +46,13 @@ type App struct {
 
 	cfg config.Config
 	log hclog.Logger
+}
+
+// engine is an executor the host can also sweep and close.
+type engine interface {
+	executor.Executor
+	Sweep(ctx context.Context) (int, error)
+	Close() error
 }
 
 // New builds the host and starts its plugins.
@@ -60,22 +71,42 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 		log.Warn("no egress proxy binary: installs that need the network will fail (build it with `make build`, or set RUNHOST_EGRESS_PATH)", "error", err)
 	}
 	instance := newInstanceID()
-	exec, err := docker.New(docker.Config{
-		Instance:   instance,
-		InitBinary: initBinary,
-		Logger:     log.Named("docker"),
-		User:       cfg.RunUser,
-		Egress: docker.EgressConfig{
-			Binary:  egressBinary,
-			Network: cfg.InstallNetwork,
-			Allow:   cfg.EgressAllow,
-			CIDRs:   cfg.EgressCIDRs,
-		},
-		DepsCacheEntries:  int(cfg.DepsCacheEntries),
-		DepsCacheBytes:    cfg.DepsCacheMB << 20,
-		BuildCacheEntries: int(cfg.BuildCacheEntries),
-		BuildCacheBytes:   cfg.BuildCacheMB << 20,
-	})
+	var exec engine
+	var dock *docker.Executor
+	switch cfg.Executor {
+	case "kubernetes":
+		initImage := cfg.K8sInitImage
+		if initImage == "" {
+			initImage = docker.InitImage(initBinary)
+		}
+		exec, err = kubernetes.New(kubernetes.Config{
+			Kubeconfig:   cfg.K8sKubeconfig,
+			Namespace:    cfg.K8sNamespace,
+			InitImage:    initImage,
+			RuntimeClass: cfg.K8sRuntimeClass,
+			PullPolicy:   corev1.PullPolicy(cfg.K8sPullPolicy),
+			Instance:     instance,
+			Logger:       log.Named("kubernetes"),
+		})
+	default:
+		dock, err = docker.New(docker.Config{
+			Instance:   instance,
+			InitBinary: initBinary,
+			Logger:     log.Named("docker"),
+			User:       cfg.RunUser,
+			Egress: docker.EgressConfig{
+				Binary:  egressBinary,
+				Network: cfg.InstallNetwork,
+				Allow:   cfg.EgressAllow,
+				CIDRs:   cfg.EgressCIDRs,
+			},
+			DepsCacheEntries:  int(cfg.DepsCacheEntries),
+			DepsCacheBytes:    cfg.DepsCacheMB << 20,
+			BuildCacheEntries: int(cfg.BuildCacheEntries),
+			BuildCacheBytes:   cfg.BuildCacheMB << 20,
+		})
+		exec = dock
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +136,9 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 		return nil, err
 	}
 	pol := policy.New(polCfg)
-	exec.SetPool(poolTargets(cfg, reg, pol, log), cfg.PoolMemoryMB<<20)
+	if dock != nil {
+		dock.SetPool(poolTargets(cfg, reg, pol, log), cfg.PoolMemoryMB<<20)
+	}
 	uid, gid := runUser(cfg.RunUser)
 	ws := workspace.NewStore(workspace.Config{
 		Root:         cfg.WorkspaceRoot,
@@ -146,8 +179,10 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 		MaxTotal:    int(cfg.MaxSessions),
 	}, run, log.Named("sessions"))
 	srv := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Keys: keys, Admission: adm, Metrics: met}, run, reg, ws, sess, log.Named("api"))
-	exec.StartPool()
-	return &App{Instance: instance, Executor: exec, Registry: reg, Runner: run, API: srv, Admission: adm, Metrics: met, Sessions: sess, cfg: cfg, log: log}, nil
+	if dock != nil {
+		dock.StartPool()
+	}
+	return &App{Instance: instance, Executor: exec, Docker: dock, Registry: reg, Runner: run, API: srv, Admission: adm, Metrics: met, Sessions: sess, cfg: cfg, log: log}, nil
 }
 
 // poolTargets turns RUNHOST_POOL ("python=2", "python:3.13=1") into what

@@ -100,6 +100,14 @@ type Config struct {
 	OCIRuntime  string
 	OCIRuntimes []string // "python=runsc"
 
+	// Which engine runs the jobs.
+	Executor        string // docker or kubernetes
+	K8sKubeconfig   string
+	K8sNamespace    string
+	K8sInitImage    string
+	K8sRuntimeClass string
+	K8sPullPolicy   string
+
 	// Shared workspace: where this host sees it, and where the engine does.
 	WorkspaceRoot      string
 	WorkspaceDaemonDir string // DIND_WORKSPACE_PATH
@@ -219,6 +227,12 @@ func settings() []Setting {
 		{"RUNHOST_KEY_RATE", "", "runs per second each API key may start (token bucket); empty for no limit", float(func(c *Config) *float64 { return &c.KeyRate })},
 		{"RUNHOST_KEY_BURST", "", "bucket size of RUNHOST_KEY_RATE (default: the rate, at least 1)", integer(func(c *Config) *int64 { return &c.KeyBurst })},
 		{"RUNHOST_KEY_MAX_RUNS", "", "runs in flight per API key; empty for no per-key cap", integer(func(c *Config) *int64 { return &c.KeyMaxRuns })},
+		{"RUNHOST_EXECUTOR", "docker", "`docker` (the engine at DOCKER_HOST) or `kubernetes` (pods in RUNHOST_K8S_NAMESPACE)", oneOf(func(c *Config) *string { return &c.Executor }, "docker", "kubernetes")},
+		{"RUNHOST_K8S_KUBECONFIG", "", "kubeconfig file of the cluster; empty means the host runs in the cluster and uses its service account", str(func(c *Config) *string { return &c.K8sKubeconfig })},
+		{"RUNHOST_K8S_NAMESPACE", "runhost-runs", "namespace of the run pods", str(func(c *Config) *string { return &c.K8sNamespace })},
+		{"RUNHOST_K8S_INIT_IMAGE", "", "image holding runhost-init at /init for the pods' init container (default `runhost/init:<hash of the init binary>`)", str(func(c *Config) *string { return &c.K8sInitImage })},
+		{"RUNHOST_K8S_RUNTIME_CLASS", "", "runtimeClassName of run pods (e.g. `gvisor`)", str(func(c *Config) *string { return &c.K8sRuntimeClass })},
+		{"RUNHOST_K8S_PULL_POLICY", "IfNotPresent", "imagePullPolicy of run pods (`Never` for images loaded onto the nodes)", oneOf(func(c *Config) *string { return &c.K8sPullPolicy }, "IfNotPresent", "Never", "Always")},
 		{"RUNHOST_WORKSPACE_ROOT", "", "where this host sees the shared workspace volume (the seed's `/app/workspace`); empty disables workspaces", str(func(c *Config) *string { return &c.WorkspaceRoot })},
 		{"DIND_WORKSPACE_PATH", "", "where the engine sees the same volume; bind sources use it, never a host path", str(func(c *Config) *string { return &c.WorkspaceDaemonDir })},
 		{"RUNHOST_WORKSPACE_QUOTA_MB", "1024", "bytes one workspace session may hold (files API uploads are refused above it)", integer(func(c *Config) *int64 { return &c.WorkspaceQuotaMB })},

@@ -14,7 +14,7 @@ import (
 
 func TestWarmPoolServesRunsAndRefills(t *testing.T) {
 	h := startHost(t, "RUNHOST_POOL=python=2,shell=1")
-	testenv.Eventually(t, 60*time.Second, "the pool to fill", func() bool { return h.App.Executor.PoolStats().Idle >= 3 })
+	testenv.Eventually(t, 60*time.Second, "the pool to fill", func() bool { return h.App.Docker.PoolStats().Idle >= 3 })
 	for i := range 4 {
 		res := h.run("python", map[string]any{"code": "import sys; print(sys.stdin.read(), end='')", "stdin": "pooled"})
 		if res.Stdout != "pooled" {
@@ -25,20 +25,20 @@ func TestWarmPoolServesRunsAndRefills(t *testing.T) {
 	if res := h.run("python", map[string]any{"code": "print('cold')", "memory_mb": 300}); res.Stdout != "cold\n" {
 		t.Fatalf("cold path: %+v", res)
 	}
-	s := h.App.Executor.PoolStats()
+	s := h.App.Docker.PoolStats()
 	if s.Hits < 2 {
 		t.Errorf("pool stats %+v: want runs served from the pool", s)
 	}
-	testenv.Eventually(t, 60*time.Second, "the pool to refill", func() bool { return h.App.Executor.PoolStats().Idle >= 3 })
+	testenv.Eventually(t, 60*time.Second, "the pool to refill", func() bool { return h.App.Docker.PoolStats().Idle >= 3 })
 }
 
 // The foundation's and the hostile suite's cases behave the same on the
 // warm pool's path.
 func TestHostileSuiteOnTheWarmPool(t *testing.T) {
 	h := startHost(t, "RUNHOST_POOL=python=2,shell=2", "RUNHOST_MAX_BODY_BYTES=16777216", "RUNHOST_FILE_SIZE_MB=32")
-	testenv.Eventually(t, 60*time.Second, "the pool to fill", func() bool { return h.App.Executor.PoolStats().Idle >= 4 })
+	testenv.Eventually(t, 60*time.Second, "the pool to fill", func() bool { return h.App.Docker.PoolStats().Idle >= 4 })
 	runHostileSuite(t, h, false)
-	if s := h.App.Executor.PoolStats(); s.Hits == 0 {
+	if s := h.App.Docker.PoolStats(); s.Hits == 0 {
 		t.Errorf("no run came from the pool: %+v", s)
 	}
 }

@@ -183,3 +183,14 @@ var ErrEngineUnavailable = errors.New("container engine unavailable")
 
 // ErrImageMissing means the job's image is not on the engine.
 var ErrImageMissing = errors.New("image not installed")
+
+// ErrUnsupported means this executor cannot run that kind of job.
+var ErrUnsupported = errors.New("not supported by this executor")
+
+// ErrBusy means the engine refused the run for now (a quota is used up);
+// the caller answers 429 and may retry.
+var ErrBusy = errors.New("engine busy")
+
+// ErrNoCapacity means the engine cannot place the run (no node fits, an
+// admission rule refuses it); the caller answers 503.
+var ErrNoCapacity = errors.New("no capacity for the run")

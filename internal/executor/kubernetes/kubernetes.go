@@ -1,0 +1,444 @@
+// Package kubernetes runs jobs as pods: one pod per run in a namespace,
+// hardened like the Docker executor's containers, with the same init and
+// the same frames on the pod's attached stdin and stdout. It is the only
+// package that imports client-go.
+package kubernetes
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/remotecommand"
+
+	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/executor/frames"
+)
+
+// Labels and annotations on run pods.
+const (
+	LabelManaged  = "runhost.managed"
+	LabelInstance = "runhost.instance"
+	LabelRun      = "runhost.run"
+	AnnoDeadline  = "runhost.io/deadline" // unix seconds after which a sweep deletes the pod
+)
+
+// initDir is where the init container puts runhost-init for the run.
+const initDir = "/.runhost"
+
+// Config configures the executor.
+type Config struct {
+	Kubeconfig   string // empty: the in-cluster service account
+	Namespace    string
+	InitImage    string // an image holding runhost-init at /init
+	RuntimeClass string // optional runtimeClassName, e.g. gvisor
+	PullPolicy   corev1.PullPolicy
+	Instance     string
+	Logger       hclog.Logger
+}
+
+// Executor runs jobs as pods.
+type Executor struct {
+	cfg  Config
+	cs   kubernetes.Interface
+	rest *rest.Config
+	log  hclog.Logger
+}
+
+var _ executor.Executor = (*Executor)(nil)
+
+// ErrUnsupported marks a job the Kubernetes executor cannot run yet.
+var ErrUnsupported = executor.ErrUnsupported
+
+// New connects to the cluster.
+func New(cfg Config) (*Executor, error) {
+	var rc *rest.Config
+	var err error
+	if cfg.Kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes config: %w", err)
+	}
+	rc.QPS, rc.Burst = 50, 100
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.PullPolicy == "" {
+		cfg.PullPolicy = corev1.PullIfNotPresent
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Executor{cfg: cfg, cs: cs, rest: rc, log: log}, nil
+}
+
+// Ping reports whether the API server answers.
+func (e *Executor) Ping(ctx context.Context) error {
+	if err := e.cs.CoreV1().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error(); err != nil {
+		return fmt.Errorf("%w: %v", executor.ErrEngineUnavailable, err)
+	}
+	return nil
+}
+
+// ImageExists reports whether a node of the cluster has image.
+func (e *Executor) ImageExists(ctx context.Context, image string) (bool, error) {
+	nodes, err := e.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", executor.ErrEngineUnavailable, err)
+	}
+	want := normalise(image)
+	for _, n := range nodes.Items {
+		for _, img := range n.Status.Images {
+			for _, name := range img.Names {
+				if normalise(name) == want {
+					return true, nil
+				}
+			}
+		}
+	}
+	return false, nil
+}
+
+// normalise turns runhost/python:3.11 and docker.io/runhost/python:3.11 into one name.
+func normalise(ref string) string {
+	ref = strings.TrimPrefix(ref, "docker.io/")
+	ref = strings.TrimPrefix(ref, "library/")
+	return ref
+}
+
+// Build is not supported: the cluster has no builder runhost can use.
+func (e *Executor) Build(context.Context, executor.Build) (executor.BuiltImage, error) {
+	return executor.BuiltImage{}, fmt.Errorf("%w: Dockerfile builds", ErrUnsupported)
+}
+
+// StartSession is not supported yet.
+func (e *Executor) StartSession(context.Context, executor.Job) (executor.Session, error) {
+	return nil, fmt.Errorf("%w: sessions", ErrUnsupported)
+}
+
+// Run runs job in a fresh pod and always deletes it.
+func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, error) {
+	switch {
+	case job.Install != nil:
+		return executor.Result{}, fmt.Errorf("%w: dependency installs", ErrUnsupported)
+	case job.Workspace != nil:
+		return executor.Result{}, fmt.Errorf("%w: workspaces", ErrUnsupported)
+	}
+	frame, err := frames.Encode(job, nil)
+	if err != nil {
+		return executor.Result{}, err
+	}
+	pods := e.cs.CoreV1().Pods(e.cfg.Namespace)
+	pod := e.podFor(job)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	created, err := pods.Create(cctx, pod, metav1.CreateOptions{})
+	cancel()
+	if err != nil {
+		return executor.Result{}, createError(err)
+	}
+	defer e.delete(ctx, created.Name)
+
+	if err := e.waitRunning(ctx, created.Name); err != nil {
+		return executor.Result{}, err
+	}
+	return e.attach(ctx, created.Name, job, frame)
+}
+
+// waitRunning watches the pod until its container runs (or has ended).
+func (e *Executor) waitRunning(ctx context.Context, name string) error {
+	pods := e.cs.CoreV1().Pods(e.cfg.Namespace)
+	w, err := pods.Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()})
+	if err != nil {
+		return fmt.Errorf("%w: watch pod: %v", executor.ErrEngineUnavailable, err)
+	}
+	defer w.Stop()
+	unschedulable := time.NewTimer(30 * time.Second)
+	defer unschedulable.Stop()
+	var lastReason string
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-unschedulable.C:
+			return fmt.Errorf("%w: the pod was not scheduled within 30 s (%s)", executor.ErrNoCapacity, lastReason)
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return fmt.Errorf("%w: the pod watch ended", executor.ErrEngineUnavailable)
+			}
+			if ev.Type == watch.Deleted {
+				return fmt.Errorf("the run's pod was deleted before it ran")
+			}
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+					lastReason = c.Reason + ": " + c.Message
+				}
+			}
+			for _, cs := range p.Status.ContainerStatuses {
+				if cs.State.Running != nil || cs.State.Terminated != nil {
+					return nil
+				}
+				if w := cs.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff" || w.Reason == "ErrImageNeverPull" || w.Reason == "InvalidImageName") {
+					return fmt.Errorf("%w: %s: %s", executor.ErrImageMissing, w.Reason, w.Message)
+				}
+			}
+			if p.Status.Phase == corev1.PodFailed {
+				return fmt.Errorf("the run's pod failed to start: %s %s", p.Status.Reason, p.Status.Message)
+			}
+		}
+	}
+}
+
+// attach sends the frame and stdin to init and reads its frames back.
+func (e *Executor) attach(ctx context.Context, name string, job executor.Job, frame []byte) (executor.Result, error) {
+	req := e.cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(e.cfg.Namespace).Name(name).SubResource("attach").
+		VersionedParams(&corev1.PodAttachOptions{Container: "run", Stdin: true, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	exec, err := remotecommand.NewSPDYExecutor(e.rest, "POST", req.URL())
+	if err != nil {
+		return executor.Result{}, err
+	}
+	out := frames.NewReader(job.Limits.OutputBytes, job.Output)
+	pr, pw := io.Pipe()
+	go out.Read(pr)
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	streamed := make(chan error, 1)
+	go func() {
+		err := exec.StreamWithContext(actx, remotecommand.StreamOptions{
+			Stdin:  io.MultiReader(bytes.NewReader(frame), bytes.NewReader(job.Stdin)),
+			Stdout: pw,
+			Stderr: io.Discard, // init's own complaints before any frame
+		})
+		pw.CloseWithError(err)
+		streamed <- err
+	}()
+	backstop := time.NewTimer(job.Limits.Timeout + 10*time.Second)
+	defer backstop.Stop()
+	select {
+	case ex := <-out.Exit():
+		return out.Result(ex), nil
+	case <-out.Done():
+		select {
+		case ex := <-out.Exit():
+			return out.Result(ex), nil
+		default:
+		}
+		err := <-streamed
+		return e.fromStatus(ctx, name, out, err)
+	case <-backstop.C:
+		res := out.Result(executorExit(137))
+		res.TimedOut = true
+		return res, nil
+	case <-ctx.Done():
+		return executor.Result{}, ctx.Err()
+	}
+}
+
+// fromStatus reports a run whose init ended without an exit frame, from
+// the pod's status (OOM-killed init, say).
+func (e *Executor) fromStatus(ctx context.Context, name string, out *frames.Reader, streamErr error) (executor.Result, error) {
+	for range 20 {
+		p, err := e.cs.CoreV1().Pods(e.cfg.Namespace).Get(context.WithoutCancel(ctx), name, metav1.GetOptions{})
+		if err != nil {
+			return executor.Result{}, fmt.Errorf("%w: %v", executor.ErrEngineUnavailable, err)
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if t := cs.State.Terminated; t != nil {
+				res := out.Result(executorExit(int(t.ExitCode)))
+				res.OOMKilled = t.Reason == "OOMKilled"
+				return res, nil
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return executor.Result{}, fmt.Errorf("the run's output ended without an exit (%v)", streamErr)
+}
+
+// delete removes the pod at once, with its own deadline.
+func (e *Executor) delete(ctx context.Context, name string) {
+	go func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		zero := int64(0)
+		bg := metav1.DeletePropagationBackground
+		err := e.cs.CoreV1().Pods(e.cfg.Namespace).Delete(dctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero, PropagationPolicy: &bg})
+		if err != nil && !apierrors.IsNotFound(err) {
+			e.log.Warn("delete pod (the sweep will retry)", "pod", name, "error", err)
+		}
+	}()
+}
+
+// Close releases nothing: the client holds no long-lived state.
+func (e *Executor) Close() error { return nil }
+
+// Sweep deletes run pods past their deadline. It returns how many.
+func (e *Executor) Sweep(ctx context.Context) (int, error) {
+	list, err := e.cs.CoreV1().Pods(e.cfg.Namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelManaged + "=true"})
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", executor.ErrEngineUnavailable, err)
+	}
+	now := time.Now().Unix()
+	n := 0
+	for _, p := range list.Items {
+		deadline, err := strconv.ParseInt(p.Annotations[AnnoDeadline], 10, 64)
+		if err == nil && deadline > now {
+			continue
+		}
+		e.delete(ctx, p.Name)
+		n++
+	}
+	return n, nil
+}
+
+// podFor is the whole hardening of a run pod in one place.
+func (e *Executor) podFor(job executor.Job) *corev1.Pod {
+	l := job.Limits
+	uid, gid := ids(job.User)
+	yes, no := true, false
+	mem := resource.NewQuantity(l.MemoryBytes, resource.BinarySI)
+	cpu := resource.NewMilliQuantity(l.NanoCPUs/1e6, resource.DecimalSI)
+	deadline := int64(math.Ceil(l.Timeout.Seconds())) + 60
+	tmp := resource.NewQuantity(l.TmpBytes, resource.BinarySI)
+	code := resource.NewQuantity(l.RunDirBytes, resource.BinarySI)
+	labels := map[string]string{LabelManaged: "true", LabelInstance: e.cfg.Instance, LabelRun: job.ID}
+	for k, v := range job.Labels {
+		if _, ok := labels[k]; !ok && validLabelValue(v) {
+			labels[k] = v
+		}
+	}
+	secure := &corev1.SecurityContext{
+		RunAsNonRoot:             &yes,
+		RunAsUser:                &uid,
+		RunAsGroup:               &gid,
+		ReadOnlyRootFilesystem:   &yes,
+		AllowPrivilegeEscalation: &no,
+		Privileged:               &no,
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+	resources := corev1.ResourceRequirements{
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: *mem, corev1.ResourceCPU: *cpu},
+		Requests: corev1.ResourceList{corev1.ResourceMemory: *mem, corev1.ResourceCPU: *cpu},
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: "runhost-",
+			Labels:       labels,
+			Annotations:  map[string]string{AnnoDeadline: strconv.FormatInt(time.Now().Add(l.Timeout+2*time.Minute).Unix(), 10)},
+		},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			AutomountServiceAccountToken:  &no,
+			EnableServiceLinks:            &no,
+			ActiveDeadlineSeconds:         &deadline,
+			TerminationGracePeriodSeconds: new(int64),
+			HostNetwork:                   false,
+			HostPID:                       false,
+			HostIPC:                       false,
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot:   &yes,
+				RunAsUser:      &uid,
+				RunAsGroup:     &gid,
+				FSGroup:        &gid,
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+			InitContainers: []corev1.Container{{
+				Name:            "init",
+				Image:           e.cfg.InitImage,
+				ImagePullPolicy: e.cfg.PullPolicy,
+				Command:         []string{"/init", "--install", initDir + "/init"},
+				SecurityContext: secure,
+				Resources: corev1.ResourceRequirements{
+					Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi"), corev1.ResourceCPU: resource.MustParse("100m")},
+					Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi"), corev1.ResourceCPU: resource.MustParse("100m")},
+				},
+				VolumeMounts: []corev1.VolumeMount{{Name: "runhost", MountPath: initDir}},
+			}},
+			Containers: []corev1.Container{{
+				Name:            "run",
+				Image:           job.Image,
+				ImagePullPolicy: e.cfg.PullPolicy,
+				Command:         []string{initDir + "/init"},
+				Stdin:           true,
+				StdinOnce:       true,
+				SecurityContext: secure,
+				Resources:       resources,
+				VolumeMounts: []corev1.VolumeMount{
+					{Name: "runhost", MountPath: initDir, ReadOnly: true},
+					{Name: "tmp", MountPath: "/tmp"},
+					{Name: "code", MountPath: executor.RunDir},
+				},
+			}},
+			Volumes: []corev1.Volume{
+				{Name: "runhost", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: resource.NewQuantity(16<<20, resource.BinarySI)}}},
+				{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: tmp}}},
+				{Name: "code", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: code}}},
+			},
+		},
+	}
+	if e.cfg.RuntimeClass != "" {
+		pod.Spec.RuntimeClassName = &e.cfg.RuntimeClass
+	}
+	return pod
+}
+
+func ids(user string) (int64, int64) {
+	u, g, _ := strings.Cut(user, ":")
+	uid, _ := strconv.ParseInt(u, 10, 64)
+	gid, _ := strconv.ParseInt(g, 10, 64)
+	if uid <= 0 {
+		uid = 1000
+	}
+	if gid <= 0 {
+		gid = 1000
+	}
+	return uid, gid
+}
+
+func validLabelValue(v string) bool {
+	if len(v) > 63 {
+		return false
+	}
+	for _, r := range v {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// createError maps a refused pod: a quota is a 429, anything about
+// capacity or admission a 503.
+func createError(err error) error {
+	switch {
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "exceeded quota"):
+		return fmt.Errorf("%w: the run namespace's ResourceQuota is used up: %v", executor.ErrBusy, err)
+	case apierrors.IsForbidden(err), apierrors.IsInvalid(err):
+		return fmt.Errorf("%w: the cluster refused the run's pod: %v", executor.ErrNoCapacity, err)
+	}
+	return fmt.Errorf("%w: create pod: %v", executor.ErrEngineUnavailable, err)
+}
