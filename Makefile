@@ -97,6 +97,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags dind ./internal/e2e/dind/
+	$(GO) vet -tags k8s ./internal/e2e/k8s/
 	@for p in $(EXAMPLES); do (cd examples/plugins/$$p && $(GO) vet ./...) || exit 1; done
 	$(GO) run $(STATICCHECK) ./...
 	GOVULNCHECK=$(GOVULNCHECK) scripts/govulncheck.sh
