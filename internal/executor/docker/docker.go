@@ -591,6 +591,10 @@ func (e *Executor) labels(base map[string]string, timeout time.Duration) map[str
 	return out
 }
 
+// sweepStoppedAfter is how long after its creation a stopped container may
+// stay before a sweep removes it.
+const sweepStoppedAfter = 5 * time.Minute
+
 // sweepMargin is how long past its timeout a container may live before a
 // sweep treats it as left behind.
 const sweepMargin = 2 * time.Minute
@@ -610,7 +614,10 @@ func (e *Executor) Sweep(ctx context.Context) (int, error) {
 	removed := 0
 	for _, c := range list {
 		deadline, err := strconv.ParseInt(c.Labels[LabelDeadline], 10, 64)
-		if err == nil && deadline > now && !ownerGone(c.Labels[LabelOwner]) {
+		// A container that has stopped is of no use to anyone once its host
+		// had time to read it (a pool container whose host went away, say).
+		stopped := (c.State == "exited" || c.State == "dead") && now-c.Created > int64(sweepStoppedAfter.Seconds())
+		if err == nil && deadline > now && !ownerGone(c.Labels[LabelOwner]) && !stopped {
 			continue
 		}
 		err = e.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
