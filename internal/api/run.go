@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -150,19 +151,28 @@ func (s *Server) run(c echo.Context) (err error) {
 		return err
 	}
 	defer release()
-	if wantsStream(c) {
-		stream := newEventStream(c)
-		rreq.Output = stream.output
-		res, err = s.runner.Run(c.Request().Context(), rreq)
-		if stream.finish(runResponse(res), err) {
-			return nil
+	res, err = s.answer(c, rreq, s.runner.Run)
+	return err
+}
+
+// answer runs req with run and answers: with the result as JSON, or, when
+// the caller asked for text/event-stream, with the output as it comes and
+// the result at the end.
+func (s *Server) answer(c echo.Context, req runner.Request, run func(context.Context, runner.Request) (runner.Result, error)) (runner.Result, error) {
+	if !wantsStream(c) {
+		res, err := run(c.Request().Context(), req)
+		if err != nil {
+			return res, err
 		}
-		return err
+		return res, c.JSON(http.StatusOK, runResponse(res))
 	}
-	if res, err = s.runner.Run(c.Request().Context(), rreq); err != nil {
-		return err
+	stream := newEventStream(c)
+	req.Output = stream.output
+	res, err := run(c.Request().Context(), req)
+	if stream.finish(runResponse(res), err) {
+		return res, nil
 	}
-	return c.JSON(http.StatusOK, runResponse(res))
+	return res, err
 }
 
 // audit writes one line per run request: who, what, with which limits,

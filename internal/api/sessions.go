@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -88,17 +89,8 @@ func (s *Server) runInSession(c echo.Context) (err error) {
 		return err
 	}
 	defer release()
-	if wantsStream(c) {
-		stream := newEventStream(c)
-		rreq.Output = stream.output
-		res, err = s.sessions.Run(c.Request().Context(), keyID(c), c.Param("id"), rreq)
-		if stream.finish(runResponse(res), err) {
-			return nil
-		}
-		return err
-	}
-	if res, err = s.sessions.Run(c.Request().Context(), keyID(c), c.Param("id"), rreq); err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, runResponse(res))
+	res, err = s.answer(c, rreq, func(ctx context.Context, req runner.Request) (runner.Result, error) {
+		return s.sessions.Run(ctx, keyID(c), c.Param("id"), req)
+	})
+	return err
 }

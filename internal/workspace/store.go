@@ -87,23 +87,6 @@ func (s *Store) openRoot() (int, error) {
 	return fd, nil
 }
 
-// Ensure creates the session directory (owned by the run user) if needed.
-func (s *Store) Ensure(session string) error {
-	if err := CheckSession(session); err != nil {
-		return err
-	}
-	root, err := s.openRoot()
-	if err != nil {
-		return err
-	}
-	defer unix.Close(root)
-	fd, err := s.openDir(root, session, true)
-	if err != nil {
-		return err
-	}
-	return unix.Close(fd)
-}
-
 // EnsureDir creates ref's directory (and its session) if needed.
 func (s *Store) EnsureDir(ref Ref) error {
 	dir, err := s.openSessionDir(ref.Session, ref.Dir, true)
