@@ -219,8 +219,21 @@ func TestFramedRun(t *testing.T) {
 	if code != 3 || len(exits) != 1 || exits[0].Code != 3 {
 		t.Fatalf("code %d, exits %+v", code, exits)
 	}
-	if got := strings.Join(frames, "|"); got != "o:out\n|e:err\n" {
-		t.Errorf("frames %q", got)
+	// stdout and stderr are separate pipes read concurrently: their frames
+	// may interleave either way, but each stream arrives whole and in order.
+	var stdout, stderr strings.Builder
+	for _, f := range frames {
+		switch {
+		case strings.HasPrefix(f, "o:"):
+			stdout.WriteString(f[2:])
+		case strings.HasPrefix(f, "e:"):
+			stderr.WriteString(f[2:])
+		default:
+			t.Errorf("unexpected frame %q", f)
+		}
+	}
+	if stdout.String() != "out\n" || stderr.String() != "err\n" {
+		t.Errorf("stdout %q, stderr %q (frames %q)", stdout.String(), stderr.String(), frames)
 	}
 }
 

@@ -300,17 +300,17 @@ func (e *Executor) ownVolume(ctx context.Context, vol, target, user string) erro
 			return err
 		}
 	}
-	c, err := e.engine.ContainerCreate(ctx, &container.Config{
+	id, err := createContainer(ctx, e.engine, &container.Config{
 		Image:  img,
 		Cmd:    []string{"/none"},
 		Labels: e.labels(nil, time.Minute),
 	}, &container.HostConfig{
 		NetworkMode: "none",
 		Mounts:      []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: target}},
-	}, nil, nil, "")
+	}, uniqueName("runhost-owner-"))
 	if err != nil {
 		return engineError("prepare cache volume", err)
 	}
-	e.remove(ctx, c.ID)
+	e.remove(ctx, id)
 	return nil
 }

@@ -9,6 +9,8 @@ package docker
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -336,16 +338,14 @@ func (e *Executor) start(ctx context.Context, s step) (*started, error) {
 	// after the engine acted would leave a container nobody knows about. The
 	// name is the second safety net: it can be removed without its id.
 	name := "runhost-" + job.ID
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), engineCallTimeout)
-	created, err := e.engine.ContainerCreate(cctx, cfg, hostCfg, nil, nil, name)
-	cancel()
+	id, err := createContainer(ctx, e.engine, cfg, hostCfg, name)
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("%w: %s (build it with `make images`)", executor.ErrImageMissing, job.Image)
 		}
 		return &started{id: name}, engineError("create container", err)
 	}
-	c := &started{id: created.ID}
+	c := &started{id: id}
 	if err := ctx.Err(); err != nil {
 		return c, err
 	}
@@ -372,7 +372,9 @@ func (e *Executor) start(ctx context.Context, s step) (*started, error) {
 	if err := e.engine.ContainerStart(ctx, c.id, container.StartOptions{}); err != nil {
 		c.stream.Close()
 		cancel()
-		e.init.invalidate() // a missing init volume shows up here first
+		if ctx.Err() == nil {
+			e.init.invalidate() // a missing init volume shows up here first
+		}
 		return c, engineError("start container", err)
 	}
 	return c, nil
@@ -451,6 +453,32 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 	}
 	res.OOMKilled = info.State != nil && info.State.OOMKilled
 	return res, nil
+}
+
+// createContainer creates a named container with a context the caller
+// cannot cancel: a create cut short after the engine acted would leave a
+// container nobody knows about. If the create fails anyway (the engine
+// timed out, say), the name is removed in case the engine made it.
+func createContainer(ctx context.Context, e engine, cfg *container.Config, hostCfg *container.HostConfig, name string) (string, error) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), engineCallTimeout)
+	defer cancel()
+	created, err := e.ContainerCreate(cctx, cfg, hostCfg, nil, nil, name)
+	if err != nil {
+		if !cerrdefs.IsNotFound(err) && !cerrdefs.IsConflict(err) && !cerrdefs.IsInvalidArgument(err) {
+			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), engineCallTimeout)
+			_ = e.ContainerRemove(rctx, name, container.RemoveOptions{Force: true, RemoveVolumes: true})
+			rcancel()
+		}
+		return "", err
+	}
+	return created.ID, nil
+}
+
+// uniqueName is a container name no other container has.
+func uniqueName(prefix string) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
 }
 
 // kill stops the container now and waits until the engine reports it gone.

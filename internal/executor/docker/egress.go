@@ -123,7 +123,7 @@ func (e *Executor) ensureEgress(ctx context.Context) (string, error) {
 		p.volume = name
 	}
 	pids := int64(128)
-	c, err := e.engine.ContainerCreate(ctx, &container.Config{
+	id, err := createContainer(ctx, e.engine, &container.Config{
 		Image: img,
 		Cmd: []string{"/egress", "-socket", egressDirProxy + "/" + egressSocket,
 			"-allow", strings.Join(p.cfg.Allow, ","), "-allow-cidrs", strings.Join(p.cfg.CIDRs, ",")},
@@ -137,28 +137,28 @@ func (e *Executor) ensureEgress(ctx context.Context) (string, error) {
 		LogConfig:      container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "1m", "max-file": "1"}},
 		Mounts:         []mount.Mount{{Type: mount.TypeVolume, Source: p.volume, Target: egressDirProxy, VolumeOptions: &mount.VolumeOptions{NoCopy: true}}},
 		Resources:      container.Resources{Memory: 128 << 20, MemorySwap: 128 << 20, PidsLimit: &pids, NanoCPUs: 1e9},
-	}, nil, nil, "runhost-egress-"+e.instance)
+	}, "runhost-egress-"+e.instance)
 	if err != nil {
 		return "", engineError("create egress proxy", err)
 	}
-	if err := e.engine.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
-		e.remove(ctx, c.ID)
+	if err := e.engine.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		e.remove(ctx, id)
 		return "", engineError("start egress proxy", err)
 	}
 	// Wait for the socket: the proxy is ready when it exists.
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if _, err := e.engine.ContainerStatPath(ctx, c.ID, egressDirProxy+"/"+egressSocket); err == nil {
+		if _, err := e.engine.ContainerStatPath(ctx, id, egressDirProxy+"/"+egressSocket); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			e.remove(ctx, c.ID)
+			e.remove(ctx, id)
 			return "", fmt.Errorf("egress proxy did not create its socket within 15 s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	p.container = c.ID
-	e.log.Info("egress proxy started", "container", c.ID[:12], "network", p.cfg.Network, "allow", p.cfg.Allow)
+	p.container = id
+	e.log.Info("egress proxy started", "container", id[:12], "network", p.cfg.Network, "allow", p.cfg.Allow)
 	return p.volume, nil
 }
 

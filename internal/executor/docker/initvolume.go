@@ -75,7 +75,7 @@ func (v *initVolume) fill(ctx context.Context, e engine, labels map[string]strin
 	} else if err != nil {
 		return engineError("inspect image", err)
 	}
-	helper, err := e.ContainerCreate(ctx, &container.Config{
+	helperID, err := createContainer(ctx, e, &container.Config{
 		Image:  helperImage,
 		Cmd:    []string{"/init"},
 		Labels: labels,
@@ -85,23 +85,23 @@ func (v *initVolume) fill(ctx context.Context, e engine, labels map[string]strin
 			Type: mount.TypeVolume, Source: v.name, Target: initDir,
 			VolumeOptions: &mount.VolumeOptions{NoCopy: true},
 		}},
-	}, nil, nil, "")
+	}, uniqueName("runhost-init-helper-"))
 	if err != nil {
 		return engineError("create helper container", err)
 	}
 	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), engineCallTimeout)
 		defer cancel()
-		_ = e.ContainerRemove(rctx, helper.ID, container.RemoveOptions{Force: true})
+		_ = e.ContainerRemove(rctx, helperID, container.RemoveOptions{Force: true})
 	}()
 
-	if _, err := e.ContainerStatPath(ctx, helper.ID, initDir+"/"+readyMarker); err == nil {
+	if _, err := e.ContainerStatPath(ctx, helperID, initDir+"/"+readyMarker); err == nil {
 		return nil // filled earlier, by this host or another of the same version
 	}
-	if err := e.CopyToContainer(ctx, helper.ID, initDir, tarOf("init", v.binary, 0o755), container.CopyToContainerOptions{}); err != nil {
+	if err := e.CopyToContainer(ctx, helperID, initDir, tarOf("init", v.binary, 0o755), container.CopyToContainerOptions{}); err != nil {
 		return engineError("copy init binary", err)
 	}
-	if err := e.CopyToContainer(ctx, helper.ID, initDir, tarOf(readyMarker, nil, 0o644), container.CopyToContainerOptions{}); err != nil {
+	if err := e.CopyToContainer(ctx, helperID, initDir, tarOf(readyMarker, nil, 0o644), container.CopyToContainerOptions{}); err != nil {
 		return engineError("mark init volume ready", err)
 	}
 	return nil
