@@ -408,19 +408,23 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 	defer backstop.Stop()
 
 	var res executor.Result
+	var exited *container.WaitResponse // the engine's word, once received
 	select {
 	case ex := <-out.Exit():
 		return out.Result(ex), nil
 	case <-out.Done():
 		// The stream ended without an exit frame: init itself died (killed
 		// by the OOM killer, say). The engine knows how.
-	case <-c.exited:
-		// Usually the exit frame is already read; give the reader a moment.
+	case status := <-c.exited:
+		// Usually the exit frame is already read; give the reader time (a
+		// loaded machine can be slow to drain the attach stream). The wait
+		// channel delivers once, so keep what it said.
+		exited = &status
 		select {
 		case ex := <-out.Exit():
 			return out.Result(ex), nil
 		case <-out.Done():
-		case <-time.After(2 * time.Second):
+		case <-time.After(10 * time.Second):
 		}
 	case err := <-c.waitErr:
 		return res, engineError("wait for container", err)
@@ -439,9 +443,16 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 	default:
 	}
 	// No exit frame: fall back on the engine's view.
-	status, err := e.kill(ctx, c)
-	if err != nil {
-		return res, err
+	var status container.WaitResponse
+	if exited != nil {
+		status = *exited
+		// The container is gone, so the stream ends; close it if it does not.
+		c.stream.Close()
+	} else {
+		var err error
+		if status, err = e.kill(ctx, c); err != nil {
+			return res, err
+		}
 	}
 	<-out.Done()
 	res = out.Result(initproc.Exit{Code: int(status.StatusCode), TimedOut: res.TimedOut})
