@@ -7,6 +7,7 @@ package executor
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 )
 
@@ -70,6 +71,11 @@ type Job struct {
 	// Install, when set, runs first; its output is mounted read-only at
 	// Install.OutputDir for the run.
 	Install *Install
+	// StdinStream, when set, is copied to the program's stdin after Stdin,
+	// as it arrives, until it ends (interactive runs). The executor may still
+	// be reading it when Run returns: the caller closes it then. Executors
+	// that cannot stream ignore it.
+	StdinStream io.Reader
 }
 
 // Install is a dependency installation step, cached by Key.

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"path"
 	"slices"
 	"time"
@@ -45,6 +46,9 @@ type Request struct {
 
 	// Output, when set, receives the run's output as it is produced.
 	Output func(executor.Stream, []byte)
+	// StdinStream, when set, feeds the program's stdin after Stdin as data
+	// arrives (see executor.Job.StdinStream); the caller closes it after Run.
+	StdinStream io.Reader
 }
 
 // Result is a finished run with what it ran on.
@@ -182,6 +186,7 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 		return Result{}, err
 	}
 	job.Output = req.Output
+	job.StdinStream = req.StdinStream
 	res, err := r.executor.Run(ctx, job)
 	if err != nil {
 		return Result{}, err
@@ -272,7 +277,7 @@ func checkCapabilities(d shared.Description, req Request) error {
 		}
 		return shared.Invalidf("runtime %q does not support %s", d.Name, what)
 	}
-	if len(req.Stdin) > 0 {
+	if len(req.Stdin) > 0 || req.StdinStream != nil {
 		if err := missing(shared.CapStdin, "stdin"); err != nil {
 			return err
 		}

@@ -390,6 +390,9 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 		// Errors are expected when the program exits without reading stdin.
 		_, _ = c.stream.Conn.Write(frame)
 		_, _ = c.stream.Conn.Write(job.Stdin)
+		if job.StdinStream != nil {
+			_, _ = io.Copy(c.stream.Conn, job.StdinStream)
+		}
 		_ = c.stream.CloseWrite()
 	}()
 
