@@ -308,10 +308,12 @@ function onCodeKey(e) {
 
 function init() {
   $("key").value = stored("runhost.apiKey");
+  // The key applies when the field is left or Enter is pressed in it.
   $("key").addEventListener("change", () => {
     stored("runhost.apiKey", $("key").value.trim());
     loadRuntimes();
   });
+  $("key-form").addEventListener("submit", (e) => { e.preventDefault(); $("key").blur(); });
   $("runtime").addEventListener("change", (e) => selectRuntime(e.target.value));
   $("code").addEventListener("keydown", onCodeKey);
   $("form").addEventListener("submit", (e) => { e.preventDefault(); run(); });
