@@ -14,6 +14,7 @@ PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 
 .PHONY: all build engine images examples test-examples run selftest test test-unit e2e-dind bench load load-restart proto lint clean
+.PHONY: browser
 
 all: build
 
@@ -57,8 +58,12 @@ run: engine build images
 selftest: engine build images
 	RUNHOST_LOG_LEVEL=warn ./$(BIN)/host selftest
 
+## browser: Debian's chromium, for the playground's browser tests, if missing
+browser:
+	@scripts/ensure-chromium.sh
+
 ## test: the self-tests, the examples, then the whole suite against the real engine, images and plugin binaries
-test: selftest examples test-examples
+test: browser selftest examples test-examples
 	$(GO) test $(TEST_FLAGS) ./...
 
 ## test-unit: tests that need no engine
