@@ -282,6 +282,27 @@ func TestPlayground(t *testing.T) {
 		p.noConsoleErrors()
 	})
 
+	// A phone: one column, the output under the form, nothing wider than
+	// the screen.
+	t.Run("Phone", func(t *testing.T) {
+		p := openPage(t, browser, h.URL+"/")
+		p.do(chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+		layout, err := chromedp.Run(p.ctx, chromedp.Evaluate[struct {
+			FormBottom, OutputTop, OutputLeft, FormLeft, ScrollWidth, Width float64
+		}](`(() => {
+			const f = document.getElementById("form").getBoundingClientRect();
+			const o = document.querySelector(".output").getBoundingClientRect();
+			return {FormBottom: f.bottom, OutputTop: o.top, OutputLeft: o.left, FormLeft: f.left,
+				ScrollWidth: document.documentElement.scrollWidth, Width: window.innerWidth};
+		})()`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if layout.OutputTop < layout.FormBottom || layout.OutputLeft != layout.FormLeft || layout.ScrollWidth > layout.Width {
+			t.Errorf("not one column at 390 px: %+v", layout)
+		}
+	})
+
 	t.Run("ErrorShown", func(t *testing.T) {
 		p := openPage(t, browser, h.URL+"/")
 		p.set("runtime", "python")
