@@ -1,13 +1,36 @@
 // Package piston serves Piston's v2 API (engineer-man/piston) on top of
-// runhost's runtimes, so clients written for Piston work unchanged.
+// runhost's runtimes, so clients written for Piston work unchanged:
+//
+//	GET  /api/v2/runtimes   the runtimes, as Piston languages and semver versions
+//	GET  /api/v2/packages   the same as Piston's package list
+//	POST /api/v2/execute    run files, answer {language, version, run}
+//	GET  /api/v2/connect    the interactive WebSocket protocol
+//
+// Runs go through the host's admission and runner exactly as native runs
+// do; this package only translates shapes and messages.
 package piston
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
 	"github.com/hashicorp/go-hclog"
 	"github.com/labstack/echo/v4"
 
 	"github.com/runhost/runhost/internal/admission"
+	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/pathguard"
+	"github.com/runhost/runhost/internal/policy"
+	"github.com/runhost/runhost/internal/registry"
 	"github.com/runhost/runhost/internal/runner"
+	"github.com/runhost/runhost/shared"
 )
 
 // Deps are what the Piston routes use from the host.
@@ -22,4 +45,154 @@ type Deps struct {
 }
 
 // Register mounts the Piston routes on g (the host mounts it at /api/v2).
-func Register(g *echo.Group, d Deps) {}
+func Register(g *echo.Group, d Deps) {
+	if d.Log == nil {
+		d.Log = hclog.NewNullLogger()
+	}
+	if d.KeyID == nil {
+		d.KeyID = func(echo.Context) string { return "" }
+	}
+	h := &handler{d: d}
+	g.GET("/runtimes", h.runtimes)
+	g.GET("/packages", h.packages)
+	g.POST("/execute", h.execute)
+	g.GET("/connect", h.connect)
+}
+
+type handler struct {
+	d Deps
+}
+
+// errorBody is Piston's error shape.
+type errorBody struct {
+	Message string `json:"message"`
+}
+
+func (h *handler) entries(ctx context.Context) []entry {
+	return catalog(h.d.Runner.Runtimes(ctx))
+}
+
+func (h *handler) runtimes(c echo.Context) error {
+	out := []Runtime{}
+	for _, e := range h.entries(c.Request().Context()) {
+		out = append(out, e.Runtime)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// Package is an entry of Piston's package list.
+type Package struct {
+	Language        string `json:"language"`
+	LanguageVersion string `json:"language_version"`
+	Installed       bool   `json:"installed"`
+}
+
+// packages lists runtimes as Piston's packages; installing and removing
+// them is not offered (images are built with `make images`).
+func (h *handler) packages(c echo.Context) error {
+	infos := h.d.Runner.Runtimes(c.Request().Context())
+	out := []Package{}
+	for _, e := range catalog(infos) {
+		installed := false
+		for _, info := range infos {
+			if info.Name == e.name {
+				installed = info.Installed[e.version]
+			}
+		}
+		out = append(out, Package{Language: e.Language, LanguageVersion: e.Version, Installed: installed})
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (h *handler) execute(c echo.Context) error {
+	ctx := c.Request().Context()
+	var req jobRequest
+	if err := h.decode(c, &req); err != nil {
+		return h.fail(c, err)
+	}
+	j, err := newJob(req, h.entries(ctx), false)
+	if err != nil {
+		return h.fail(c, err)
+	}
+	release, err := h.d.Admission.Acquire(ctx, h.d.KeyID(c))
+	if err != nil {
+		return h.fail(c, err)
+	}
+	defer release()
+	var out interleaver
+	j.req.Output = out.write
+	start := time.Now()
+	res, err := h.d.Runner.Run(ctx, j.req)
+	h.d.Log.Info("execute", "key", h.d.KeyID(c), "run_id", res.RunID, "runtime", j.req.Runtime,
+		"version", j.req.Version, "exit_code", res.ExitCode, "timed_out", res.TimedOut,
+		"duration_ms", time.Since(start).Milliseconds(), "error", err)
+	if err != nil {
+		return h.fail(c, err)
+	}
+	return c.JSON(http.StatusOK, Result{Language: j.entry.Language, Version: j.entry.Version, Run: stage(res, out.bytes())})
+}
+
+// decode reads one JSON value of bounded size, whatever the Content-Type
+// (Piston clients often send none, or text/plain). A body that is not an
+// object is treated as an empty one, so it gets Piston's message about the
+// first missing field.
+func (h *handler) decode(c echo.Context, req *jobRequest) error {
+	body := http.MaxBytesReader(c.Response(), c.Request().Body, h.d.MaxBodyBytes)
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return err
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	var raw json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return invalid("request body is not valid JSON: %v", err)
+	}
+	if raw[0] != '{' {
+		return nil
+	}
+	return json.Unmarshal(raw, req)
+}
+
+// fail answers err in Piston's shape with a status saying whose fault it is.
+func (h *handler) fail(c echo.Context, err error) error {
+	status, msg := statusOf(err)
+	if status == 0 {
+		return nil // the client went away
+	}
+	var refused *admission.RefusedError
+	if errors.As(err, &refused) && refused.RetryAfter > 0 {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(refused.RetryAfter.Seconds()))))
+	}
+	if status >= 500 {
+		h.d.Log.Warn("piston request failed", "path", c.Path(), "error", err)
+	}
+	return c.JSON(status, errorBody{Message: msg})
+}
+
+// statusOf maps an error to a status and Piston's message; 0 means the
+// client is gone and gets no answer.
+func statusOf(err error) (int, string) {
+	var br *badRequest
+	var le *policy.LimitError
+	var maxBytes *http.MaxBytesError
+	switch {
+	case errors.As(err, &br):
+		return http.StatusBadRequest, br.message
+	case errors.As(err, &le):
+		return http.StatusBadRequest, limitMessage(le)
+	case errors.As(err, &maxBytes):
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", maxBytes.Limit)
+	case errors.Is(err, context.Canceled):
+		return 0, ""
+	case errors.Is(err, registry.ErrUnknownRuntime), errors.Is(err, runner.ErrUnknownVersion),
+		errors.Is(err, shared.ErrInvalidRequest), errors.Is(err, pathguard.ErrUnsafePath):
+		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, admission.ErrBusy), errors.Is(err, admission.ErrRateLimited), errors.Is(err, executor.ErrBusy):
+		return http.StatusTooManyRequests, err.Error()
+	case errors.Is(err, executor.ErrEngineUnavailable), errors.Is(err, executor.ErrImageMissing), errors.Is(err, executor.ErrNoCapacity):
+		return http.StatusServiceUnavailable, err.Error()
+	}
+	return http.StatusInternalServerError, err.Error()
+}
