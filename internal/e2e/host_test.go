@@ -16,6 +16,7 @@ import (
 
 	"github.com/runhost/runhost/internal/app"
 	"github.com/runhost/runhost/internal/config"
+	"github.com/runhost/runhost/internal/openapi/openapitest"
 	"github.com/runhost/runhost/internal/testenv"
 )
 
@@ -68,7 +69,8 @@ func startHostWith(t testing.TB, cli *client.Client, env ...string) *host {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(a.Handler())
+	// Every exchange with the native API is checked against openapi.json.
+	srv := httptest.NewServer(openapitest.Check(t, a.Handler()))
 	t.Cleanup(func() {
 		srv.Close()
 		a.Close()
