@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# runhost's Kubernetes executor against a real single-node cluster (make e2e-k8s):
+# cluster up -> images into the cluster's containerd -> the k8s suite (go test -tags k8s:
+# the executor from outside the cluster, the manifests applied with client-go, the host's
+# Deployment smoke-tested through its Service's endpoints, latency on both executors) ->
+# teardown, always. Each phase prints its duration. K8S_KEEP=1 leaves the cluster up.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+GO=${GO:-go}
+CLUSTER=scripts/k8s-cluster.sh
+T0=$(date +%s)
+
+log() { printf '[e2e-k8s] %s\n' "$*" >&2; }
+phase() {
+	local name=$1 s
+	shift
+	s=$(date +%s.%N)
+	"$@"
+	log "$(printf 'phase %-10s %6.1fs' "$name" "$(echo "$(date +%s.%N) - $s" | bc)")"
+}
+
+teardown() {
+	local rc=$?
+	if [ "${K8S_KEEP:-}" = 1 ]; then
+		log "K8S_KEEP=1: the cluster stays up ($($CLUSTER env)); stop it with $CLUSTER down"
+	else
+		phase down "$CLUSTER" down || rc=1
+	fi
+	log "total $(($(date +%s) - T0))s"
+	exit $rc
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+for f in bin/host bin/runhost-init bin/runhost-egress; do
+	[ -x "$f" ] || { log "$f missing: run make build"; exit 1; }
+done
+
+# The init image: runhost-init alone at /init, named by its hash as the host names it
+# (executor/docker.InitImage), so the host derives the same name from the same binary.
+INIT_IMAGE=runhost/init:$(sha256sum bin/runhost-init | cut -c1-12)
+init_image() {
+	docker image inspect "$INIT_IMAGE" >/dev/null 2>&1 && return 0
+	local d
+	d=$(mktemp -d)
+	install -m 0755 bin/runhost-init "$d/init"
+	tar -C "$d" -c init | docker import -c 'LABEL runhost.managed=true' - "$INIT_IMAGE" >/dev/null
+	rm -rf "$d"
+}
+
+# The host image from the built bin/: images/host.Dockerfile (no registry needed).
+host_image() {
+	local d
+	d=$(mktemp -d)
+	cp bin/host bin/runhost-init bin/runhost-egress "$d/"
+	cp -r bin/plugins "$d/plugins"
+	DOCKER_BUILDKIT=0 docker build -q -f images/host.Dockerfile -t runhost/host:latest "$d" >/dev/null
+	rm -rf "$d"
+}
+
+RUNTIME_IMAGES=$(awk '!/^#/ && NF {print $1}' images/images.txt)
+load_images() {
+	init_image
+	host_image
+	# shellcheck disable=SC2086
+	"$CLUSTER" load $RUNTIME_IMAGES "$INIT_IMAGE" runhost/host:latest
+}
+
+run_suite() {
+	local kubeconfig
+	kubeconfig=$($CLUSTER env | sed 's/^KUBECONFIG=//')
+	RUNHOST_K8S_KUBECONFIG=$kubeconfig RUNHOST_K8S_INIT_IMAGE=$INIT_IMAGE CI=${CI:-true} \
+		$GO test -tags k8s -count=1 -timeout 30m -v ${K8S_TEST_RUN:+-run "$K8S_TEST_RUN"} ./internal/e2e/k8s/
+}
+
+phase cluster "$CLUSTER" up
+phase images load_images
+phase tests run_suite
