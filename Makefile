@@ -14,7 +14,7 @@ PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 
 .PHONY: all build engine images examples test-examples run selftest test test-unit e2e-dind bench load load-restart proto lint clean
-.PHONY: browser
+.PHONY: browser e2e-k8s
 
 all: build
 
@@ -73,6 +73,10 @@ test-unit:
 ## e2e-dind: runhost against a Docker-in-Docker daemon over mutual TLS (docs/dind.md)
 e2e-dind: engine build images
 	GO=$(GO) scripts/e2e-dind.sh
+
+## e2e-k8s: the Kubernetes executor against a real single-node cluster built here (docs/kubernetes.md)
+e2e-k8s: engine build images
+	GO=$(GO) scripts/e2e-k8s.sh
 
 ## bench: runhost against docker run --rm and docker exec; writes docs/benchmarks.md
 bench: engine build images
