@@ -27,6 +27,7 @@ type entry struct {
 	name    string // runhost runtime name
 	version string // runhost version ("3.11")
 	stdin   bool   // the runtime takes stdin
+	ext     string // of unnamed files: file0.<ext>
 }
 
 // language is how Piston names a runhost runtime. Piston's own packages
@@ -35,12 +36,15 @@ type language struct {
 	name    string
 	aliases []string
 	runtime string
+	// ext names unnamed files. Piston calls them file0.code; runhost's
+	// plugins pick the interpreter mode by extension (node refuses .code).
+	ext string
 }
 
 var languages = map[string]language{
-	"python": {name: "python", aliases: []string{"py", "py3", "python3"}},
-	"node":   {name: "javascript", aliases: []string{"node-javascript", "node-js", "javascript", "js"}, runtime: "node"},
-	"shell":  {name: "bash", aliases: []string{"sh"}},
+	"python": {name: "python", aliases: []string{"py", "py3", "python3"}, ext: "py"},
+	"node":   {name: "javascript", aliases: []string{"node-javascript", "node-js", "javascript", "js"}, runtime: "node", ext: "js"},
+	"shell":  {name: "bash", aliases: []string{"sh"}, ext: "sh"},
 }
 
 // catalog turns runhost's runtimes into Piston's: one entry per version,
@@ -56,7 +60,7 @@ func catalog(infos []runner.RuntimeInfo) []entry {
 		}
 		lang, ok := languages[d.Name]
 		if !ok {
-			lang = language{name: d.Name}
+			lang = language{name: d.Name, ext: "code"}
 		}
 		// runhost's own names work too (node, nodejs, ...), after Piston's.
 		aliases := append([]string{}, lang.aliases...) // [] rather than null in JSON
@@ -76,6 +80,7 @@ func catalog(infos []runner.RuntimeInfo) []entry {
 				name:    d.Name,
 				version: v.Version,
 				stdin:   slices.Contains(d.Capabilities, shared.CapStdin),
+				ext:     lang.ext,
 			})
 		}
 	}

@@ -92,41 +92,61 @@ func (s *wsSession) serve(ctx context.Context) {
 	defer timer.Stop()
 
 	done := make(chan struct{})
-	s.read(ctx, done)
+	c := s.read(ctx, done)
+	if s.kill != nil {
+		s.kill() // reading is over (either side closed, or a bad message): so is the run
+	}
 	close(s.stdin)
 	if s.started.Load() {
 		<-done
 	}
+	// Closing only now means a client that sees the close code knows the
+	// run is over.
+	if c.notice != "" {
+		s.send(ctx, map[string]any{"type": "error", "message": c.notice})
+	}
+	if c.code != 0 {
+		s.conn.Close(c.code, c.reason)
+	}
 }
 
-// read handles messages until the connection ends. It starts the run on
-// init; done is closed when the run is over.
-func (s *wsSession) read(ctx context.Context, done chan struct{}) {
+// closing is how read wants the connection closed; zero when it is
+// already closed.
+type closing struct {
+	code   websocket.StatusCode
+	reason string
+	notice string // sent as an error message first
+}
+
+func notified(msg string) closing {
+	// Close reasons are limited to 123 bytes, so Piston sends the message
+	// first and closes with a fixed reason.
+	return closing{code: closeNotifiedError, reason: "Notified Error", notice: msg}
+}
+
+// read handles messages until the connection ends or a message calls for
+// closing it, and says how to close. It starts the run on init; done is
+// closed when the run is over.
+func (s *wsSession) read(ctx context.Context, done chan struct{}) closing {
 	for {
 		_, data, err := s.conn.Read(ctx)
 		if err != nil {
-			if s.kill != nil {
-				s.kill() // the client went away (or we closed): end the run
-			}
-			return
+			return closing{}
 		}
 		var msg wsMessage
 		if err := json.Unmarshal(data, &msg); err != nil {
-			s.notify(ctx, "invalid message: "+err.Error())
-			return
+			return notified("invalid message: " + err.Error())
 		}
 		switch msg.Type {
 		case "init":
 			if s.started.Load() {
-				s.conn.Close(closeAlreadyInit, "Already Initialized")
-				return
+				return closing{code: closeAlreadyInit, reason: "Already Initialized"}
 			}
 			var req jobRequest
 			_ = json.Unmarshal(data, &req) // data is a JSON object: it decoded above
 			j, err := newJob(req, s.h.entries(ctx), true)
 			if err != nil {
-				s.notify(ctx, err.Error())
-				return
+				return notified(err.Error())
 			}
 			runCtx, kill := context.WithCancel(ctx)
 			s.kill = kill
@@ -141,21 +161,17 @@ func (s *wsSession) read(ctx context.Context, done chan struct{}) {
 		case "data":
 			switch {
 			case !s.started.Load():
-				s.conn.Close(closeNotInit, "Not yet initialized")
-				return
+				return closing{code: closeNotInit, reason: "Not yet initialized"}
 			case msg.Stream != "stdin":
-				s.conn.Close(closeOnlyStdin, "Can only write to stdin")
-				return
+				return closing{code: closeOnlyStdin, reason: "Can only write to stdin"}
 			}
 			s.stdin <- []byte(msg.Data)
 		case "signal":
 			switch {
 			case !s.started.Load():
-				s.conn.Close(closeNotInit, "Not yet initialized")
-				return
+				return closing{code: closeNotInit, reason: "Not yet initialized"}
 			case !validSignal(msg.Signal):
-				s.conn.Close(closeBadSignal, "Invalid signal")
-				return
+				return closing{code: closeBadSignal, reason: "Invalid signal"}
 			}
 			s.killed.Store(true)
 			s.kill()
@@ -265,11 +281,11 @@ func (s *wsSession) fail(ctx context.Context, err error) {
 	s.notify(ctx, msg)
 }
 
-// notify sends an error message and closes with 4002, as Piston does
-// (close reasons are limited to 123 bytes, so the message goes first).
+// notify sends an error message and closes with 4002, as Piston does.
 func (s *wsSession) notify(ctx context.Context, msg string) {
-	s.send(ctx, map[string]any{"type": "error", "message": msg})
-	s.conn.Close(closeNotifiedError, "Notified Error")
+	c := notified(msg)
+	s.send(ctx, map[string]any{"type": "error", "message": c.notice})
+	s.conn.Close(c.code, c.reason)
 }
 
 func (s *wsSession) send(ctx context.Context, v any) {

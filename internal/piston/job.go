@@ -115,6 +115,9 @@ func newJob(req jobRequest, entries []entry, interactive bool) (job, error) {
 	seen := map[string]bool{}
 	entryFile := ""
 	for i, f := range files {
+		if f.name == "" {
+			f.name = fmt.Sprintf("file%d.%s", i, e.ext)
+		}
 		if err := pathguard.Check(f.name); err != nil {
 			return job{}, invalid("files[%d].name: %v", i, err)
 		}
@@ -165,15 +168,13 @@ func parseFile(i int, raw json.RawMessage) (file, error) {
 	if !ok {
 		return file{}, invalid("files[%d].content is required as a string", i)
 	}
-	out := file{name: fmt.Sprintf("file%d.code", i), content: content, encoding: "utf8"}
+	out := file{content: content, encoding: "utf8"} // unnamed: named once the runtime is known
 	if !isNull(f.Name) {
 		name, ok := stringField(f.Name)
 		if !ok {
 			return file{}, invalid("files[%d].name must be a string", i)
 		}
-		if name != "" {
-			out.name = name
-		}
+		out.name = name
 	}
 	enc, _ := stringField(f.Encoding)
 	switch enc {

@@ -181,7 +181,7 @@ func TestNewJob(t *testing.T) {
 	}{
 		{"defaults", `{"language":"py","version":"3","files":[{"content":"print(1)"}]}`, false, func(t *testing.T, j job) {
 			r := j.req
-			if r.Runtime != "python" || r.Version != "3.13" || r.Entry != "file0.code" || len(r.Files) != 1 || r.Files[0].Path != "file0.code" {
+			if r.Runtime != "python" || r.Version != "3.13" || r.Entry != "file0.py" || len(r.Files) != 1 || r.Files[0].Path != "file0.py" {
 				t.Errorf("request %+v", r)
 			}
 			if string(r.Stdin) != "\n" || r.Args != nil || r.Limits != (policy.Requested{}) {
