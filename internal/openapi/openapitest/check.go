@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -115,6 +116,10 @@ func (c *checker) validate(r *http.Request, reqBody *capture, rec *recorder) err
 		IncludeResponseStatus: true,
 		SkipSettingDefaults:   true,
 	}
+	// Say where and why, without quoting the whole schema.
+	opts.WithCustomSchemaErrorFunc(func(err *openapi3.SchemaError) string {
+		return fmt.Sprintf("at /%s: %s", strings.Join(err.JSONPointer(), "/"), err.Reason)
+	})
 	req := r.Clone(ctx)
 	req.Body = io.NopCloser(bytes.NewReader(reqBody.buf.Bytes()))
 	req.ContentLength = int64(reqBody.buf.Len())
