@@ -554,7 +554,7 @@ const runtimes = await client.runtimes();
 const python = await client.execute("python", "import sys\nprint('hello from piston-client', sys.argv[1:])");
 const js = await client.execute({ language: "javascript", stdin: "input", args: ["a", "b"],
   files: [{ content: "console.log(process.argv.slice(2).join('+'), require('fs').readFileSync(0, 'utf8').trim())" }] });
-const bash = await client.execute("bash:5.2", "echo $# $1");
+const bash = await client.execute("bash", "echo $# $1 $(cat)", { version: "5.2", stdin: "input" });
 console.log(JSON.stringify({ runtimes, python, js, bash }));
 `
 
@@ -618,7 +618,7 @@ func TestPistonNPMClient(t *testing.T) {
 	if got.JS.Language != "javascript" || got.JS.Run.Stdout != "a+b input\n" {
 		t.Errorf("javascript: %+v", got.JS)
 	}
-	if got.Bash.Version != "5.2.0" || got.Bash.Run.Stdout != "3 1\n" {
+	if got.Bash.Version != "5.2.0" || got.Bash.Run.Stdout != "3 1 input\n" {
 		t.Errorf("bash: %+v", got.Bash)
 	}
 }
