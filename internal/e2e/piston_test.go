@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -19,6 +21,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
 	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/runhost/runhost/internal/testenv"
 )
 
 // Piston's v2 API under /api/v2, against a real host, real plugins and a
@@ -620,5 +624,71 @@ func TestPistonNPMClient(t *testing.T) {
 	}
 	if got.Bash.Version != "5.2.0" || got.Bash.Run.Stdout != "3 1 input\n" {
 		t.Errorf("bash: %+v", got.Bash)
+	}
+}
+
+// TestPistonREADME runs the curl examples of the README's "Piston
+// clients" section against a host and checks what they print.
+func TestPistonREADME(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		if testenv.InCI() {
+			t.Fatalf("CI=true and curl is missing: %v", err)
+		}
+		t.Skipf("curl is missing: %v", err)
+	}
+	readme, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "### Piston clients")
+	if !ok {
+		t.Fatal(`README has no "### Piston clients" section`)
+	}
+	section, _, _ = strings.Cut(section, "\n### ")
+	var examples []string
+	for _, line := range strings.Split(section, "\n") {
+		if strings.HasPrefix(line, "curl -s localhost:8080/api/v2/") {
+			examples = append(examples, line)
+		}
+	}
+	checks := []func(t *testing.T, out []byte){
+		func(t *testing.T, out []byte) {
+			var rts []map[string]any
+			if err := json.Unmarshal(out, &rts); err != nil || len(rts) < 5 {
+				t.Errorf("runtimes: %s (%v)", out, err)
+			}
+		},
+		func(t *testing.T, out []byte) {
+			var res pistonResult
+			if err := json.Unmarshal(out, &res); err != nil || res.Run.Stdout != "hello\n" || res.Version != "3.13.0" {
+				t.Errorf("python example: %s (%v)", out, err)
+			}
+		},
+		func(t *testing.T, out []byte) {
+			var res pistonResult
+			if err := json.Unmarshal(out, &res); err != nil || res.Run.Stdout != "42 arg\n" {
+				t.Errorf("javascript example: %s (%v)", out, err)
+			}
+		},
+		func(t *testing.T, out []byte) {
+			var res pistonResult
+			if err := json.Unmarshal(out, &res); err != nil || res.Run.Status == nil || *res.Run.Status != "TO" || res.Run.Signal == nil || *res.Run.Signal != "SIGKILL" {
+				t.Errorf("timeout example: %s (%v)", out, err)
+			}
+		},
+	}
+	if len(examples) != len(checks) {
+		t.Fatalf("README has %d Piston curl examples, the test checks %d: %q", len(examples), len(checks), examples)
+	}
+	h := startHost(t, pistonEnv...)
+	addr := strings.TrimPrefix(h.URL, "http://")
+	for i, ex := range examples {
+		cmd := strings.Replace(ex, "curl -s localhost:8080", curl+" -s "+addr, 1)
+		out, err := exec.Command("sh", "-c", cmd).Output()
+		if err != nil {
+			t.Fatalf("%s: %v", ex, err)
+		}
+		checks[i](t, out)
 	}
 }
