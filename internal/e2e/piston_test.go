@@ -692,3 +692,34 @@ func TestPistonREADME(t *testing.T) {
 		checks[i](t, out)
 	}
 }
+
+// BenchmarkPiston compares one python print(1) through POST
+// /api/v2/execute with the same run through the native API, on one host,
+// and times GET /api/v2/runtimes (which asks the engine about each image).
+func BenchmarkPiston(b *testing.B) {
+	h := startHost(b)
+	b.Run("native", func(b *testing.B) {
+		for b.Loop() {
+			if res := h.run("python", map[string]any{"code": "print(1)"}); res.Stdout != "1\n" {
+				b.Fatalf("stdout %q", res.Stdout)
+			}
+		}
+	})
+	b.Run("execute", func(b *testing.B) {
+		req := map[string]any{"language": "python", "version": "3.11", "files": files("print(1)")}
+		for b.Loop() {
+			status, body := h.post("/api/v2/execute", req)
+			var res pistonResult
+			if err := json.Unmarshal(body, &res); status != http.StatusOK || err != nil || res.Run.Stdout != "1\n" {
+				b.Fatalf("%d %s", status, body)
+			}
+		}
+	})
+	b.Run("runtimes", func(b *testing.B) {
+		for b.Loop() {
+			if status, body := h.do(context.Background(), http.MethodGet, "/api/v2/runtimes", nil); status != http.StatusOK {
+				b.Fatalf("%d %s", status, body)
+			}
+		}
+	})
+}
