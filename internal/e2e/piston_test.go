@@ -486,6 +486,23 @@ func TestPistonConnect(t *testing.T) {
 			t.Errorf("closed %d %q, want 4999 Job Completed", code, reason)
 		}
 	})
+	t.Run("init larger than a websocket default frame", func(t *testing.T) {
+		// 64 KiB of source: over the websocket library's 32 KiB default,
+		// well under the host's body limit.
+		conn := pistonDial(t, h)
+		code := "x = '" + strings.Repeat("a", 64<<10) + "'\nprint(len(x))"
+		wsSend(t, conn, map[string]any{"type": "init", "language": "python", "version": "*", "files": files(code)})
+		msgs, closeCode, _ := wsRead(t, conn, nil)
+		var stdout string
+		for _, m := range msgs {
+			if m.Type == "data" && m.Stream == "stdout" {
+				stdout += m.Data
+			}
+		}
+		if stdout != "65536\n" || closeCode != 4999 {
+			t.Errorf("stdout %q, close %d; want 65536 and 4999 (messages %+v)", stdout, closeCode, msgs)
+		}
+	})
 	t.Run("signal kills the run", func(t *testing.T) {
 		conn := pistonDial(t, h)
 		wsSend(t, conn, map[string]any{"type": "init", "language": "bash", "version": "*", "run_timeout": 15000,

@@ -59,6 +59,9 @@ func (h *handler) connect(c echo.Context) error {
 	if err != nil {
 		return nil // Accept has answered the request
 	}
+	// An init message carries the files, so it may be as large as an
+	// execute body (the library's default is 32 KiB).
+	conn.SetReadLimit(h.d.MaxBodyBytes)
 	s := &wsSession{h: h, conn: conn, key: h.d.KeyID(c), stdin: make(chan []byte, stdinQueue)}
 	s.serve(c.Request().Context())
 	return nil
