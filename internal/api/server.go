@@ -74,6 +74,7 @@ func New(cfg Config, run *runner.Runner, reg *registry.Registry, ws *workspace.S
 	e.GET("/playground/*", echo.WrapHandler(http.StripPrefix("/playground", playground.Handler())))
 	piston.Register(e.Group("/api/v2"), piston.Deps{
 		Runner: run, Admission: cfg.Admission, KeyID: keyID, MaxBodyBytes: cfg.MaxBodyBytes, Log: log.Named("piston"),
+		Audit: s.audit,
 	})
 	return s
 }

@@ -197,6 +197,16 @@ func TestPistonExecute(t *testing.T) {
 			}
 		})
 	}
+	// Piston runs are audited and counted like native ones.
+	status, body := h.get("/metrics")
+	for _, runtime := range []string{"python", "node", "shell"} {
+		if status != http.StatusOK || !strings.Contains(string(body), `runhost_runs_total{outcome="ok",runtime="`+runtime+`"}`) {
+			t.Errorf("no %s runs counted after Piston runs: %d\n%s", runtime, status, body)
+		}
+	}
+	if logs := h.Logs(); strings.Count(logs, `"audit"`) < len(cases) {
+		t.Errorf("%d audit lines for %d Piston runs", strings.Count(logs, `"audit"`), len(cases))
+	}
 }
 
 // TestPistonFiles: every encoding, several files (the first utf8 file

@@ -62,13 +62,14 @@ func (h *handler) connect(c echo.Context) error {
 	// An init message carries the files, so it may be as large as an
 	// execute body (the library's default is 32 KiB).
 	conn.SetReadLimit(h.d.MaxBodyBytes)
-	s := &wsSession{h: h, conn: conn, key: h.d.KeyID(c), stdin: make(chan []byte, stdinQueue)}
+	s := &wsSession{h: h, c: c, conn: conn, key: h.d.KeyID(c), stdin: make(chan []byte, stdinQueue)}
 	s.serve(c.Request().Context())
 	return nil
 }
 
 type wsSession struct {
 	h     *handler
+	c     echo.Context // the upgraded request; valid until serve returns
 	conn  *websocket.Conn
 	key   string
 	stdin chan []byte // from the reader to the run; closed when reading ends
@@ -197,11 +198,10 @@ func (s *wsSession) run(runCtx, ctx context.Context, j job) {
 
 	s.carry = map[executor.Stream][]byte{}
 	j.req.Output = func(stream executor.Stream, p []byte) { s.output(ctx, stream, p) }
+	start := time.Now()
 	res, err := s.h.d.Runner.Run(runCtx, j.req)
 	s.flush(ctx)
-	h := s.h.d.Log
-	h.Info("connect", "key", s.key, "run_id", res.RunID, "runtime", j.req.Runtime, "version", j.req.Version,
-		"exit_code", res.ExitCode, "killed", s.killed.Load(), "error", err)
+	s.h.d.Audit(s.c, j.req, res, err, time.Since(start))
 	switch {
 	case err != nil && s.killed.Load() && errors.Is(err, context.Canceled):
 		s.send(ctx, map[string]any{"type": "exit", "stage": "run", "code": nil, "signal": "SIGKILL"})

@@ -42,6 +42,9 @@ type Deps struct {
 	KeyID        func(echo.Context) string
 	MaxBodyBytes int64
 	Log          hclog.Logger
+	// Audit, when set, records every run like a native one (the audit log
+	// line and the run metrics).
+	Audit func(c echo.Context, req runner.Request, res runner.Result, err error, d time.Duration)
 }
 
 // Register mounts the Piston routes on g (the host mounts it at /api/v2).
@@ -51,6 +54,9 @@ func Register(g *echo.Group, d Deps) {
 	}
 	if d.KeyID == nil {
 		d.KeyID = func(echo.Context) string { return "" }
+	}
+	if d.Audit == nil {
+		d.Audit = func(echo.Context, runner.Request, runner.Result, error, time.Duration) {}
 	}
 	h := &handler{d: d}
 	g.GET("/runtimes", h.runtimes)
@@ -123,9 +129,7 @@ func (h *handler) execute(c echo.Context) error {
 	j.req.Output = out.write
 	start := time.Now()
 	res, err := h.d.Runner.Run(ctx, j.req)
-	h.d.Log.Info("execute", "key", h.d.KeyID(c), "run_id", res.RunID, "runtime", j.req.Runtime,
-		"version", j.req.Version, "exit_code", res.ExitCode, "timed_out", res.TimedOut,
-		"duration_ms", time.Since(start).Milliseconds(), "error", err)
+	h.d.Audit(c, j.req, res, err, time.Since(start))
 	if err != nil {
 		return h.fail(c, err)
 	}
