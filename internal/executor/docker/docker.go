@@ -461,12 +461,33 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 	res = out.Result(initproc.Exit{Code: int(status.StatusCode), TimedOut: res.TimedOut})
 	res.Duration = time.Since(c.startAt)
 	res.Stderr = append(initStderr.Bytes(), res.Stderr...)
-	info, err := e.engine.ContainerInspect(context.WithoutCancel(ctx), c.id)
+	oom, err := e.oomKilled(context.WithoutCancel(ctx), c.id, status.StatusCode == 137 && !res.TimedOut)
 	if err != nil {
-		return res, engineError("inspect container", err)
+		return res, err
 	}
-	res.OOMKilled = info.State != nil && info.State.OOMKilled
+	res.OOMKilled = oom
 	return res, nil
+}
+
+// oomKilled asks the engine whether the kernel's OOM killer ended the
+// container. The engine learns it from an event of its own, which can come
+// after the exit (seen with gVisor, whose whole sandbox is killed): when the
+// container died of SIGKILL that nobody here sent, ask again for a moment.
+func (e *Executor) oomKilled(ctx context.Context, id string, likely bool) (bool, error) {
+	deadline := time.Now().Add(time.Second)
+	for {
+		info, err := e.engine.ContainerInspect(ctx, id)
+		if err != nil {
+			return false, engineError("inspect container", err)
+		}
+		if info.State != nil && info.State.OOMKilled {
+			return true, nil
+		}
+		if !likely || time.Now().After(deadline) {
+			return false, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // createContainer creates a named container with a context the caller
