@@ -55,7 +55,7 @@ host_image() {
 	d=$(mktemp -d)
 	cp bin/host bin/runhost-init bin/runhost-egress "$d/"
 	cp -r bin/plugins "$d/plugins"
-	DOCKER_BUILDKIT=0 docker build -q -f images/host.Dockerfile -t runhost/host:latest "$d" >/dev/null
+	DOCKER_BUILDKIT=0 docker build -q -f images/host.Dockerfile -t runhost/host:latest "$d" >/dev/null 2>&1
 	rm -rf "$d"
 }
 

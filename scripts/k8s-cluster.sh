@@ -286,7 +286,7 @@ start_containerd() {
 		d=$(mktemp -d)
 		cp "$BIN/pause" "$d/pause"
 		printf 'FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n' >"$d/Dockerfile"
-		DOCKER_BUILDKIT=0 docker build -q -t runhost.test/pause:1 "$d" >/dev/null
+		DOCKER_BUILDKIT=0 docker build -q -t runhost.test/pause:1 "$d" >/dev/null 2>&1
 		rm -rf "$d"
 		docker save runhost.test/pause:1 | ctr -a "$CTRD_SOCK" -n k8s.io images import - >/dev/null
 	fi
@@ -376,10 +376,13 @@ down() {
 	done
 	# Mounts of the kubelet (tmpfs emptyDirs, projected volumes) and of containerd (rootfs).
 	local m
-	for m in $(awk -v s="$STATE" '$2 ~ "^"s {print $2}' /proc/mounts | sort -r); do
+	for m in $(awk -v s="$STATE/" 'index($2, s) == 1 {print $2}' /proc/mounts | sort -r); do
 		umount -l "$m" 2>/dev/null || true
 	done
 	rm -rf "$STATE"
+	# The kubelet keeps container logs at a fixed path; nothing else on these machines runs a
+	# kubelet, so what is there is this cluster's.
+	rm -rf /var/log/pods /var/log/containers
 	log "stopped; state removed"
 }
 

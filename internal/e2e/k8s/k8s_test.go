@@ -121,6 +121,7 @@ func startHost(t testing.TB, env ...string) *host {
 		"RUNHOST_K8S_PULL_POLICY=Never",
 		"RUNHOST_PLUGIN_DIR=" + bins.PluginDir,
 		"RUNHOST_INIT_PATH=" + bins.Init,
+		"RUNHOST_EGRESS_PATH=" + bins.Egress,
 		"RUNHOST_SELFTEST_ON_START=false",
 		"RUNHOST_POOL=off",
 	}, env...))
@@ -225,7 +226,10 @@ func TestKubernetesExecutor(t *testing.T) {
 		{"read-only root, non-root, no capabilities", "shell", map[string]any{"code": "touch /usr/x 2>/dev/null || echo ro; id -u; grep CapEff /proc/self/status"}, func(r result) bool {
 			return strings.HasPrefix(r.Stdout, "ro\n1000\nCapEff:\t0000000000000000")
 		}},
-		{"no service account token, no service links", "shell", map[string]any{"code": "ls /var/run/secrets/kubernetes.io 2>&1 | head -1; env | grep -c _SERVICE_HOST || true"}, func(r result) bool {
+		// Kubernetes always injects KUBERNETES_SERVICE_HOST/PORT (the API
+		// server's address, no secret); service links for other Services
+		// are off, and there is no token to use the address with.
+		{"no service account token, no service links", "shell", map[string]any{"code": "ls /var/run/secrets/kubernetes.io 2>&1 | head -1; env | grep _SERVICE_HOST= | grep -vc ^KUBERNETES_ || true"}, func(r result) bool {
 			return strings.Contains(r.Stdout, "No such file") && strings.HasSuffix(r.Stdout, "\n0\n")
 		}},
 	}

@@ -37,7 +37,9 @@ func Load(dir string) ([]*unstructured.Unstructured, error) {
 		return nil, err
 	}
 	var k struct {
-		Resources []string `json:"resources"`
+		APIVersion string   `json:"apiVersion"`
+		Kind       string   `json:"kind"`
+		Resources  []string `json:"resources"`
 	}
 	if err := yaml.UnmarshalStrict(raw, &k); err != nil {
 		// Only resources are understood; anything else would be silently ignored.
