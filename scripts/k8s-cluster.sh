@@ -387,11 +387,10 @@ down() {
 }
 
 # load IMAGE...: copies images from the Docker engine into the cluster's containerd.
+# One archive for all of them, so layers the images share are saved and imported once.
 load() {
-	local img
-	for img in "$@"; do
-		docker save "$img" | ctr -a "$CTRD_SOCK" -n k8s.io images import - >/dev/null
-	done
+	[ $# -gt 0 ] || return 0
+	docker save "$@" | ctr -a "$CTRD_SOCK" -n k8s.io images import - >/dev/null
 }
 
 case ${1:-} in

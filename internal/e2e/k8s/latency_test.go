@@ -84,49 +84,57 @@ type podPhases struct {
 var phaseNames = [...]string{"created", "scheduled", "init done", "running", "exited"}
 
 func watchPhases(t *testing.T, h *host) *podPhases {
-	w, err := h.cs.CoreV1().Pods(h.ns).Watch(context.Background(), metav1.ListOptions{LabelSelector: k8sexec.LabelInstance + "=" + h.app.Instance})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Stop)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	p := &podPhases{seen: map[string]*[5]time.Time{}}
+	// A watch the server ends (or an error event) is opened again until the test ends.
 	go func() {
-		for ev := range w.ResultChan() {
-			pod, ok := ev.Object.(*corev1.Pod)
-			if !ok || ev.Type == watch.Deleted {
+		for ctx.Err() == nil {
+			w, err := h.cs.CoreV1().Pods(h.ns).Watch(ctx, metav1.ListOptions{LabelSelector: k8sexec.LabelInstance + "=" + h.app.Instance})
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
 				continue
 			}
-			now := time.Now()
-			p.mu.Lock()
-			ts := p.seen[pod.Name]
-			if ts == nil {
-				ts = new([5]time.Time)
-				p.seen[pod.Name] = ts
-			}
-			mark := func(i int, cond bool) {
-				if cond && ts[i].IsZero() {
-					ts[i] = now
+			for ev := range w.ResultChan() {
+				if pod, ok := ev.Object.(*corev1.Pod); ok && ev.Type != watch.Deleted {
+					p.observe(pod, time.Now())
 				}
 			}
-			mark(0, true)
-			mark(1, pod.Spec.NodeName != "")
-			for _, s := range pod.Status.InitContainerStatuses {
-				mark(2, s.State.Terminated != nil)
-			}
-			for _, s := range pod.Status.ContainerStatuses {
-				mark(3, s.State.Running != nil || s.State.Terminated != nil)
-				mark(4, s.State.Terminated != nil)
-			}
-			p.mu.Unlock()
+			w.Stop()
 		}
 	}()
 	return p
+}
+
+func (p *podPhases) observe(pod *corev1.Pod, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ts := p.seen[pod.Name]
+	if ts == nil {
+		ts = new([5]time.Time)
+		p.seen[pod.Name] = ts
+	}
+	mark := func(i int, cond bool) {
+		if cond && ts[i].IsZero() {
+			ts[i] = now
+		}
+	}
+	mark(0, true)
+	mark(1, pod.Spec.NodeName != "")
+	for _, s := range pod.Status.InitContainerStatuses {
+		mark(2, s.State.Terminated != nil)
+	}
+	for _, s := range pod.Status.ContainerStatuses {
+		mark(3, s.State.Running != nil || s.State.Terminated != nil)
+		mark(4, s.State.Terminated != nil)
+	}
 }
 
 // report logs the median time between consecutive phases.
 func (p *podPhases) report(t *testing.T) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	t.Logf("LATENCY kubernetes: %d run pods watched", len(p.seen))
 	for i := 1; i < len(phaseNames); i++ {
 		var d []time.Duration
 		for _, ts := range p.seen {
