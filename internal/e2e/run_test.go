@@ -265,3 +265,33 @@ func TestClientDisconnectRemovesContainer(t *testing.T) {
 		return len(testenv.Containers(t, h.Docker, label)) == 0
 	})
 }
+
+// TestFrozenRunIsKilledAtTheBackstop freezes a run's container so init
+// cannot enforce the timeout or report: the host's own backstop must kill
+// it and answer "timed out" (not an engine error), and remove it.
+func TestFrozenRunIsKilledAtTheBackstop(t *testing.T) {
+	h := startHost(t)
+	label := "runhost.instance=" + h.App.Instance
+	go func() {
+		var id string
+		testenv.Eventually(t, 30*time.Second, "the run's container to start", func() bool {
+			for _, c := range testenv.Containers(t, h.Docker, label) {
+				if c.State == "running" {
+					id = c.ID
+					return true
+				}
+			}
+			return false
+		})
+		if err := h.Docker.ContainerPause(context.Background(), id); err != nil {
+			t.Errorf("pause the run's container: %v", err)
+		}
+	}()
+	res := h.run("shell", map[string]any{"code": "sleep 60", "timeout_ms": 1000})
+	if !res.TimedOut || res.ExitCode != 137 {
+		t.Errorf("a frozen run: %+v, want timed out with exit code 137", res)
+	}
+	testenv.Eventually(t, 30*time.Second, "the frozen run's container to be removed", func() bool {
+		return len(testenv.Containers(t, h.Docker, label)) == 0
+	})
+}

@@ -433,9 +433,11 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 		return res, engineError("wait for container", err)
 	case <-backstop.C:
 		res.TimedOut = true
-		if _, err := e.kill(ctx, c); err != nil {
+		status, err := e.kill(ctx, c)
+		if err != nil {
 			return res, err
 		}
+		exited = &status // kill consumed the one exit notification
 	case <-ctx.Done():
 		_, _ = e.kill(ctx, c)
 		return res, ctx.Err()
@@ -450,7 +452,11 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 	if exited != nil {
 		status = *exited
 		// The container is gone, so the stream ends; close it if it does not.
-		c.stream.Close()
+		select {
+		case <-out.Done():
+		case <-time.After(5 * time.Second):
+			c.stream.Close()
+		}
 	} else {
 		var err error
 		if status, err = e.kill(ctx, c); err != nil {
