@@ -125,8 +125,10 @@ func TestAKilledHostLeavesNothingAfterRestart(t *testing.T) {
 			resp.Body.Close()
 		}
 	}()
-	testenv.Eventually(t, 30*time.Second, "the run's container to appear", func() bool {
-		return len(testenv.Containers(t, cli, "runhost.instance="+p.instance)) > 0
+	// The run's container is the running one: the init volume's helper
+	// container carries the same labels but is never started and goes at once.
+	testenv.Eventually(t, 30*time.Second, "the run's container to be running", func() bool {
+		return testenv.AnyRunning(t, cli, "runhost.instance="+p.instance)
 	})
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -183,8 +185,8 @@ func TestSIGTERMLetsInFlightRunsFinish(t *testing.T) {
 		answered <- answer{resp.StatusCode, string(b)}
 	}()
 	cli := testenv.RequireDocker(t)
-	testenv.Eventually(t, 30*time.Second, "the run's container to appear", func() bool {
-		return len(testenv.Containers(t, cli, "runhost.instance="+p.instance)) > 0
+	testenv.Eventually(t, 30*time.Second, "the run's container to be running", func() bool {
+		return testenv.AnyRunning(t, cli, "runhost.instance="+p.instance)
 	})
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -215,8 +217,8 @@ func TestSIGTERMKillsRunsPastTheGracePeriod(t *testing.T) {
 		}
 	}()
 	cli := testenv.RequireDocker(t)
-	testenv.Eventually(t, 30*time.Second, "the run's container to appear", func() bool {
-		return len(testenv.Containers(t, cli, "runhost.instance="+p.instance)) > 0
+	testenv.Eventually(t, 30*time.Second, "the run's container to be running", func() bool {
+		return testenv.AnyRunning(t, cli, "runhost.instance="+p.instance)
 	})
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

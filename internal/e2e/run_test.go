@@ -256,8 +256,8 @@ func TestClientDisconnectRemovesContainer(t *testing.T) {
 		}
 	}()
 	label := "runhost.instance=" + h.App.Instance
-	testenv.Eventually(t, 30*time.Second, "the run's container to appear", func() bool {
-		return len(testenv.Containers(t, h.Docker, label)) > 0
+	testenv.Eventually(t, 30*time.Second, "the run's container to be running", func() bool {
+		return testenv.AnyRunning(t, h.Docker, label)
 	})
 	cancel()
 	<-done

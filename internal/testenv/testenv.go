@@ -144,6 +144,19 @@ func Containers(t testing.TB, cli *client.Client, label string) []container.Summ
 	return list
 }
 
+// AnyRunning reports whether a container with the label is running: a run's
+// container, as opposed to the init volume's helper, which carries the same
+// labels but is never started.
+func AnyRunning(t testing.TB, cli *client.Client, label string) bool {
+	t.Helper()
+	for _, c := range Containers(t, cli, label) {
+		if c.State == "running" {
+			return true
+		}
+	}
+	return false
+}
+
 // NoLeftovers fails the test if any container of the host instance remains.
 func NoLeftovers(t testing.TB, cli *client.Client, instance string) {
 	t.Helper()
