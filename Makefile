@@ -2,6 +2,12 @@
 # what it needs (Docker engine, debootstrap, images) is installed or built.
 
 GO       ?= go
+# The Go toolchain every target uses: go1.27.3 fixes standard-library
+# vulnerabilities of 1.26.8 (net/http, crypto/tls, crypto/x509; see make lint).
+# The go command fetches it once from the module proxy (about 76 MB);
+# go.mod stays at 1.26 so a plain `go build` with an older Go still works.
+GO_TOOLCHAIN ?= go1.27.3
+export GOTOOLCHAIN = $(GO_TOOLCHAIN)
 BIN      := bin
 PLUGINS  := $(notdir $(wildcard plugins/*))
 EXAMPLES := $(notdir $(wildcard examples/plugins/*))

@@ -10,9 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -21,8 +19,6 @@ import (
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
 	cerrdefs "github.com/containerd/errdefs"
-
-	"github.com/runhost/runhost/internal/testenv"
 )
 
 // Piston's v2 API under /api/v2, against a real host, real plugins and a
@@ -657,24 +653,9 @@ func TestPistonNPMClient(t *testing.T) {
 // TestPistonREADME runs the curl examples of the README's "Piston
 // clients" section against a host and checks what they print.
 func TestPistonREADME(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		if testenv.InCI() {
-			t.Fatalf("CI=true and curl is missing: %v", err)
-		}
-		t.Skipf("curl is missing: %v", err)
-	}
-	readme, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, ok := strings.Cut(string(readme), "### Piston clients")
-	if !ok {
-		t.Fatal(`README has no "### Piston clients" section`)
-	}
-	section, _, _ = strings.Cut(section, "\n### ")
+	curl := lookTool(t, "curl")
 	var examples []string
-	for _, line := range strings.Split(section, "\n") {
+	for _, line := range strings.Split(readmeSection(t, "### Piston clients"), "\n") {
 		if strings.HasPrefix(line, "curl -s localhost:8080/api/v2/") {
 			examples = append(examples, line)
 		}

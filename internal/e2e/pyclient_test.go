@@ -16,13 +16,7 @@ import (
 // (clients/python/tests, the seed's usage examples among them) against a
 // real host with workspaces, API keys and a local package index.
 func TestPythonClient(t *testing.T) {
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		if testenv.InCI() {
-			t.Fatalf("CI=true and python3 is missing: %v", err)
-		}
-		t.Skipf("python3 is missing: %v", err)
-	}
+	python := lookTool(t, "python3")
 	cli := dockerClient(t)
 	idx := startPackageIndex(t, cli)
 	key := auth.NewKey()

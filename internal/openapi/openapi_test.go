@@ -117,7 +117,10 @@ func TestEveryRouteIsDocumented(t *testing.T) {
 	}
 	served := map[string]bool{}
 	for _, r := range e.Routes() {
-		if openapitest.NotNative(r.Path) || strings.HasPrefix(r.Name, "github.com/labstack/echo") {
+		// Routes are told apart by path, never by handler name: a closure's
+		// name depends on the compiler's inlining (echo.WrapHandler's is
+		// named after its caller or after echo, by Go version).
+		if openapitest.NotNative(r.Path) {
 			continue
 		}
 		path := echoParam.ReplaceAllString(r.Path, "{$1}")
