@@ -57,11 +57,12 @@ func TestDinD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
 	srv := httptest.NewServer(a.Handler())
-	defer srv.Close()
 	defer func() {
-		// Nothing of this host may be left on the inner daemon.
+		// Nothing of this host may be left on the inner daemon once it has
+		// stopped (its warm pool and background removals included).
+		srv.Close()
+		a.Close()
 		list, err := inner.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", "runhost.managed=true"))})
 		if err != nil || len(list) > 0 {
 			t.Errorf("left on the inner daemon: %d containers (%v)", len(list), err)
