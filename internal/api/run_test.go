@@ -2,7 +2,12 @@ package api
 
 import (
 	"encoding/base64"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
+
+	"github.com/labstack/echo/v4"
 )
 
 func TestOutputEncoding(t *testing.T) {
@@ -35,6 +40,29 @@ func TestTrimCut(t *testing.T) {
 	} {
 		if got := string(trimCut([]byte(in))); got != want {
 			t.Errorf("trimCut(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// BenchmarkDecodeRunRequest measures the request path before the runner:
+// the bounded, strict JSON decode of a typical run body and its translation
+// into a runner request.
+func BenchmarkDecodeRunRequest(b *testing.B) {
+	body := `{"code":"import sys\nfor line in sys.stdin:\n    print(line.upper())","version":"3.11",` +
+		`"stdin":"hello\nworld\n","args":["-v"],"env":{"MODE":"bench"},"timeout_ms":5000,"memory_mb":128,` +
+		`"files":[{"path":"lib/util.py","content":"X = 1\n"}]}`
+	s := &Server{cfg: Config{MaxBodyBytes: 1 << 20}}
+	e := echo.New()
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, "/runtimes/python/run", strings.NewReader(body))
+		c := e.NewContext(req, httptest.NewRecorder())
+		var rr RunRequest
+		if err := s.decode(c, &rr); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := toRunnerRequest("python", rr); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
