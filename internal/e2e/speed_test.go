@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -149,6 +150,30 @@ func TestSessionsExpireWhenIdle(t *testing.T) {
 		status, _ := h.get("/sessions/" + s.ID)
 		return status == 404
 	})
+}
+
+// A sweep removes containers past their deadline. A session's container
+// must carry the session's lifetime as its deadline, not one run's timeout
+// (which once let a sweep end sessions two minutes after they started).
+func TestSessionsSurviveTheSweep(t *testing.T) {
+	h := startHost(t, "RUNHOST_SESSION_MAX_LIFETIME_S=900")
+	s := h.createSession(t, map[string]any{"runtime": "shell"})
+	containers := testenv.Containers(t, h.Docker, "runhost.session=true")
+	var deadline int64
+	for _, c := range containers {
+		if c.Labels["runhost.instance"] == h.App.Instance {
+			deadline, _ = strconv.ParseInt(c.Labels["runhost.deadline"], 10, 64)
+		}
+	}
+	if min := time.Now().Add(900 * time.Second).Unix(); deadline < min {
+		t.Fatalf("the session's container may be swept at %d, before its lifetime ends (%d)", deadline, min)
+	}
+	if _, err := h.App.Executor.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := h.post("/sessions/"+s.ID+"/run", map[string]any{"code": "echo alive"}); status != 200 || !strings.Contains(string(body), "alive") {
+		t.Fatalf("the session after a sweep: %d %s", status, body)
+	}
 }
 
 func TestSessionsBelongToTheirKey(t *testing.T) {

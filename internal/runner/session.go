@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/policy"
@@ -16,6 +17,11 @@ type SessionSpec struct {
 	Version   string
 	Workspace string // "session/sub/dir", optional
 	Limits    policy.Requested
+	// Lifetime bounds how long the session's container may live (the
+	// sessions manager's maximum lifetime). A sweep treats a container as
+	// left behind only after it, so it must cover the whole session, not
+	// one run's timeout. Zero leaves the run timeout.
+	Lifetime time.Duration
 }
 
 // SessionBase is what a session was started with: what every run in it
@@ -75,6 +81,10 @@ func (r *Runner) StartSession(ctx context.Context, spec SessionSpec) (executor.S
 		return nil, SessionBase{}, err
 	}
 	job.Labels["runhost.session"] = "true"
+	if spec.Lifetime > 0 {
+		// The container's own bound; every run in it brings its timeout.
+		job.Limits.Timeout = spec.Lifetime
+	}
 	base.Job = job
 	sess, err := r.executor.StartSession(ctx, job)
 	return sess, base, err

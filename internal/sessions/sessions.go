@@ -110,6 +110,7 @@ func (m *Manager) Create(ctx context.Context, key string, spec runner.SessionSpe
 	m.sessions[id] = placeholder
 	m.mu.Unlock()
 
+	spec.Lifetime = m.cfg.MaxLifetime
 	sess, base, err := m.runner.StartSession(ctx, spec)
 	m.mu.Lock()
 	defer m.mu.Unlock()
