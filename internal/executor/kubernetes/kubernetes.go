@@ -21,8 +21,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/remotecommand"
@@ -56,7 +54,7 @@ type Config struct {
 // Executor runs jobs as pods.
 type Executor struct {
 	cfg  Config
-	cs   kubernetes.Interface
+	core *coreClient
 	rest *rest.Config
 	log  hclog.Logger
 }
@@ -79,7 +77,7 @@ func New(cfg Config) (*Executor, error) {
 		return nil, fmt.Errorf("kubernetes config: %w", err)
 	}
 	rc.QPS, rc.Burst = 50, 100
-	cs, err := kubernetes.NewForConfig(rc)
+	core, err := newCoreClient(rc, cfg.Namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -90,12 +88,12 @@ func New(cfg Config) (*Executor, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Executor{cfg: cfg, cs: cs, rest: rc, log: log}, nil
+	return &Executor{cfg: cfg, core: core, rest: rc, log: log}, nil
 }
 
 // Ping reports whether the API server answers.
 func (e *Executor) Ping(ctx context.Context) error {
-	if err := e.cs.CoreV1().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error(); err != nil {
+	if err := e.core.ready(ctx); err != nil {
 		return fmt.Errorf("%w: %v", executor.ErrEngineUnavailable, err)
 	}
 	return nil
@@ -103,7 +101,7 @@ func (e *Executor) Ping(ctx context.Context) error {
 
 // ImageExists reports whether a node of the cluster has image.
 func (e *Executor) ImageExists(ctx context.Context, image string) (bool, error) {
-	nodes, err := e.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	nodes, err := e.core.listNodes(ctx)
 	if err != nil {
 		return false, fmt.Errorf("%w: %v", executor.ErrEngineUnavailable, err)
 	}
@@ -149,10 +147,9 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 	if err != nil {
 		return executor.Result{}, err
 	}
-	pods := e.cs.CoreV1().Pods(e.cfg.Namespace)
 	pod := e.podFor(job)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	created, err := pods.Create(cctx, pod, metav1.CreateOptions{})
+	created, err := e.core.createPod(cctx, pod)
 	cancel()
 	if err != nil {
 		return executor.Result{}, createError(err)
@@ -167,8 +164,7 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 
 // waitRunning watches the pod until its container runs (or has ended).
 func (e *Executor) waitRunning(ctx context.Context, name string) error {
-	pods := e.cs.CoreV1().Pods(e.cfg.Namespace)
-	w, err := pods.Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()})
+	w, err := e.core.watchPods(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()})
 	if err != nil {
 		return fmt.Errorf("%w: watch pod: %v", executor.ErrEngineUnavailable, err)
 	}
@@ -215,8 +211,7 @@ func (e *Executor) waitRunning(ctx context.Context, name string) error {
 
 // attach sends the frame and stdin to init and reads its frames back.
 func (e *Executor) attach(ctx context.Context, name string, job executor.Job, frame []byte) (executor.Result, error) {
-	req := e.cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(e.cfg.Namespace).Name(name).SubResource("attach").
-		VersionedParams(&corev1.PodAttachOptions{Container: "run", Stdin: true, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	req := e.core.attachRequest(name)
 	exec, err := remotecommand.NewSPDYExecutor(e.rest, "POST", req.URL())
 	if err != nil {
 		return executor.Result{}, err
@@ -262,7 +257,7 @@ func (e *Executor) attach(ctx context.Context, name string, job executor.Job, fr
 // the pod's status (OOM-killed init, say).
 func (e *Executor) fromStatus(ctx context.Context, name string, out *frames.Reader, streamErr error) (executor.Result, error) {
 	for range 20 {
-		p, err := e.cs.CoreV1().Pods(e.cfg.Namespace).Get(context.WithoutCancel(ctx), name, metav1.GetOptions{})
+		p, err := e.core.getPod(context.WithoutCancel(ctx), name)
 		if err != nil {
 			return executor.Result{}, fmt.Errorf("%w: %v", executor.ErrEngineUnavailable, err)
 		}
@@ -285,7 +280,7 @@ func (e *Executor) delete(ctx context.Context, name string) {
 		defer cancel()
 		zero := int64(0)
 		bg := metav1.DeletePropagationBackground
-		err := e.cs.CoreV1().Pods(e.cfg.Namespace).Delete(dctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero, PropagationPolicy: &bg})
+		err := e.core.deletePod(dctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero, PropagationPolicy: &bg})
 		if err != nil && !apierrors.IsNotFound(err) {
 			e.log.Warn("delete pod (the sweep will retry)", "pod", name, "error", err)
 		}
@@ -297,7 +292,7 @@ func (e *Executor) Close() error { return nil }
 
 // Sweep deletes run pods past their deadline. It returns how many.
 func (e *Executor) Sweep(ctx context.Context) (int, error) {
-	list, err := e.cs.CoreV1().Pods(e.cfg.Namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelManaged + "=true"})
+	list, err := e.core.listPods(ctx, metav1.ListOptions{LabelSelector: LabelManaged + "=true"})
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", executor.ErrEngineUnavailable, err)
 	}
