@@ -11,7 +11,6 @@ import (
 
 	"github.com/runhost/runhost/internal/admission"
 	"github.com/runhost/runhost/internal/executor"
-	"github.com/runhost/runhost/internal/executor/docker"
 	"github.com/runhost/runhost/internal/pathguard"
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/registry"
@@ -60,7 +59,7 @@ func statusOf(err error) (int, string) {
 		return http.StatusConflict, "session_busy"
 	case errors.Is(err, sessions.ErrTooMany):
 		return http.StatusTooManyRequests, "too_many_sessions"
-	case errors.Is(err, docker.ErrSessionGone):
+	case errors.Is(err, executor.ErrSessionGone):
 		return http.StatusGone, "session_ended"
 	case errors.Is(err, admission.ErrBusy), errors.Is(err, admission.ErrRateLimited):
 		return http.StatusTooManyRequests, "too_many_requests"

@@ -200,3 +200,6 @@ var ErrBusy = errors.New("engine busy")
 // ErrNoCapacity means the engine cannot place the run (no node fits, an
 // admission rule refuses it); the caller answers 503.
 var ErrNoCapacity = errors.New("no capacity for the run")
+
+// ErrSessionGone means a session's container is no longer there.
+var ErrSessionGone = errors.New("session ended")

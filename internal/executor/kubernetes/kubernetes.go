@@ -130,9 +130,47 @@ func (e *Executor) Build(context.Context, executor.Build) (executor.BuiltImage, 
 	return executor.BuiltImage{}, fmt.Errorf("%w: Dockerfile builds", ErrUnsupported)
 }
 
-// StartSession is not supported yet.
-func (e *Executor) StartSession(context.Context, executor.Job) (executor.Session, error) {
-	return nil, fmt.Errorf("%w: sessions", ErrUnsupported)
+// StartSession starts a session pod, hardened like a run's, and attaches
+// to it for the session's whole life: runs go over the attachment as frames
+// (frames.Session), so a run costs a round trip to init, not a pod. The pod
+// lives at most job.Limits.Timeout (the session's lifetime) and is deleted
+// when the session ends.
+func (e *Executor) StartSession(ctx context.Context, job executor.Job) (executor.Session, error) {
+	if job.Workspace != nil {
+		return nil, fmt.Errorf("%w: workspaces", ErrUnsupported)
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	created, err := e.core.createPod(cctx, e.podFor(job))
+	cancel()
+	if err != nil {
+		return nil, createError(err)
+	}
+	if err := e.waitRunning(ctx, created.Name); err != nil {
+		e.delete(ctx, created.Name)
+		return nil, err
+	}
+	spdy, err := remotecommand.NewSPDYExecutor(e.rest, "POST", e.core.attachRequest(created.Name).URL())
+	if err != nil {
+		e.delete(ctx, created.Name)
+		return nil, err
+	}
+	stdinR, stdinW := io.Pipe()
+	framed, framedW := io.Pipe()
+	actx, detach := context.WithCancel(context.Background())
+	go func() {
+		err := spdy.StreamWithContext(actx, remotecommand.StreamOptions{
+			Stdin:  stdinR,
+			Stdout: framedW,
+			Stderr: io.Discard, // init's own complaints before any frame
+		})
+		framedW.CloseWithError(err)
+		stdinR.CloseWithError(io.ErrClosedPipe) // a run writing now fails instead of waiting
+	}()
+	return frames.NewSession(stdinW, framed, func() {
+		stdinW.Close()
+		detach()
+		e.delete(context.Background(), created.Name)
+	}), nil
 }
 
 // Run runs job in a fresh pod and always deletes it.
