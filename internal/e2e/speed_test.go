@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+
 	"github.com/runhost/runhost/internal/testenv"
 )
 
@@ -173,6 +175,28 @@ func TestSessionsSurviveTheSweep(t *testing.T) {
 	}
 	if status, body := h.post("/sessions/"+s.ID+"/run", map[string]any{"code": "echo alive"}); status != 200 || !strings.Contains(string(body), "alive") {
 		t.Fatalf("the session after a sweep: %d %s", status, body)
+	}
+}
+
+// A session whose container goes away (removed by an operator, killed by
+// the engine) ends by itself: it no longer counts against the caps and a
+// run in it is a clear 404, not a hang.
+func TestSessionWhoseContainerDiesEnds(t *testing.T) {
+	h := startHost(t)
+	s := h.createSession(t, map[string]any{"runtime": "shell"})
+	for _, c := range testenv.Containers(t, h.Docker, "runhost.session=true") {
+		if c.Labels["runhost.instance"] == h.App.Instance {
+			if err := h.Docker.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	testenv.Eventually(t, 30*time.Second, "the session to end with its container", func() bool {
+		status, _ := h.get("/sessions/" + s.ID)
+		return status == http.StatusNotFound
+	})
+	if status, body := h.post("/sessions/"+s.ID+"/run", map[string]any{"code": "echo hi"}); status != http.StatusNotFound {
+		t.Errorf("run in the ended session: %d %s", status, body)
 	}
 }
 

@@ -218,7 +218,13 @@ func (m *Manager) expireLoop() {
 			idle := !s.busy && now.Sub(s.lastUsed) > s.ttl
 			old := now.Sub(s.created) > m.cfg.MaxLifetime
 			s.mu.Unlock()
-			if idle || old {
+			dead := false
+			select {
+			case <-s.sess.Done(): // its container went away between runs
+				dead = true
+			default:
+			}
+			if idle || old || dead {
 				expired = append(expired, s)
 			}
 		}
