@@ -85,6 +85,7 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 			InitImage:    initImage,
 			RuntimeClass: cfg.K8sRuntimeClass,
 			PullPolicy:   corev1.PullPolicy(cfg.K8sPullPolicy),
+			Workspace:    kubernetes.WorkspaceVolume{Claim: cfg.K8sWorkspaceClaim, Root: cfg.WorkspaceDaemonDir},
 			Instance:     instance,
 			Logger:       log.Named("kubernetes"),
 		})

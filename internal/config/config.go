@@ -101,12 +101,13 @@ type Config struct {
 	OCIRuntimes []string // "python=runsc"
 
 	// Which engine runs the jobs.
-	Executor        string // docker or kubernetes
-	K8sKubeconfig   string
-	K8sNamespace    string
-	K8sInitImage    string
-	K8sRuntimeClass string
-	K8sPullPolicy   string
+	Executor          string // docker or kubernetes
+	K8sKubeconfig     string
+	K8sNamespace      string
+	K8sInitImage      string
+	K8sRuntimeClass   string
+	K8sPullPolicy     string
+	K8sWorkspaceClaim string
 
 	// Shared workspace: where this host sees it, and where the engine does.
 	WorkspaceRoot      string
@@ -233,6 +234,7 @@ func settings() []Setting {
 		{"RUNHOST_K8S_INIT_IMAGE", "", "image holding runhost-init at /init for the pods' init container (default `runhost/init:<hash of the init binary>`)", str(func(c *Config) *string { return &c.K8sInitImage })},
 		{"RUNHOST_K8S_RUNTIME_CLASS", "", "runtimeClassName of run pods (e.g. `gvisor`)", str(func(c *Config) *string { return &c.K8sRuntimeClass })},
 		{"RUNHOST_K8S_PULL_POLICY", "IfNotPresent", "imagePullPolicy of run pods (`Never` for images loaded onto the nodes)", oneOf(func(c *Config) *string { return &c.K8sPullPolicy }, "IfNotPresent", "Never", "Always")},
+		{"RUNHOST_K8S_WORKSPACE_CLAIM", "", "PersistentVolumeClaim in the run namespace that holds the shared workspace (the volume the host sees at RUNHOST_WORKSPACE_ROOT); empty: no workspaces on Kubernetes", str(func(c *Config) *string { return &c.K8sWorkspaceClaim })},
 		{"RUNHOST_WORKSPACE_ROOT", "", "where this host sees the shared workspace volume (the seed's `/app/workspace`); empty disables workspaces", str(func(c *Config) *string { return &c.WorkspaceRoot })},
 		{"DIND_WORKSPACE_PATH", "", "where the engine sees the same volume; bind sources use it, never a host path", str(func(c *Config) *string { return &c.WorkspaceDaemonDir })},
 		{"RUNHOST_WORKSPACE_QUOTA_MB", "1024", "bytes one workspace session may hold (files API uploads are refused above it)", integer(func(c *Config) *int64 { return &c.WorkspaceQuotaMB })},

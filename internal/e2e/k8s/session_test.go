@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,7 +123,7 @@ func TestSessionsOnKubernetes(t *testing.T) {
 	slices.Sort(d)
 	t.Logf("LATENCY python print(1) in a session on kubernetes, median of %d sequential runs: %s", latencyRuns, d[len(d)/2].Round(time.Millisecond))
 
-	if status, _ := h.do(http.MethodDelete, "/sessions/"+s.ID); status != http.StatusNoContent {
+	if status, _ := h.do(http.MethodDelete, "/sessions/"+s.ID, ""); status != http.StatusNoContent {
 		t.Errorf("DELETE: %d", status)
 	}
 	testenv.Eventually(t, 60*time.Second, "the session's pod to be deleted", func() bool {
@@ -156,9 +157,9 @@ func TestKubernetesSessionWhosePodDies(t *testing.T) {
 	})
 }
 
-func (h *host) do(method, path string) (int, []byte) {
+func (h *host) do(method, path, body string) (int, []byte) {
 	h.t.Helper()
-	req, err := http.NewRequest(method, h.url+path, nil)
+	req, err := http.NewRequest(method, h.url+path, strings.NewReader(body))
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -167,6 +168,6 @@ func (h *host) do(method, path string) (int, []byte) {
 		h.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, body
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
 }

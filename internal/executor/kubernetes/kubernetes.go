@@ -47,8 +47,31 @@ type Config struct {
 	InitImage    string // an image holding runhost-init at /init
 	RuntimeClass string // optional runtimeClassName, e.g. gvisor
 	PullPolicy   corev1.PullPolicy
+	Workspace    WorkspaceVolume // optional: where workspace mounts come from
 	Instance     string
 	Logger       hclog.Logger
+}
+
+// WorkspaceVolume is the shared workspace as run pods see it: a
+// PersistentVolumeClaim in the run namespace holding the same volume the
+// host sees at RUNHOST_WORKSPACE_ROOT. A job's workspace mount source
+// (Root/<session>) becomes that claim mounted with subPath <session>.
+type WorkspaceVolume struct {
+	Claim string // empty: workspaces are not supported
+	Root  string // the mount sources' prefix (DIND_WORKSPACE_PATH)
+}
+
+// subPath turns a mount source into the claim's sub-directory: exactly one
+// path segment below Root (a session id), nothing else.
+func (w WorkspaceVolume) subPath(source string) (string, error) {
+	if w.Claim == "" {
+		return "", fmt.Errorf("%w: workspaces (set RUNHOST_K8S_WORKSPACE_CLAIM)", ErrUnsupported)
+	}
+	rel, ok := strings.CutPrefix(source, strings.TrimSuffix(w.Root, "/")+"/")
+	if !ok || rel == "" || rel == "." || rel == ".." || strings.ContainsAny(rel, "/\\\x00") {
+		return "", fmt.Errorf("workspace mount %q is not one directory below %q", source, w.Root)
+	}
+	return rel, nil
 }
 
 // Executor runs jobs as pods.
@@ -136,11 +159,12 @@ func (e *Executor) Build(context.Context, executor.Build) (executor.BuiltImage, 
 // lives at most job.Limits.Timeout (the session's lifetime) and is deleted
 // when the session ends.
 func (e *Executor) StartSession(ctx context.Context, job executor.Job) (executor.Session, error) {
-	if job.Workspace != nil {
-		return nil, fmt.Errorf("%w: workspaces", ErrUnsupported)
+	pod, err := e.podFor(job)
+	if err != nil {
+		return nil, err
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	created, err := e.core.createPod(cctx, e.podFor(job))
+	created, err := e.core.createPod(cctx, pod)
 	cancel()
 	if err != nil {
 		return nil, createError(err)
@@ -178,14 +202,15 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 	switch {
 	case job.Install != nil:
 		return executor.Result{}, fmt.Errorf("%w: dependency installs", ErrUnsupported)
-	case job.Workspace != nil:
-		return executor.Result{}, fmt.Errorf("%w: workspaces", ErrUnsupported)
 	}
 	frame, err := frames.Encode(job, nil)
 	if err != nil {
 		return executor.Result{}, err
 	}
-	pod := e.podFor(job)
+	pod, err := e.podFor(job)
+	if err != nil {
+		return executor.Result{}, err
+	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	created, err := e.core.createPod(cctx, pod)
 	cancel()
@@ -348,7 +373,7 @@ func (e *Executor) Sweep(ctx context.Context) (int, error) {
 }
 
 // podFor is the whole hardening of a run pod in one place.
-func (e *Executor) podFor(job executor.Job) *corev1.Pod {
+func (e *Executor) podFor(job executor.Job) (*corev1.Pod, error) {
 	l := job.Limits
 	uid, gid := ids(job.User)
 	yes, no := true, false
@@ -436,7 +461,20 @@ func (e *Executor) podFor(job executor.Job) *corev1.Pod {
 	if e.cfg.RuntimeClass != "" {
 		pod.Spec.RuntimeClassName = &e.cfg.RuntimeClass
 	}
-	return pod
+	if ws := job.Workspace; ws != nil {
+		sub, err := e.cfg.Workspace.subPath(ws.Source)
+		if err != nil {
+			return nil, err
+		}
+		// The session directory, read-write, at the same path as on Docker.
+		// The mount is at the session level, which no run can replace.
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "workspace", VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: e.cfg.Workspace.Claim},
+		}})
+		run := &pod.Spec.Containers[0]
+		run.VolumeMounts = append(run.VolumeMounts, corev1.VolumeMount{Name: "workspace", MountPath: ws.Target, SubPath: sub})
+	}
+	return pod, nil
 }
 
 func ids(user string) (int64, int64) {
