@@ -86,6 +86,7 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 			RuntimeClass: cfg.K8sRuntimeClass,
 			PullPolicy:   corev1.PullPolicy(cfg.K8sPullPolicy),
 			Workspace:    kubernetes.WorkspaceVolume{Claim: cfg.K8sWorkspaceClaim, Root: cfg.WorkspaceDaemonDir},
+			User:         cfg.RunUser,
 			Instance:     instance,
 			Logger:       log.Named("kubernetes"),
 		})
@@ -137,8 +138,9 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 		return nil, err
 	}
 	pol := policy.New(polCfg)
-	if dock != nil {
-		dock.SetPool(poolTargets(cfg, reg, pol, log), cfg.PoolMemoryMB<<20)
+	pooled, hasPool := exec.(warmPool)
+	if hasPool {
+		pooled.SetPool(poolTargets(cfg, reg, pol, log), cfg.PoolMemoryMB<<20)
 	}
 	uid, gid := runUser(cfg.RunUser)
 	ws := workspace.NewStore(workspace.Config{
@@ -180,17 +182,28 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 		MaxTotal:    int(cfg.MaxSessions),
 	}, run, log.Named("sessions"))
 	srv := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Keys: keys, Admission: adm, Metrics: met}, run, reg, ws, sess, log.Named("api"))
-	if dock != nil {
-		dock.StartPool()
+	if hasPool {
+		pooled.StartPool()
 	}
 	return &App{Instance: instance, Executor: exec, Docker: dock, Registry: reg, Runner: run, API: srv, Admission: adm, Metrics: met, Sessions: sess, cfg: cfg, log: log}, nil
 }
 
+// warmPool is an executor that keeps containers ready (both do).
+type warmPool interface {
+	SetPool(targets []executor.PoolTarget, memoryBudget int64)
+	StartPool()
+}
+
+var (
+	_ warmPool = (*docker.Executor)(nil)
+	_ warmPool = (*kubernetes.Executor)(nil)
+)
+
 // poolTargets turns RUNHOST_POOL ("python=2", "python:3.13=1") into what
 // the executor keeps ready: the version's image with the limits a default
 // request for that runtime gets.
-func poolTargets(cfg config.Config, reg *registry.Registry, pol *policy.Policy, log hclog.Logger) []docker.PoolTarget {
-	var out []docker.PoolTarget
+func poolTargets(cfg config.Config, reg *registry.Registry, pol *policy.Policy, log hclog.Logger) []executor.PoolTarget {
+	var out []executor.PoolTarget
 	for _, t := range cfg.Pool {
 		spec, n, _ := strings.Cut(t, "=")
 		count, _ := strconv.Atoi(n)
@@ -206,7 +219,7 @@ func poolTargets(cfg config.Config, reg *registry.Registry, pol *policy.Policy, 
 			continue
 		}
 		limits, oci := pol.DefaultLimits(p.Description().Name)
-		out = append(out, docker.PoolTarget{Image: v.Image, Limits: limits, OCIRuntime: oci, Size: count})
+		out = append(out, executor.PoolTarget{Image: v.Image, Limits: limits, OCIRuntime: oci, Size: count})
 	}
 	return out
 }

@@ -44,6 +44,17 @@ type Session interface {
 	Done() <-chan struct{}
 }
 
+// PoolTarget is a kind of container an executor's warm pool keeps ready:
+// an image with a set of limits (what a default request for a runtime
+// version gets), Size of them. Only jobs with exactly those limits (timeout
+// and output cap aside) and no install or workspace take a pooled one.
+type PoolTarget struct {
+	Image      string
+	Limits     Limits
+	OCIRuntime string
+	Size       int
+}
+
 // Job is one fully decided run: every field is what the container gets.
 type Job struct {
 	ID      string // run id, also in the container's labels

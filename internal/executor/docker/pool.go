@@ -13,14 +13,8 @@ import (
 // LabelPool marks warm pool containers.
 const LabelPool = "runhost.pool"
 
-// PoolTarget is a kind of container to keep ready: an image with a set of
-// limits (what a default request for a runtime version gets), Size of them.
-type PoolTarget struct {
-	Image      string
-	Limits     executor.Limits
-	OCIRuntime string
-	Size       int
-}
+// PoolTarget is a kind of container to keep ready (executor.PoolTarget).
+type PoolTarget = executor.PoolTarget
 
 // poolKey says which jobs a pooled container can serve: everything fixed
 // when a container is created. Timeout and output cap are not.

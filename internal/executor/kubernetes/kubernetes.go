@@ -5,13 +5,13 @@
 package kubernetes
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -48,6 +48,7 @@ type Config struct {
 	RuntimeClass string // optional runtimeClassName, e.g. gvisor
 	PullPolicy   corev1.PullPolicy
 	Workspace    WorkspaceVolume // optional: where workspace mounts come from
+	User         string          // uid:gid of warm pool pods (runs bring their own)
 	Instance     string
 	Logger       hclog.Logger
 }
@@ -80,6 +81,11 @@ type Executor struct {
 	core *coreClient
 	rest *rest.Config
 	log  hclog.Logger
+
+	pool     *pool // nil: no warm pool
+	stopPool context.CancelFunc
+	poolDone sync.WaitGroup
+	deletes  sync.WaitGroup // pod deletions still going
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -173,26 +179,13 @@ func (e *Executor) StartSession(ctx context.Context, job executor.Job) (executor
 		e.delete(ctx, created.Name)
 		return nil, err
 	}
-	spdy, err := remotecommand.NewSPDYExecutor(e.rest, "POST", e.core.attachRequest(created.Name).URL())
+	a, err := e.attachPod(created.Name)
 	if err != nil {
 		e.delete(ctx, created.Name)
 		return nil, err
 	}
-	stdinR, stdinW := io.Pipe()
-	framed, framedW := io.Pipe()
-	actx, detach := context.WithCancel(context.Background())
-	go func() {
-		err := spdy.StreamWithContext(actx, remotecommand.StreamOptions{
-			Stdin:  stdinR,
-			Stdout: framedW,
-			Stderr: io.Discard, // init's own complaints before any frame
-		})
-		framedW.CloseWithError(err)
-		stdinR.CloseWithError(io.ErrClosedPipe) // a run writing now fails instead of waiting
-	}()
-	return frames.NewSession(stdinW, framed, func() {
-		stdinW.Close()
-		detach()
+	return frames.NewSession(a.stdin, a.stdout, func() {
+		a.detach()
 		e.delete(context.Background(), created.Name)
 	}), nil
 }
@@ -206,6 +199,10 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 	frame, err := frames.Encode(job, nil)
 	if err != nil {
 		return executor.Result{}, err
+	}
+	if pp := e.pool.take(job); pp != nil {
+		defer e.delete(ctx, pp.name)
+		return e.serve(ctx, pp.name, pp.att, job, frame)
 	}
 	pod, err := e.podFor(job)
 	if err != nil {
@@ -272,27 +269,63 @@ func (e *Executor) waitRunning(ctx context.Context, name string) error {
 	}
 }
 
-// attach sends the frame and stdin to init and reads its frames back.
+// attachment is a live attach stream to a pod's run container: init's
+// stdin and its framed stdout. done is closed when the stream has ended,
+// err then says why.
+type attachment struct {
+	stdin  *io.PipeWriter
+	stdout *io.PipeReader
+	done   chan struct{}
+	err    error
+	detach func()
+}
+
+// attachPod attaches to the run container of pod name (SPDY, through the
+// API server and the kubelet). Writes to stdin fail once the stream ends.
+func (e *Executor) attachPod(name string) (*attachment, error) {
+	spdy, err := remotecommand.NewSPDYExecutor(e.rest, "POST", e.core.attachRequest(name).URL())
+	if err != nil {
+		return nil, err
+	}
+	stdinR, stdinW := io.Pipe()
+	stdoutR, stdoutW := io.Pipe()
+	actx, cancel := context.WithCancel(context.Background())
+	a := &attachment{stdin: stdinW, stdout: stdoutR, done: make(chan struct{})}
+	a.detach = func() { stdinW.Close(); cancel() }
+	go func() {
+		a.err = spdy.StreamWithContext(actx, remotecommand.StreamOptions{
+			Stdin:  stdinR,
+			Stdout: stdoutW,
+			Stderr: io.Discard, // init's own complaints before any frame
+		})
+		stdoutW.CloseWithError(a.err)
+		stdinR.CloseWithError(io.ErrClosedPipe) // a write now fails instead of waiting
+		close(a.done)
+	}()
+	return a, nil
+}
+
+// attach attaches to pod name and runs job in it.
 func (e *Executor) attach(ctx context.Context, name string, job executor.Job, frame []byte) (executor.Result, error) {
-	req := e.core.attachRequest(name)
-	exec, err := remotecommand.NewSPDYExecutor(e.rest, "POST", req.URL())
+	a, err := e.attachPod(name)
 	if err != nil {
 		return executor.Result{}, err
 	}
+	return e.serve(ctx, name, a, job, frame)
+}
+
+// serve sends the frame and stdin to init over a, reads its frames back
+// until the exit, and detaches.
+func (e *Executor) serve(ctx context.Context, name string, a *attachment, job executor.Job, frame []byte) (executor.Result, error) {
+	defer a.detach()
 	out := frames.NewReader(job.Limits.OutputBytes, job.Output)
-	pr, pw := io.Pipe()
-	go out.Read(pr)
-	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	streamed := make(chan error, 1)
+	go out.Read(a.stdout)
 	go func() {
-		err := exec.StreamWithContext(actx, remotecommand.StreamOptions{
-			Stdin:  io.MultiReader(bytes.NewReader(frame), bytes.NewReader(job.Stdin)),
-			Stdout: pw,
-			Stderr: io.Discard, // init's own complaints before any frame
-		})
-		pw.CloseWithError(err)
-		streamed <- err
+		// Errors are expected when the program exits without reading stdin.
+		if _, err := a.stdin.Write(frame); err == nil {
+			_, _ = a.stdin.Write(job.Stdin)
+		}
+		_ = a.stdin.Close()
 	}()
 	backstop := time.NewTimer(job.Limits.Timeout + 10*time.Second)
 	defer backstop.Stop()
@@ -305,8 +338,8 @@ func (e *Executor) attach(ctx context.Context, name string, job executor.Job, fr
 			return out.Result(ex), nil
 		default:
 		}
-		err := <-streamed
-		return e.fromStatus(ctx, name, out, err)
+		<-a.done
+		return e.fromStatus(ctx, name, out, a.err)
 	case <-backstop.C:
 		res := out.Result(executorExit(137))
 		res.TimedOut = true
@@ -338,7 +371,9 @@ func (e *Executor) fromStatus(ctx context.Context, name string, out *frames.Read
 
 // delete removes the pod at once, with its own deadline.
 func (e *Executor) delete(ctx context.Context, name string) {
+	e.deletes.Add(1)
 	go func() {
+		defer e.deletes.Done()
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		zero := int64(0)
@@ -350,8 +385,13 @@ func (e *Executor) delete(ctx context.Context, name string) {
 	}()
 }
 
-// Close releases nothing: the client holds no long-lived state.
-func (e *Executor) Close() error { return nil }
+// Close deletes the warm pool's pods and waits for every deletion still
+// going.
+func (e *Executor) Close() error {
+	e.drainPool()
+	e.deletes.Wait()
+	return nil
+}
 
 // Sweep deletes run pods past their deadline. It returns how many.
 func (e *Executor) Sweep(ctx context.Context) (int, error) {
