@@ -323,7 +323,9 @@ func (e *Executor) serve(ctx context.Context, name string, a *attachment, job ex
 	go func() {
 		// Errors are expected when the program exits without reading stdin.
 		if _, err := a.stdin.Write(frame); err == nil {
-			_, _ = a.stdin.Write(job.Stdin)
+			if _, err := a.stdin.Write(job.Stdin); err == nil && job.StdinStream != nil {
+				_, _ = io.Copy(a.stdin, job.StdinStream) // interactive: as it arrives
+			}
 		}
 		_ = a.stdin.Close()
 	}()
