@@ -21,7 +21,7 @@ func TestWarmPoolOnKubernetes(t *testing.T) {
 		t.Helper()
 		var name string
 		testenv.Eventually(t, 90*time.Second, "a pooled pod", func() bool {
-			_, _, idle := k.PoolStats()
+			idle := k.PoolStats().Idle
 			for _, p := range h.pods() {
 				if p.Labels[k8sexec.LabelPool] == "true" {
 					name = p.Name
@@ -31,7 +31,7 @@ func TestWarmPoolOnKubernetes(t *testing.T) {
 		})
 		return name
 	}
-	hits := func() int64 { h, _, _ := k.PoolStats(); return h }
+	hits := func() int64 { return k.PoolStats().Hits }
 
 	first := ready()
 	if r := h.run("python", map[string]any{"code": "import sys; print('pooled', sys.stdin.read())", "stdin": "in"}); r.Stdout != "pooled in\n" || r.ExitCode != 0 {

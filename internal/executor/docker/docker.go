@@ -38,6 +38,7 @@ import (
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/executor/frames"
 	"github.com/runhost/runhost/internal/executor/output"
+	"github.com/runhost/runhost/internal/executor/warmpool"
 	"github.com/runhost/runhost/internal/initproc"
 )
 
@@ -109,9 +110,8 @@ type Executor struct {
 	retryMu  sync.Mutex
 	retrying map[string]bool // containers whose removal failed, being retried
 
-	pool     *pool
+	pool     *warmpool.Pool[*started]
 	removals sync.WaitGroup // containers being removed in the background
-	stopFill context.CancelFunc
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -127,13 +127,13 @@ func New(cfg Config) (*Executor, error) {
 	return newExecutor(cli, cfg), nil
 }
 
-func newExecutor(e engine, cfg Config) *Executor {
+func newExecutor(eng engine, cfg Config) *Executor {
 	log := cfg.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Executor{
-		engine:   e,
+	e := &Executor{
+		engine:   eng,
 		instance: cfg.Instance,
 		owner:    processOwner(),
 		log:      log,
@@ -142,31 +142,15 @@ func newExecutor(e engine, cfg Config) *Executor {
 		builds:   newBuildCache(cfg.BuildCacheEntries, cfg.BuildCacheBytes),
 		egress:   &egressProxy{cfg: cfg.Egress},
 		user:     cmp.Or(cfg.User, "1000:1000"),
-		pool:     newPool(cfg.Pool, cfg.PoolBudget),
 	}
-}
-
-// StartPool fills the warm pool in the background until Close.
-func (e *Executor) StartPool() {
-	if len(e.pool.targets) == 0 {
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	e.stopFill = cancel
-	e.removals.Add(1)
-	go func() {
-		defer e.removals.Done()
-		e.fillLoop(ctx)
-	}()
+	e.pool = newPool(e, cfg.Pool, cfg.PoolBudget)
+	return e
 }
 
 // Close empties the pool, waits for removals, stops the egress proxy and
 // releases the client's connections.
 func (e *Executor) Close() error {
-	if e.stopFill != nil {
-		e.stopFill()
-	}
-	e.drainPool()
+	e.pool.Close()
 	e.removals.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), engineCallTimeout)
 	defer cancel()
@@ -221,7 +205,7 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 			run.mustExist = job.Install.OutputDir + "/" + readyFile
 		}
 	}
-	if c := e.pool.take(job); c != nil {
+	if c := e.takePooled(job); c != nil {
 		frame, err := encodeFrame(run)
 		if err != nil {
 			e.removeAsync(c.id)
@@ -316,14 +300,12 @@ func (e *Executor) removeAsync(id string) {
 
 // started is a container that is running init, waiting for its frame.
 type started struct {
-	id       string
-	stream   types.HijackedResponse
-	exited   <-chan container.WaitResponse
-	waitErr  <-chan error
-	startAt  time.Time
-	cancel   context.CancelFunc // stops the wait when the run is over
-	pooledAt time.Time          // when it joined the warm pool
-	discard  func()             // removes a pooled container that died
+	id      string
+	stream  types.HijackedResponse
+	exited  <-chan container.WaitResponse
+	waitErr <-chan error
+	startAt time.Time
+	cancel  context.CancelFunc // stops the wait when the run is over
 }
 
 // start creates the container, attaches to it and starts it. On error the

@@ -27,6 +27,7 @@ import (
 
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/executor/frames"
+	"github.com/runhost/runhost/internal/executor/warmpool"
 )
 
 // Labels and annotations on run pods.
@@ -82,10 +83,8 @@ type Executor struct {
 	rest *rest.Config
 	log  hclog.Logger
 
-	pool     *pool // nil: no warm pool
-	stopPool context.CancelFunc
-	poolDone sync.WaitGroup
-	deletes  sync.WaitGroup // pod deletions still going
+	pool    *warmpool.Pool[*pooledPod] // nil: no warm pool
+	deletes sync.WaitGroup             // pod deletions still going
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -200,7 +199,7 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 	if err != nil {
 		return executor.Result{}, err
 	}
-	if pp := e.pool.take(job); pp != nil {
+	if pp := e.takePooled(job); pp != nil {
 		defer e.delete(ctx, pp.name)
 		return e.serve(ctx, pp.name, pp.att, job, frame)
 	}
@@ -390,7 +389,7 @@ func (e *Executor) delete(ctx context.Context, name string) {
 // Close deletes the warm pool's pods and waits for every deletion still
 // going.
 func (e *Executor) Close() error {
-	e.drainPool()
+	e.pool.Close()
 	e.deletes.Wait()
 	return nil
 }
