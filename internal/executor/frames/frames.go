@@ -110,15 +110,20 @@ func (f *Reader) emit(s executor.Stream, kept []byte) {
 
 // Result is the run's result; call it after the exit frame or Done.
 func (f *Reader) Result(ex initproc.Exit) executor.Result {
+	return result(ex, f.stdout, f.stderr)
+}
+
+// result is a run's result from its exit frame and its capped output.
+func result(ex initproc.Exit, stdout, stderr *output.Capped) executor.Result {
 	return executor.Result{
 		Stage:           executor.StageRun,
 		ExitCode:        ex.Code,
 		TimedOut:        ex.TimedOut,
 		OOMKilled:       ex.OOMKilled,
 		Duration:        time.Duration(ex.DurationMS) * time.Millisecond,
-		Stdout:          f.stdout.Bytes(),
-		Stderr:          f.stderr.Bytes(),
-		StdoutTruncated: f.stdout.Truncated(),
-		StderrTruncated: f.stderr.Truncated(),
+		Stdout:          stdout.Bytes(),
+		Stderr:          stderr.Bytes(),
+		StdoutTruncated: stdout.Truncated(),
+		StderrTruncated: stderr.Truncated(),
 	}
 }

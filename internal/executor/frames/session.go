@@ -93,17 +93,7 @@ func (s *Session) Run(ctx context.Context, job executor.Job) (executor.Result, e
 					s.Close()
 					return executor.Result{}, fmt.Errorf("session: bad exit frame: %w", err)
 				}
-				return executor.Result{
-					Stage:           executor.StageRun,
-					ExitCode:        ex.Code,
-					TimedOut:        ex.TimedOut,
-					OOMKilled:       ex.OOMKilled,
-					Duration:        time.Duration(ex.DurationMS) * time.Millisecond,
-					Stdout:          stdout.Bytes(),
-					Stderr:          stderr.Bytes(),
-					StdoutTruncated: stdout.Truncated(),
-					StderrTruncated: stderr.Truncated(),
-				}, nil
+				return result(ex, stdout, stderr), nil
 			}
 		case <-backstop.C:
 			s.Close()

@@ -164,29 +164,39 @@ func (e *Executor) Build(context.Context, executor.Build) (executor.BuiltImage, 
 // lives at most job.Limits.Timeout (the session's lifetime) and is deleted
 // when the session ends.
 func (e *Executor) StartSession(ctx context.Context, job executor.Job) (executor.Session, error) {
-	pod, err := e.podFor(job)
+	name, a, err := e.startAttached(ctx, job)
 	if err != nil {
 		return nil, err
+	}
+	return frames.NewSession(a.stdin, a.stdout, func() {
+		a.detach()
+		e.delete(context.Background(), name)
+	}), nil
+}
+
+// startAttached creates a pod for job, waits until its init runs and
+// attaches to it, for a session or the warm pool. On error nothing is left.
+func (e *Executor) startAttached(ctx context.Context, job executor.Job) (string, *attachment, error) {
+	pod, err := e.podFor(job)
+	if err != nil {
+		return "", nil, err
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	created, err := e.core.createPod(cctx, pod)
 	cancel()
 	if err != nil {
-		return nil, createError(err)
+		return "", nil, createError(err)
 	}
 	if err := e.waitRunning(ctx, created.Name); err != nil {
 		e.delete(ctx, created.Name)
-		return nil, err
+		return "", nil, err
 	}
 	a, err := e.attachPod(created.Name)
 	if err != nil {
 		e.delete(ctx, created.Name)
-		return nil, err
+		return "", nil, err
 	}
-	return frames.NewSession(a.stdin, a.stdout, func() {
-		a.detach()
-		e.delete(context.Background(), created.Name)
-	}), nil
+	return created.Name, a, nil
 }
 
 // Run runs job in a fresh pod and always deletes it.

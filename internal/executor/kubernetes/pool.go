@@ -66,7 +66,7 @@ func (p poolEngine) Start(ctx context.Context, t executor.PoolTarget) (*pooledPo
 	_, _ = rand.Read(id[:])
 	limits := t.Limits
 	limits.Timeout = poolPodLifetime
-	pod, err := e.podFor(executor.Job{
+	name, a, err := e.startAttached(ctx, executor.Job{
 		ID:     "pool-" + hex.EncodeToString(id[:]),
 		Image:  t.Image,
 		User:   e.cfg.User,
@@ -76,22 +76,7 @@ func (p poolEngine) Start(ctx context.Context, t executor.PoolTarget) (*pooledPo
 	if err != nil {
 		return nil, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	created, err := e.core.createPod(cctx, pod)
-	cancel()
-	if err != nil {
-		return nil, createError(err)
-	}
-	if err := e.waitRunning(ctx, created.Name); err != nil {
-		e.delete(ctx, created.Name)
-		return nil, err
-	}
-	a, err := e.attachPod(created.Name)
-	if err != nil {
-		e.delete(ctx, created.Name)
-		return nil, err
-	}
-	return &pooledPod{name: created.Name, att: a}, nil
+	return &pooledPod{name: name, att: a}, nil
 }
 
 // Discard detaches from the pod and deletes it.
