@@ -6,12 +6,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 
+	"github.com/runhost/runhost/internal/e2e/scenario"
 	"github.com/runhost/runhost/internal/testenv"
 )
 
@@ -68,53 +68,7 @@ func (h *host) createSession(t *testing.T, req map[string]any) sessionInfo {
 func TestSessions(t *testing.T) {
 	h := startHost(t, "RUNHOST_SESSIONS_PER_KEY=2")
 	s := h.createSession(t, map[string]any{"runtime": "python"})
-	run := func(req map[string]any) runResult {
-		t.Helper()
-		status, body := h.post("/sessions/"+s.ID+"/run", req)
-		if status != 200 {
-			t.Fatalf("session run: %d %s", status, body)
-		}
-		var res runResult
-		_ = json.Unmarshal(body, &res)
-		return res
-	}
-	run(map[string]any{"code": "open('/tmp/state', 'w').write('kept'); open('here.txt', 'w').write('file')"})
-	if res := run(map[string]any{"code": "print(open('/tmp/state').read(), open('here.txt').read())"}); res.Stdout != "kept file\n" {
-		t.Fatalf("state did not persist: %+v", res)
-	}
-	if res := run(map[string]any{"code": "import sys; print(sys.stdin.read().upper())", "stdin": "abc"}); res.Stdout != "ABC\n" {
-		t.Fatalf("stdin: %+v", res)
-	}
-
-	t.Run("a timeout kills the run, not the session", func(t *testing.T) {
-		res := run(map[string]any{"code": "import os, subprocess\nsubprocess.Popen(['sleep', '1000'], start_new_session=True)\nwhile True: pass", "timeout_ms": 1000})
-		if !res.TimedOut {
-			t.Fatalf("%+v", res)
-		}
-		res = run(map[string]any{"code": "import os\nprint(sorted(p for p in os.listdir('/proc') if p.isdigit() and p != str(os.getpid())))"})
-		if res.Stdout != "['1']\n" {
-			t.Errorf("processes of the timed-out run survive in the session: %q", res.Stdout)
-		}
-		if res := run(map[string]any{"code": "print(open('/tmp/state').read())"}); res.Stdout != "kept\n" {
-			t.Errorf("the session did not survive the timeout: %+v", res)
-		}
-	})
-	t.Run("one run at a time", func(t *testing.T) {
-		var wg sync.WaitGroup
-		statuses := make([]int, 2)
-		for i := range 2 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				statuses[i], _ = h.post("/sessions/"+s.ID+"/run", map[string]any{"code": "import time; time.sleep(1.5)"})
-			}()
-			time.Sleep(300 * time.Millisecond)
-		}
-		wg.Wait()
-		if statuses[0] != 200 || statuses[1] != http.StatusConflict {
-			t.Errorf("statuses %v, want 200 then 409", statuses)
-		}
-	})
+	scenario.PythonSession(t, h.post, s.ID)
 	t.Run("limits are the session's", func(t *testing.T) {
 		status, body := h.post("/sessions/"+s.ID+"/run", map[string]any{"code": "1", "memory_mb": 512})
 		if status != 400 {

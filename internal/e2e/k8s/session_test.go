@@ -10,12 +10,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/runhost/runhost/internal/e2e/scenario"
 	k8sexec "github.com/runhost/runhost/internal/executor/kubernetes"
 	"github.com/runhost/runhost/internal/testenv"
 )
@@ -67,42 +67,7 @@ func TestSessionsOnKubernetes(t *testing.T) {
 		}
 	})
 
-	run(map[string]any{"code": "open('/tmp/state', 'w').write('kept'); open('here.txt', 'w').write('file')"})
-	if r := run(map[string]any{"code": "print(open('/tmp/state').read(), open('here.txt').read())"}); r.Stdout != "kept file\n" {
-		t.Fatalf("state did not persist: %+v", r)
-	}
-	if r := run(map[string]any{"code": "import sys; print(sys.stdin.read().upper()); print('e', file=sys.stderr)", "stdin": "abc"}); r.Stdout != "ABC\n" || r.Stderr != "e\n" {
-		t.Fatalf("stdin/stderr: %+v", r)
-	}
-	t.Run("a timeout kills the run, not the session", func(t *testing.T) {
-		r := run(map[string]any{"code": "import subprocess\nsubprocess.Popen(['sleep', '1000'], start_new_session=True)\nwhile True: pass", "timeout_ms": 1000})
-		if !r.TimedOut {
-			t.Fatalf("%+v", r)
-		}
-		r = run(map[string]any{"code": "import os\nprint(sorted(p for p in os.listdir('/proc') if p.isdigit() and p != str(os.getpid())))"})
-		if r.Stdout != "['1']\n" {
-			t.Errorf("processes of the timed-out run survive in the session: %q", r.Stdout)
-		}
-		if r := run(map[string]any{"code": "print(open('/tmp/state').read())"}); r.Stdout != "kept\n" {
-			t.Errorf("the session did not survive the timeout: %+v", r)
-		}
-	})
-	t.Run("one run at a time", func(t *testing.T) {
-		var wg sync.WaitGroup
-		statuses := make([]int, 2)
-		for i := range 2 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				statuses[i], _ = h.post("/sessions/"+s.ID+"/run", map[string]any{"code": "import time; time.sleep(1.5)"})
-			}()
-			time.Sleep(300 * time.Millisecond)
-		}
-		wg.Wait()
-		if statuses[0] != 200 || statuses[1] != http.StatusConflict {
-			t.Errorf("statuses %v, want 200 then 409", statuses)
-		}
-	})
+	scenario.PythonSession(t, h.post, s.ID)
 	t.Run("a sweep leaves a live session alone", func(t *testing.T) {
 		if _, err := h.app.Executor.Sweep(context.Background()); err != nil {
 			t.Fatal(err)
