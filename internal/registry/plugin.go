@@ -236,8 +236,11 @@ func (p *Plugin) Plan(ctx context.Context, req shared.RunRequest) (shared.Spec, 
 		return shared.Spec{}, err
 	case ctx.Err() != nil:
 		return shared.Spec{}, ctx.Err()
-	case cctx.Err() != nil:
-		// A plugin that does not answer in time is presumed stuck.
+	case cctx.Err() != nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		// A plugin that does not answer in time is presumed stuck. The
+		// caller's context is live, so a deadline or cancel can only be the
+		// call's: gRPC may report it (the plugin side's timer, from the
+		// propagated deadline, can fire first) before cctx's own timer has.
 		p.restartSoon("plan call timed out")
 		return shared.Spec{}, &PluginError{Runtime: p.desc.Name, Err: fmt.Errorf("%w: no answer within %s", ErrPluginUnavailable, p.cfg.CallTimeout)}
 	case errors.Is(err, shared.ErrConnectionLost):
