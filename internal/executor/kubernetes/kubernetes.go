@@ -199,10 +199,10 @@ func (e *Executor) startAttached(ctx context.Context, job executor.Job) (string,
 	return created.Name, a, nil
 }
 
-// Run runs job in a fresh pod and always deletes it.
+// Run runs job in a ready pod of the warm pool, or else a fresh pod, and
+// always deletes the pod afterwards.
 func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, error) {
-	switch {
-	case job.Install != nil:
+	if job.Install != nil {
 		return executor.Result{}, fmt.Errorf("%w: dependency installs", ErrUnsupported)
 	}
 	frame, err := frames.Encode(job, nil)
