@@ -1,7 +1,9 @@
 // Command runhost-egress is the allow-list proxy install steps reach the
-// network through (see package egress). The host starts it in a container
-// on the engine; it serves on a unix socket in a volume that install
-// containers mount.
+// network through (see package egress). On Docker the host starts it in a
+// container and it serves on a unix socket in a volume that install
+// containers mount; on Kubernetes it runs as a pod and serves on TCP
+// (-listen), the only address the install pods' NetworkPolicy lets them
+// reach.
 package main
 
 import (
@@ -20,6 +22,7 @@ import (
 
 func main() {
 	socket := flag.String("socket", "/run/egress/proxy.sock", "unix socket to serve on")
+	listen := flag.String("listen", "", "TCP address to serve on instead of the socket (host:port)")
 	allow := flag.String("allow", "", "comma-separated allowed hosts (host, *.domain, host:port)")
 	cidrs := flag.String("allow-cidrs", "", "comma-separated private ranges that may be reached")
 	flag.Parse()
@@ -34,20 +37,32 @@ func main() {
 		}
 		p.Private = append(p.Private, pre)
 	}
-	_ = os.Remove(*socket)
-	ln, err := net.Listen("unix", *socket)
+	ln, err := listener(*listen, *socket)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "runhost-egress: %v\n", err)
 		os.Exit(1)
 	}
-	// Install steps run as another user: anyone in the volume may connect.
-	_ = os.Chmod(*socket, 0o666)
-	log.Info("runhost-egress listening", "socket", *socket, "allow", p.Hosts, "allow_cidrs", *cidrs)
+	log.Info("runhost-egress listening", "address", ln.Addr().String(), "allow", p.Hosts, "allow_cidrs", *cidrs)
 	srv := &http.Server{Handler: &egress.Proxy{Policy: p, Log: log}, ReadHeaderTimeout: 30 * time.Second}
 	if err := srv.Serve(ln); err != nil {
 		fmt.Fprintf(os.Stderr, "runhost-egress: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// listener serves on addr over TCP if it is set, else on the unix socket.
+func listener(addr, socket string) (net.Listener, error) {
+	if addr != "" {
+		return net.Listen("tcp", addr)
+	}
+	_ = os.Remove(socket)
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		return nil, err
+	}
+	// Install steps run as another user: anyone in the volume may connect.
+	_ = os.Chmod(socket, 0o666)
+	return ln, nil
 }
 
 func split(s string) []string {

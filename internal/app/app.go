@@ -4,6 +4,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -75,9 +76,10 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 	var dock *docker.Executor
 	switch cfg.Executor {
 	case "kubernetes":
-		initImage := cfg.K8sInitImage
-		if initImage == "" {
-			initImage = docker.InitImage(initBinary)
+		initImage := cmp.Or(cfg.K8sInitImage, docker.InitImage(initBinary))
+		egressImage := cfg.K8sEgressImage
+		if egressImage == "" && len(egressBinary) > 0 {
+			egressImage = docker.EgressImage(egressBinary)
 		}
 		exec, err = kubernetes.New(kubernetes.Config{
 			Kubeconfig:   cfg.K8sKubeconfig,
@@ -86,9 +88,16 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 			RuntimeClass: cfg.K8sRuntimeClass,
 			PullPolicy:   corev1.PullPolicy(cfg.K8sPullPolicy),
 			Workspace:    kubernetes.WorkspaceVolume{Claim: cfg.K8sWorkspaceClaim, Root: cfg.WorkspaceDaemonDir},
-			User:         cfg.RunUser,
-			Instance:     instance,
-			Logger:       log.Named("kubernetes"),
+			Cache: kubernetes.CacheVolume{
+				Claim:      cfg.K8sCacheClaim,
+				Root:       cfg.K8sCacheRoot,
+				MaxEntries: int(cfg.DepsCacheEntries),
+				MaxBytes:   cfg.DepsCacheMB << 20,
+			},
+			Egress:   kubernetes.EgressConfig{Image: egressImage, Allow: cfg.EgressAllow, CIDRs: cfg.EgressCIDRs},
+			User:     cfg.RunUser,
+			Instance: instance,
+			Logger:   log.Named("kubernetes"),
 		})
 	default:
 		dock, err = docker.New(docker.Config{

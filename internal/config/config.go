@@ -108,6 +108,9 @@ type Config struct {
 	K8sRuntimeClass   string
 	K8sPullPolicy     string
 	K8sWorkspaceClaim string
+	K8sCacheClaim     string
+	K8sCacheRoot      string
+	K8sEgressImage    string
 
 	// Shared workspace: where this host sees it, and where the engine does.
 	WorkspaceRoot      string
@@ -235,6 +238,9 @@ func settings() []Setting {
 		{"RUNHOST_K8S_RUNTIME_CLASS", "", "runtimeClassName of run pods (e.g. `gvisor`)", str(func(c *Config) *string { return &c.K8sRuntimeClass })},
 		{"RUNHOST_K8S_PULL_POLICY", "IfNotPresent", "imagePullPolicy of run pods (`Never` for images loaded onto the nodes)", oneOf(func(c *Config) *string { return &c.K8sPullPolicy }, "IfNotPresent", "Never", "Always")},
 		{"RUNHOST_K8S_WORKSPACE_CLAIM", "", "PersistentVolumeClaim in the run namespace that holds the shared workspace (the volume the host sees at RUNHOST_WORKSPACE_ROOT); empty: no workspaces on Kubernetes", str(func(c *Config) *string { return &c.K8sWorkspaceClaim })},
+		{"RUNHOST_K8S_CACHE_CLAIM", "", "PersistentVolumeClaim in the run namespace that keeps installed dependencies (the volume the host sees at RUNHOST_K8S_CACHE_ROOT); empty: no dependency installs on Kubernetes", str(func(c *Config) *string { return &c.K8sCacheClaim })},
+		{"RUNHOST_K8S_CACHE_ROOT", "", "where the host sees the volume of RUNHOST_K8S_CACHE_CLAIM", str(func(c *Config) *string { return &c.K8sCacheRoot })},
+		{"RUNHOST_K8S_EGRESS_IMAGE", "", "image holding runhost-egress at /egress for the install steps' proxy pod (default `runhost/egress:<hash of the egress binary>`)", str(func(c *Config) *string { return &c.K8sEgressImage })},
 		{"RUNHOST_WORKSPACE_ROOT", "", "where this host sees the shared workspace volume (the seed's `/app/workspace`); empty disables workspaces", str(func(c *Config) *string { return &c.WorkspaceRoot })},
 		{"DIND_WORKSPACE_PATH", "", "where the engine sees the same volume; bind sources use it, never a host path", str(func(c *Config) *string { return &c.WorkspaceDaemonDir })},
 		{"RUNHOST_WORKSPACE_QUOTA_MB", "1024", "bytes one workspace session may hold (files API uploads are refused above it)", integer(func(c *Config) *int64 { return &c.WorkspaceQuotaMB })},

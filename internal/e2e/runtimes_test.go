@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/volume"
 
+	"github.com/runhost/runhost/internal/e2e/scenario"
 	"github.com/runhost/runhost/internal/testenv"
 )
 
@@ -122,50 +123,18 @@ func TestDependenciesFromALocalIndex(t *testing.T) {
 	idx := startPackageIndex(t, cli)
 	h := startHostWith(t, cli, idx.env()...)
 
-	t.Run("pip requirements are installed, importable and cached", func(t *testing.T) {
-		req := map[string]any{"code": "from runhost_greet import greet\nprint(greet('pip'))", "requirements": []string{"runhost-greet==1.0"}}
-		first := h.run("python", req)
-		if first.Stage != "run" || first.Stdout != "hello pip from a wheel\n" {
-			t.Fatalf("first run: %+v", first)
-		}
-		if first.Install == nil || first.Install.Cached {
-			t.Fatalf("first run must install: %+v", first.Install)
-		}
-		since := time.Now()
-		second := h.run("python", map[string]any{"code": "from runhost_greet import greet\nprint(greet('again'))", "requirements": []string{" runhost-greet==1.0 ", "runhost-greet==1.0"}})
-		if second.Stdout != "hello again from a wheel\n" || second.Install == nil || !second.Install.Cached {
-			t.Fatalf("second run: %+v", second)
-		}
-		if n := installsDuring(t, h, since); n != 0 {
-			t.Errorf("the cached run created %d install containers, want 0", n)
+	since := time.Now()
+	scenario.Installs(t, h.post)
+	t.Run("a cached install starts no install container", func(t *testing.T) {
+		// The scenario installed two sets (pip, npm) and failed one.
+		if n := installsDuring(t, h, since); n != 3 {
+			t.Errorf("%d install containers, want 3 (one per distinct install)", n)
 		}
 	})
-	t.Run("the run cannot write the installed packages and has no network", func(t *testing.T) {
-		res := h.run("python", map[string]any{"code": "import os, runhost_greet\ntry:\n    open(os.path.dirname(runhost_greet.__file__) + '/x', 'w')\nexcept OSError as e:\n    print(e.strerror)\nprint(sorted(os.listdir('/sys/class/net')))", "requirements": []string{"runhost-greet==1.0"}})
-		if res.Stdout != "Read-only file system\n['lo']\n" {
+	t.Run("the run has no network", func(t *testing.T) {
+		res := h.run("python", map[string]any{"code": "import os, runhost_greet\nprint(sorted(os.listdir('/sys/class/net')))", "requirements": []string{"runhost-greet==1.0"}})
+		if res.Stdout != "['lo']\n" {
 			t.Fatalf("stdout %q stderr %q", res.Stdout, res.Stderr)
-		}
-	})
-	t.Run("a failed install is a result and the run does not start", func(t *testing.T) {
-		res := h.run("python", map[string]any{"code": "print('ran')", "requirements": []string{"runhost-no-such-package"}})
-		if res.Stage != "install" || res.ExitCode == 0 || strings.Contains(res.Stdout, "ran") {
-			t.Fatalf("got %+v", res)
-		}
-		if !strings.Contains(res.Stderr, "No matching distribution found for runhost-no-such-package") {
-			t.Errorf("stderr does not carry pip's error: %q", res.Stderr)
-		}
-	})
-	t.Run("npm packages are installed and cached, for require and import", func(t *testing.T) {
-		res := h.run("node", map[string]any{"code": "const greet = require('runhost-greet-js');\nconsole.log(greet('cjs'))", "packages": []string{"runhost-greet-js@1"}})
-		if res.Stdout != "hello cjs from npm\n" || res.Install == nil || res.Install.Cached {
-			t.Fatalf("CommonJS: %+v", res)
-		}
-		res = h.run("node", map[string]any{
-			"files":    []map[string]string{{"path": "main.mjs", "content": "import greet from 'runhost-greet-js';\nconsole.log(greet('esm'))"}},
-			"packages": []string{"runhost-greet-js@1"},
-		})
-		if res.Stdout != "hello esm from npm\n" || res.Install == nil || !res.Install.Cached {
-			t.Fatalf("ES module: %+v", res)
 		}
 	})
 	t.Run("options and URLs are refused", func(t *testing.T) {

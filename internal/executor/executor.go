@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -214,3 +215,30 @@ var ErrNoCapacity = errors.New("no capacity for the run")
 
 // ErrSessionGone means a session's container is no longer there.
 var ErrSessionGone = errors.New("session ended")
+
+// ProxyEnv is what an install step needs to reach the network through the
+// egress proxy at addr (host:port).
+func ProxyEnv(addr string) []string {
+	u := "http://" + addr
+	return []string{
+		"HTTP_PROXY=" + u, "HTTPS_PROXY=" + u, "http_proxy=" + u, "https_proxy=" + u,
+		"NPM_CONFIG_PROXY=" + u, "NPM_CONFIG_HTTPS_PROXY=" + u,
+		"NO_PROXY=", "no_proxy=",
+	}
+}
+
+// MergeEnv returns base with overrides applied by name.
+func MergeEnv(base, overrides []string) []string {
+	out := make([]string, 0, len(base)+len(overrides))
+	set := map[string]bool{}
+	for _, kv := range overrides {
+		k, _, _ := strings.Cut(kv, "=")
+		set[k] = true
+	}
+	for _, kv := range base {
+		if k, _, _ := strings.Cut(kv, "="); !set[k] {
+			out = append(out, kv)
+		}
+	}
+	return append(out, overrides...)
+}

@@ -20,6 +20,10 @@ type Result struct {
 	Stdout   string `json:"stdout"`
 	Stderr   string `json:"stderr"`
 	TimedOut bool   `json:"timed_out"`
+	Stage    string `json:"stage"`
+	Install  *struct {
+		Cached bool `json:"cached"`
+	} `json:"install"`
 }
 
 // SessionRun runs req in session id and fails the test unless it is a 200.

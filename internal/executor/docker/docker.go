@@ -36,6 +36,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/executor/depcache"
 	"github.com/runhost/runhost/internal/executor/frames"
 	"github.com/runhost/runhost/internal/executor/output"
 	"github.com/runhost/runhost/internal/executor/warmpool"
@@ -102,7 +103,7 @@ type Executor struct {
 	owner    string
 	log      hclog.Logger
 	init     *initVolume
-	deps     *depsCache
+	deps     *depcache.Cache
 	builds   *buildCache
 	egress   *egressProxy
 	user     string
@@ -138,7 +139,7 @@ func newExecutor(eng engine, cfg Config) *Executor {
 		owner:    processOwner(),
 		log:      log,
 		init:     newInitVolume(cfg.InitBinary),
-		deps:     newDepsCache(cfg.DepsCacheEntries, cfg.DepsCacheBytes),
+		deps:     depcache.New(volumeStore{eng}, cfg.DepsCacheEntries, cfg.DepsCacheBytes, log),
 		builds:   newBuildCache(cfg.BuildCacheEntries, cfg.BuildCacheBytes),
 		egress:   &egressProxy{cfg: cfg.Egress},
 		user:     cmp.Or(cfg.User, "1000:1000"),
@@ -188,20 +189,22 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 	run := step{Job: job}
 	var info *executor.StepInfo
 	if job.Install != nil {
-		deps, failed, err := e.deps.acquire(ctx, e, job)
+		deps, failed, err := e.deps.Acquire(ctx, job.Install.Key, func(ctx context.Context) (string, *executor.Result, error) {
+			return e.install(ctx, job)
+		})
 		if err != nil {
 			return executor.Result{}, err
 		}
 		if failed != nil {
 			return *failed, nil
 		}
-		defer e.deps.release(deps.entry)
-		info = &deps.info
+		defer e.deps.Release(deps)
+		info = &deps.Info
 		run.mounts = append(run.mounts, mount.Mount{
-			Type: mount.TypeVolume, Source: deps.entry.volume, Target: job.Install.OutputDir,
+			Type: mount.TypeVolume, Source: deps.Name, Target: job.Install.OutputDir,
 			ReadOnly: true, VolumeOptions: &mount.VolumeOptions{NoCopy: true},
 		})
-		if !deps.entry.verified {
+		if !deps.Verified {
 			run.mustExist = job.Install.OutputDir + "/" + readyFile
 		}
 	}
@@ -225,14 +228,14 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 	res, err := e.runStep(ctx, run)
 	if errors.Is(err, errNotReady) {
 		// A cache volume from an earlier host whose install never finished.
-		e.deps.discard(ctx, e.engine, job.Install.Key)
+		e.deps.Discard(ctx, job.Install.Key)
 		return e.Run(ctx, job)
 	}
 	if err != nil {
 		return executor.Result{}, err
 	}
 	if job.Install != nil {
-		e.deps.markVerified(job.Install.Key)
+		e.deps.MarkVerified(job.Install.Key)
 	}
 	res.Stage, res.Install = executor.StageRun, info
 	return res, nil

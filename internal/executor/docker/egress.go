@@ -14,6 +14,8 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
+
+	"github.com/runhost/runhost/internal/executor"
 )
 
 // LabelEgress marks the egress proxy's container and volume.
@@ -46,12 +48,7 @@ type egressProxy struct {
 }
 
 // proxyEnv is what an install step needs to use the proxy.
-var proxyEnv = []string{
-	"HTTP_PROXY=http://" + proxyListen, "HTTPS_PROXY=http://" + proxyListen,
-	"http_proxy=http://" + proxyListen, "https_proxy=http://" + proxyListen,
-	"NPM_CONFIG_PROXY=http://" + proxyListen, "NPM_CONFIG_HTTPS_PROXY=http://" + proxyListen,
-	"NO_PROXY=", "no_proxy=",
-}
+var proxyEnv = executor.ProxyEnv(proxyListen)
 
 // withEgress wires an install step to the proxy: no network of its own, the
 // proxy's socket mounted, init forwarding loopback to it, proxy variables set.
@@ -63,24 +60,8 @@ func (e *Executor) withEgress(ctx context.Context, s *step) error {
 	s.network = ""
 	s.mounts = append(s.mounts, mount.Mount{Type: mount.TypeVolume, Source: vol, Target: egressDirInstall, VolumeOptions: &mount.VolumeOptions{NoCopy: true}})
 	s.forwardSocket = egressDirInstall + "/" + egressSocket
-	s.Env = mergeEnv(s.Env, proxyEnv)
+	s.Env = executor.MergeEnv(s.Env, proxyEnv)
 	return nil
-}
-
-// mergeEnv returns base with overrides applied by name.
-func mergeEnv(base, overrides []string) []string {
-	out := make([]string, 0, len(base)+len(overrides))
-	set := map[string]bool{}
-	for _, kv := range overrides {
-		k, _, _ := strings.Cut(kv, "=")
-		set[k] = true
-	}
-	for _, kv := range base {
-		if k, _, _ := strings.Cut(kv, "="); !set[k] {
-			out = append(out, kv)
-		}
-	}
-	return append(out, overrides...)
 }
 
 // ensureEgress starts the proxy if it is not running and returns the volume
@@ -102,8 +83,7 @@ func (e *Executor) ensureEgress(ctx context.Context) (string, error) {
 		p.container = ""
 	}
 
-	sum := sha256.Sum256(p.cfg.Binary)
-	img := "runhost/egress:" + hex.EncodeToString(sum[:6])
+	img := EgressImage(p.cfg.Binary)
 	if _, err := e.engine.ImageInspect(ctx, img); cerrdefs.IsNotFound(err) {
 		if err := importImage(ctx, e.engine, img, "egress", p.cfg.Binary); err != nil {
 			return "", err
@@ -160,6 +140,13 @@ func (e *Executor) ensureEgress(ctx context.Context) (string, error) {
 	p.container = id
 	e.log.Info("egress proxy started", "container", id[:12], "network", p.cfg.Network, "allow", p.cfg.Allow)
 	return p.volume, nil
+}
+
+// EgressImage is the name of the one-file image holding runhost-egress at
+// /egress: the proxy's container here, and its pod on Kubernetes.
+func EgressImage(binary []byte) string {
+	sum := sha256.Sum256(binary)
+	return "runhost/egress:" + hex.EncodeToString(sum[:6])
 }
 
 // stopEgress removes the proxy and its volume.

@@ -6,6 +6,7 @@ package kubernetes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -26,6 +27,7 @@ import (
 	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/executor/depcache"
 	"github.com/runhost/runhost/internal/executor/frames"
 	"github.com/runhost/runhost/internal/executor/warmpool"
 )
@@ -49,6 +51,8 @@ type Config struct {
 	RuntimeClass string // optional runtimeClassName, e.g. gvisor
 	PullPolicy   corev1.PullPolicy
 	Workspace    WorkspaceVolume // optional: where workspace mounts come from
+	Cache        CacheVolume     // optional: where installed dependencies are kept
+	Egress       EgressConfig    // the proxy pod install steps reach the network through
 	User         string          // uid:gid of warm pool pods (runs bring their own)
 	Instance     string
 	Logger       hclog.Logger
@@ -84,7 +88,9 @@ type Executor struct {
 	log  hclog.Logger
 
 	pool    *warmpool.Pool[*pooledPod] // nil: no warm pool
-	deletes sync.WaitGroup             // pod deletions still going
+	deps    *depcache.Cache            // nil: no cache volume, so no installs
+	egress  egressPod
+	deletes sync.WaitGroup // pod deletions still going
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -116,7 +122,14 @@ func New(cfg Config) (*Executor, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Executor{cfg: cfg, core: core, rest: rc, log: log}, nil
+	e := &Executor{cfg: cfg, core: core, rest: rc, log: log}
+	if cfg.Cache.Claim != "" {
+		if cfg.Cache.Root == "" {
+			return nil, errors.New("a cache claim needs the directory where the host sees the same volume (RUNHOST_K8S_CACHE_ROOT)")
+		}
+		e.deps = depcache.New(dirStore{dir: cfg.Cache.depsDir()}, cfg.Cache.MaxEntries, cfg.Cache.MaxBytes, log)
+	}
+	return e, nil
 }
 
 // Ping reports whether the API server answers.
@@ -200,10 +213,19 @@ func (e *Executor) startAttached(ctx context.Context, job executor.Job) (string,
 }
 
 // Run runs job in a ready pod of the warm pool, or else a fresh pod, and
-// always deletes the pod afterwards.
+// always deletes the pod afterwards. An install step, if any, comes first
+// (or from the cache) and its output is mounted read-only.
 func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, error) {
+	var mounts []claimMount
+	var info *executor.StepInfo
 	if job.Install != nil {
-		return executor.Result{}, fmt.Errorf("%w: dependency installs", ErrUnsupported)
+		held, failed, err := e.acquireDeps(ctx, job)
+		if err != nil || failed != nil {
+			return derefResult(failed), err
+		}
+		defer e.deps.Release(held)
+		info = &held.Info
+		mounts = append(mounts, claimMount{volume: "deps", claim: e.cfg.Cache.Claim, subPath: depsSubPath(held.Name), target: job.Install.OutputDir, readOnly: true})
 	}
 	frame, err := frames.Encode(job, nil)
 	if err != nil {
@@ -213,10 +235,20 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 		defer e.delete(ctx, pp.name)
 		return e.serve(ctx, pp.name, pp.att, job, frame)
 	}
-	pod, err := e.podFor(job)
+	pod, err := e.podFor(job, mounts...)
 	if err != nil {
 		return executor.Result{}, err
 	}
+	res, err := e.runPod(ctx, pod, job, frame)
+	if err != nil {
+		return executor.Result{}, err
+	}
+	res.Stage, res.Install = executor.StageRun, info
+	return res, nil
+}
+
+// runPod creates pod, runs job's frame in it and deletes it.
+func (e *Executor) runPod(ctx context.Context, pod *corev1.Pod, job executor.Job, frame []byte) (executor.Result, error) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	created, err := e.core.createPod(cctx, pod)
 	cancel()
@@ -231,8 +263,28 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 	return e.attach(ctx, created.Name, job, frame)
 }
 
+func derefResult(r *executor.Result) executor.Result {
+	if r == nil {
+		return executor.Result{}
+	}
+	return *r
+}
+
 // waitRunning watches the pod until its container runs (or has ended).
 func (e *Executor) waitRunning(ctx context.Context, name string) error {
+	return e.waitPod(ctx, name, func(p *corev1.Pod) bool {
+		for _, cs := range p.Status.ContainerStatuses {
+			if cs.State.Running != nil || cs.State.Terminated != nil {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// waitPod watches the pod until done says so, reporting what keeps it
+// from getting there: no capacity, a missing image, a failure.
+func (e *Executor) waitPod(ctx context.Context, name string, done func(*corev1.Pod) bool) error {
 	w, err := e.core.watchPods(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()})
 	if err != nil {
 		return fmt.Errorf("%w: watch pod: %v", executor.ErrEngineUnavailable, err)
@@ -263,10 +315,10 @@ func (e *Executor) waitRunning(ctx context.Context, name string) error {
 					lastReason = c.Reason + ": " + c.Message
 				}
 			}
+			if done(p) {
+				return nil
+			}
 			for _, cs := range p.Status.ContainerStatuses {
-				if cs.State.Running != nil || cs.State.Terminated != nil {
-					return nil
-				}
 				if w := cs.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff" || w.Reason == "ErrImageNeverPull" || w.Reason == "InvalidImageName") {
 					return fmt.Errorf("%w: %s: %s", executor.ErrImageMissing, w.Reason, w.Message)
 				}
@@ -396,10 +448,11 @@ func (e *Executor) delete(ctx context.Context, name string) {
 	}()
 }
 
-// Close deletes the warm pool's pods and waits for every deletion still
+// Close deletes the warm pool's pods, the egress proxy pod and waits for every deletion still
 // going.
 func (e *Executor) Close() error {
 	e.pool.Close()
+	e.stopEgress()
 	e.deletes.Wait()
 	return nil
 }
@@ -423,8 +476,15 @@ func (e *Executor) Sweep(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// podFor is the whole hardening of a run pod in one place.
-func (e *Executor) podFor(job executor.Job) (*corev1.Pod, error) {
+// claimMount mounts a sub-directory of a PersistentVolumeClaim.
+type claimMount struct {
+	volume, claim, subPath, target string
+	readOnly                       bool
+}
+
+// podFor is the whole hardening of a run pod in one place. mounts are the
+// claims the job needs besides its workspace (installed dependencies).
+func (e *Executor) podFor(job executor.Job, mounts ...claimMount) (*corev1.Pod, error) {
 	l := job.Limits
 	uid, gid := ids(job.User)
 	yes, no := true, false
@@ -439,16 +499,7 @@ func (e *Executor) podFor(job executor.Job) (*corev1.Pod, error) {
 			labels[k] = v
 		}
 	}
-	secure := &corev1.SecurityContext{
-		RunAsNonRoot:             &yes,
-		RunAsUser:                &uid,
-		RunAsGroup:               &gid,
-		ReadOnlyRootFilesystem:   &yes,
-		AllowPrivilegeEscalation: &no,
-		Privileged:               &no,
-		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-	}
+	secure := hardened(uid, gid)
 	resources := corev1.ResourceRequirements{
 		Limits:   corev1.ResourceList{corev1.ResourceMemory: *mem, corev1.ResourceCPU: *cpu},
 		Requests: corev1.ResourceList{corev1.ResourceMemory: *mem, corev1.ResourceCPU: *cpu},
@@ -469,11 +520,14 @@ func (e *Executor) podFor(job executor.Job) (*corev1.Pod, error) {
 			HostPID:                       false,
 			HostIPC:                       false,
 			SecurityContext: &corev1.PodSecurityContext{
-				RunAsNonRoot:   &yes,
-				RunAsUser:      &uid,
-				RunAsGroup:     &gid,
-				FSGroup:        &gid,
-				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+				RunAsNonRoot: &yes,
+				RunAsUser:    &uid,
+				RunAsGroup:   &gid,
+				FSGroup:      &gid,
+				// A cache or workspace volume is not chowned file by file at
+				// every pod start; only a fresh volume's root is.
+				FSGroupChangePolicy: new(corev1.FSGroupChangeOnRootMismatch),
+				SeccompProfile:      &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
 			InitContainers: []corev1.Container{{
 				Name:            "init",
@@ -519,13 +573,32 @@ func (e *Executor) podFor(job executor.Job) (*corev1.Pod, error) {
 		}
 		// The session directory, read-write, at the same path as on Docker.
 		// The mount is at the session level, which no run can replace.
-		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "workspace", VolumeSource: corev1.VolumeSource{
-			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: e.cfg.Workspace.Claim},
+		mounts = append(mounts, claimMount{volume: "workspace", claim: e.cfg.Workspace.Claim, subPath: sub, target: ws.Target})
+	}
+	run := &pod.Spec.Containers[0]
+	for _, m := range mounts {
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: m.volume, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: m.claim, ReadOnly: m.readOnly},
 		}})
-		run := &pod.Spec.Containers[0]
-		run.VolumeMounts = append(run.VolumeMounts, corev1.VolumeMount{Name: "workspace", MountPath: ws.Target, SubPath: sub})
+		run.VolumeMounts = append(run.VolumeMounts, corev1.VolumeMount{Name: m.volume, MountPath: m.target, SubPath: m.subPath, ReadOnly: m.readOnly})
 	}
 	return pod, nil
+}
+
+// hardened is every container's security context: non-root, read-only
+// root, no capabilities, no privilege escalation, the runtime's seccomp.
+func hardened(uid, gid int64) *corev1.SecurityContext {
+	yes, no := true, false
+	return &corev1.SecurityContext{
+		RunAsNonRoot:             &yes,
+		RunAsUser:                &uid,
+		RunAsGroup:               &gid,
+		ReadOnlyRootFilesystem:   &yes,
+		AllowPrivilegeEscalation: &no,
+		Privileged:               &no,
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
 }
 
 func ids(user string) (int64, int64) {
