@@ -37,15 +37,17 @@ for f in bin/host bin/runhost-init bin/runhost-egress; do
 	[ -x "$f" ] || { log "$f missing: run make build"; exit 1; }
 done
 
-# The init image: runhost-init alone at /init, named by its hash as the host names it
-# (executor/docker.InitImage), so the host derives the same name from the same binary.
+# The init image (runhost-init alone at /init) and the egress proxy's (runhost-egress at
+# /egress), named by their binary's hash as the host names them (executor/docker.InitImage,
+# EgressImage), so the host derives the same names from the same binaries.
 INIT_IMAGE=runhost/init:$(sha256sum bin/runhost-init | cut -c1-12)
-init_image() {
-	docker image inspect "$INIT_IMAGE" >/dev/null 2>&1 && return 0
+EGRESS_IMAGE=runhost/egress:$(sha256sum bin/runhost-egress | cut -c1-12)
+one_file_image() { # IMAGE NAME BINARY
+	docker image inspect "$1" >/dev/null 2>&1 && return 0
 	local d
 	d=$(mktemp -d)
-	install -m 0755 bin/runhost-init "$d/init"
-	tar -C "$d" -c init | docker import -c 'LABEL runhost.managed=true' - "$INIT_IMAGE" >/dev/null
+	install -m 0755 "$3" "$d/$2"
+	tar -C "$d" -c "$2" | docker import -c 'LABEL runhost.managed=true' - "$1" >/dev/null
 	rm -rf "$d"
 }
 
@@ -61,16 +63,17 @@ host_image() {
 
 RUNTIME_IMAGES=$(awk '!/^#/ && NF {print $1}' images/images.txt)
 load_images() {
-	init_image
+	one_file_image "$INIT_IMAGE" init bin/runhost-init
+	one_file_image "$EGRESS_IMAGE" egress bin/runhost-egress
 	host_image
 	# shellcheck disable=SC2086
-	"$CLUSTER" load $RUNTIME_IMAGES "$INIT_IMAGE" runhost/host:latest
+	"$CLUSTER" load $RUNTIME_IMAGES "$INIT_IMAGE" "$EGRESS_IMAGE" runhost/host:latest
 }
 
 run_suite() {
 	local kubeconfig
 	kubeconfig=$($CLUSTER env | sed 's/^KUBECONFIG=//')
-	RUNHOST_K8S_KUBECONFIG=$kubeconfig RUNHOST_K8S_INIT_IMAGE=$INIT_IMAGE CI=${CI:-true} \
+	RUNHOST_K8S_KUBECONFIG=$kubeconfig RUNHOST_K8S_INIT_IMAGE=$INIT_IMAGE RUNHOST_K8S_EGRESS_IMAGE=$EGRESS_IMAGE CI=${CI:-true} \
 		$GO test -tags k8s -count=1 -timeout 30m -v ${K8S_TEST_RUN:+-run "$K8S_TEST_RUN"} ./internal/e2e/k8s/
 }
 

@@ -309,11 +309,15 @@ sys.exit(0 if any(c["type"] == "Ready" and c["status"] == "True" for c in n["sta
 # the first pod is not refused.
 controllers_ready() { api_get /api/v1/namespaces/default/serviceaccounts/default; }
 
-# kubernetes_service_dnat stands in for kube-proxy for one Service, the API server's own
+# iptables_rules: a stand-in for kube-proxy for one Service, the API server's own
 # (10.96.0.1:443), so pods using the in-cluster config reach it. No other Service IP works.
-kubernetes_service_dnat() {
+iptables_rules() {
 	local rule=(-d 10.96.0.1/32 -p tcp --dport 443 -m comment --comment runhost-k8s -j DNAT --to-destination "$(node_ip):6443")
 	iptables -t nat -C PREROUTING "${rule[@]}" 2>/dev/null || iptables -t nat -A PREROUTING "${rule[@]}"
+	# Pod to pod on the bridge (install pods to the egress proxy pod): bridged packets go
+	# through FORWARD (br_netfilter), whose policy Docker sets to DROP.
+	local fwd=(-i "$BRIDGE" -o "$BRIDGE" -m comment --comment runhost-k8s -j ACCEPT)
+	iptables -C FORWARD "${fwd[@]}" 2>/dev/null || iptables -I FORWARD 1 "${fwd[@]}"
 }
 
 up() {
@@ -326,7 +330,7 @@ up() {
 	phase containerd start_containerd
 	phase kubelet start_kubelet
 	phase accounts wait_for "the default service account" 120 controllers_ready
-	kubernetes_service_dnat
+	iptables_rules
 	log "ready: KUBECONFIG=$STATE/admin.kubeconfig"
 }
 
@@ -365,7 +369,7 @@ down() {
 	# Shims of our containerd (their -address names our socket) may linger.
 	local p
 	for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $CTRD_SOCK" || true); do kill -9 "$p" 2>/dev/null || true; done
-	# Network namespaces the CNI set up, the bridge, the DNAT rule.
+	# Network namespaces the CNI set up, the bridge, the iptables rules.
 	local ns
 	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^cni-' || true); do
 		ip netns delete "$ns" 2>/dev/null || true
@@ -373,6 +377,9 @@ down() {
 	ip link delete "$BRIDGE" 2>/dev/null || true
 	while iptables -t nat -S PREROUTING 2>/dev/null | grep -q 'runhost-k8s'; do
 		iptables -t nat -D PREROUTING $(iptables -t nat -S PREROUTING | grep 'runhost-k8s' | head -1 | sed 's/^-A PREROUTING //') || break
+	done
+	while iptables -S FORWARD 2>/dev/null | grep -q 'runhost-k8s'; do
+		iptables -D FORWARD $(iptables -S FORWARD | grep 'runhost-k8s' | head -1 | sed 's/^-A FORWARD //') || break
 	done
 	# Mounts of the kubelet (tmpfs emptyDirs, projected volumes) and of containerd (rootfs).
 	local m

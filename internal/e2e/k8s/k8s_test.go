@@ -3,7 +3,8 @@
 // Package k8s runs the end-to-end suite with the Kubernetes executor
 // against a real cluster: scripts/e2e-k8s.sh (make e2e-k8s) starts one
 // (scripts/k8s-cluster.sh), loads the images and runs `go test -tags k8s`
-// here with RUNHOST_K8S_KUBECONFIG and RUNHOST_K8S_INIT_IMAGE set.
+// here with RUNHOST_K8S_KUBECONFIG, RUNHOST_K8S_INIT_IMAGE and
+// RUNHOST_K8S_EGRESS_IMAGE set.
 // TestMain applies deploy/kubernetes first, so every run pod of the suite
 // goes through the manifests' namespace, quota, limit range and the
 // restricted pod security level.
@@ -16,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -117,6 +119,7 @@ func startHost(t testing.TB, env ...string) *host {
 		"RUNHOST_EXECUTOR=kubernetes",
 		"RUNHOST_K8S_KUBECONFIG=" + os.Getenv("RUNHOST_K8S_KUBECONFIG"),
 		"RUNHOST_K8S_INIT_IMAGE=" + os.Getenv("RUNHOST_K8S_INIT_IMAGE"),
+		"RUNHOST_K8S_EGRESS_IMAGE=" + os.Getenv("RUNHOST_K8S_EGRESS_IMAGE"),
 		"RUNHOST_K8S_NAMESPACE=" + runsNamespace,
 		"RUNHOST_K8S_PULL_POLICY=Never",
 		"RUNHOST_PLUGIN_DIR=" + bins.PluginDir,
@@ -253,6 +256,10 @@ func TestKubernetesExecutor(t *testing.T) {
 		status, body := h.post("/runtimes/dockerfile/run", map[string]any{"dockerfile": "FROM runhost/shell:bookworm"})
 		if status != 501 || !strings.Contains(string(body), "not_supported") {
 			t.Fatalf("%d %s", status, body)
+		}
+		status, body = h.post("/runtimes/python/run", map[string]any{"code": "1", "requirements": []string{"six"}})
+		if status != 501 || !strings.Contains(string(body), "RUNHOST_K8S_CACHE_CLAIM") {
+			t.Fatalf("an install without a cache claim: %d %s", status, body)
 		}
 	})
 }
@@ -394,5 +401,25 @@ func TestNetworkPolicyApplied(t *testing.T) {
 	if len(np.Spec.PodSelector.MatchLabels)+len(np.Spec.PodSelector.MatchExpressions) != 0 || types != "[Ingress Egress]" ||
 		len(np.Spec.Ingress) != 0 || len(np.Spec.Egress) != 0 {
 		t.Fatalf("runs-deny-all does not deny everything to every pod: %+v", np.Spec)
+	}
+
+	// The install path's two exceptions select the labels the executor
+	// puts on install pods and on its egress proxy pod.
+	install := map[string]string{"runhost.step": "install"}
+	proxy := map[string]string{k8sexec.LabelEgress: "true"}
+	np, err = clientset(t).NetworkingV1().NetworkPolicies(runsNamespace).Get(context.Background(), "installs-to-egress-proxy", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(np.Spec.PodSelector.MatchLabels, install) || len(np.Spec.Egress) != 1 || len(np.Spec.Egress[0].To) != 1 ||
+		!maps.Equal(np.Spec.Egress[0].To[0].PodSelector.MatchLabels, proxy) || np.Spec.Egress[0].Ports[0].Port.IntValue() != 3128 {
+		t.Fatalf("installs-to-egress-proxy: %+v", np.Spec)
+	}
+	np, err = clientset(t).NetworkingV1().NetworkPolicies(runsNamespace).Get(context.Background(), "egress-proxy", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(np.Spec.PodSelector.MatchLabels, proxy) || len(np.Spec.Ingress) != 1 || !maps.Equal(np.Spec.Ingress[0].From[0].PodSelector.MatchLabels, install) {
+		t.Fatalf("egress-proxy: %+v", np.Spec)
 	}
 }

@@ -18,12 +18,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// workspaceClaim makes a PersistentVolume over dir (hostPath: the test
-// cluster is this machine, so the host and the pods see the same
-// directory, as they would through a ReadWriteMany volume) and a claim
-// bound to it in the run namespace. The run pods mount only the claim: the
-// restricted pod security level of the namespace forbids hostPath in pods.
-func workspaceClaim(t *testing.T, dir string) string {
+// claimOver makes a PersistentVolume over dir (hostPath: the test cluster
+// is this machine, so the host and the pods see the same directory, as
+// they would through a ReadWriteMany volume) and a claim bound to it in the
+// run namespace. The run pods mount only the claim: the restricted pod
+// security level of the namespace forbids hostPath in pods.
+func claimOver(t *testing.T, dir string) string {
 	t.Helper()
 	ctx := context.Background()
 	cs, ns := clientset(t), runsNamespace
@@ -68,7 +68,7 @@ func workspaceClaim(t *testing.T, dir string) string {
 // and what they write is what the host reads back.
 func TestWorkspacesOnKubernetes(t *testing.T) {
 	root := t.TempDir()
-	claim := workspaceClaim(t, root)
+	claim := claimOver(t, root)
 	h := startHost(t, "RUNHOST_WORKSPACE_ROOT="+root, "DIND_WORKSPACE_PATH=/workspaces", "RUNHOST_K8S_WORKSPACE_CLAIM="+claim)
 
 	if status, body := h.do(http.MethodPut, "/workspaces/sess1/files/proj/in.txt", "uploaded"); status != 200 {

@@ -78,7 +78,8 @@ func (e *Executor) startEgress(ctx context.Context) (name, addr string, deadline
 	if cfg.Image == "" {
 		return "", "", time.Time{}, errors.New("egress proxy image not set (RUNHOST_K8S_EGRESS_IMAGE)")
 	}
-	deadline = time.Now().Add(egressLifetime)
+	start := time.Now()
+	deadline = start.Add(egressLifetime)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	created, err := e.core.createPod(cctx, e.egressPodSpec(deadline))
 	cancel()
@@ -95,7 +96,7 @@ func (e *Executor) startEgress(ctx context.Context) (name, addr string, deadline
 		return "", "", time.Time{}, fmt.Errorf("egress proxy pod has no address: %v", err)
 	}
 	addr = net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(egressPort))
-	e.log.Info("egress proxy pod started", "pod", created.Name, "address", addr, "allow", cfg.Allow)
+	e.log.Info("egress proxy pod started", "pod", created.Name, "address", addr, "allow", cfg.Allow, "took", time.Since(start))
 	return created.Name, addr, deadline, nil
 }
 
@@ -107,7 +108,7 @@ func (e *Executor) egressPodSpec(deadline time.Time) *corev1.Pod {
 	uid, gid := ids(e.cfg.User)
 	yes, no := true, false
 	active := int64((egressLifetime + 10*time.Minute).Seconds())
-	mem, cpu := resource.MustParse("128Mi"), resource.MustParse("500m")
+	mem, cpu, cpuRequest := resource.MustParse("128Mi"), resource.MustParse("500m"), resource.MustParse("50m")
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName: "runhost-egress-",
@@ -134,7 +135,7 @@ func (e *Executor) egressPodSpec(deadline time.Time) *corev1.Pod {
 				SecurityContext: hardened(uid, gid),
 				Resources: corev1.ResourceRequirements{
 					Limits:   corev1.ResourceList{corev1.ResourceMemory: mem, corev1.ResourceCPU: cpu},
-					Requests: corev1.ResourceList{corev1.ResourceMemory: mem, corev1.ResourceCPU: cpu},
+					Requests: corev1.ResourceList{corev1.ResourceMemory: mem, corev1.ResourceCPU: cpuRequest},
 				},
 				ReadinessProbe: &corev1.Probe{
 					ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(egressPort)}},

@@ -40,6 +40,10 @@ const (
 	AnnoDeadline  = "runhost.io/deadline" // unix seconds after which a sweep deletes the pod
 )
 
+// installCPURequest is the most CPU (in nano-CPUs) an install pod requests;
+// its limit stays the install's.
+const installCPURequest = 500_000_000
+
 // initDir is where the init container puts runhost-init for the run.
 const initDir = "/.runhost"
 
@@ -503,6 +507,11 @@ func (e *Executor) podFor(job executor.Job, mounts ...claimMount) (*corev1.Pod, 
 	resources := corev1.ResourceRequirements{
 		Limits:   corev1.ResourceList{corev1.ResourceMemory: *mem, corev1.ResourceCPU: *cpu},
 		Requests: corev1.ResourceList{corev1.ResourceMemory: *mem, corev1.ResourceCPU: *cpu},
+	}
+	if job.Labels["runhost.step"] == executor.StageInstall && l.NanoCPUs > installCPURequest {
+		// An install's CPU limit is the host's largest; it need not hold
+		// that much of a node while it mostly waits for downloads.
+		resources.Requests[corev1.ResourceCPU] = *resource.NewMilliQuantity(installCPURequest/1e6, resource.DecimalSI)
 	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
