@@ -22,6 +22,7 @@ phase() {
 
 teardown() {
 	local rc=$?
+	[ -z "${REGISTRY_PID:-}" ] || kill "$REGISTRY_PID" 2>/dev/null || true
 	if [ "${K8S_KEEP:-}" = 1 ]; then
 		log "K8S_KEEP=1: the cluster stays up ($($CLUSTER env)); stop it with $CLUSTER down"
 	else
@@ -62,21 +63,45 @@ host_image() {
 }
 
 RUNTIME_IMAGES=$(awk '!/^#/ && NF {print $1}' images/images.txt)
+BUILDER_IMAGE=
 load_images() {
+	BUILDER_IMAGE=$(scripts/builder-image.sh)
 	one_file_image "$INIT_IMAGE" init bin/runhost-init
 	one_file_image "$EGRESS_IMAGE" egress bin/runhost-egress
 	host_image
 	# shellcheck disable=SC2086
-	"$CLUSTER" load $RUNTIME_IMAGES "$INIT_IMAGE" "$EGRESS_IMAGE" runhost/host:latest
+	"$CLUSTER" load $RUNTIME_IMAGES "$INIT_IMAGE" "$EGRESS_IMAGE" "$BUILDER_IMAGE" runhost/host:latest
+}
+
+# The registry Dockerfile builds push to and pull their base images from: crane's, on
+# the address the cluster's containerd knows as plain HTTP (k8s-cluster.sh), with the
+# base images the suite's Dockerfiles use in it (the builder reaches docker.io names
+# through it as a mirror).
+TEST_REGISTRY=10.244.0.1:5000
+BASE_IMAGES="runhost/python:3.11 runhost/shell:bookworm"
+registry() {
+	local crane d img
+	crane=$(ls -d .cache/builder/bin-*/crane | head -1)
+	"$crane" registry serve --address ":${TEST_REGISTRY#*:}" >/tmp/runhost-e2e-registry.log 2>&1 &
+	REGISTRY_PID=$!
+	for _ in $(seq 50); do "$crane" catalog --insecure "127.0.0.1:${TEST_REGISTRY#*:}" >/dev/null 2>&1 && break; sleep 0.2; done
+	d=$(mktemp -d)
+	for img in $BASE_IMAGES; do
+		docker save "$img" -o "$d/image.tar"
+		"$crane" push --insecure "$d/image.tar" "127.0.0.1:${TEST_REGISTRY#*:}/$img" >/dev/null 2>>/tmp/runhost-e2e-registry.log
+	done
+	rm -rf "$d"
 }
 
 run_suite() {
 	local kubeconfig
 	kubeconfig=$($CLUSTER env | sed 's/^KUBECONFIG=//')
-	RUNHOST_K8S_KUBECONFIG=$kubeconfig RUNHOST_K8S_INIT_IMAGE=$INIT_IMAGE RUNHOST_K8S_EGRESS_IMAGE=$EGRESS_IMAGE CI=${CI:-true} \
+	RUNHOST_K8S_KUBECONFIG=$kubeconfig RUNHOST_K8S_INIT_IMAGE=$INIT_IMAGE RUNHOST_K8S_EGRESS_IMAGE=$EGRESS_IMAGE \
+		RUNHOST_K8S_BUILDER_IMAGE=$BUILDER_IMAGE RUNHOST_K8S_TEST_REGISTRY=$TEST_REGISTRY CI=${CI:-true} \
 		$GO test -tags k8s -count=1 -timeout 30m -v ${K8S_TEST_RUN:+-run "$K8S_TEST_RUN"} ./internal/e2e/k8s/
 }
 
 phase cluster "$CLUSTER" up
 phase images load_images
+phase registry registry
 phase tests run_suite

@@ -25,6 +25,7 @@ CTRD_SOCK=$STATE/containerd/containerd.sock
 PODS_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.96.0.0/24
 BRIDGE=runhostk8s0
+TEST_REGISTRY=10.244.0.1:5000
 COMPONENTS="kube-apiserver kube-controller-manager kube-scheduler kubelet"
 
 log() { printf '[k8s-cluster] %s\n' "$*" >&2; }
@@ -184,7 +185,17 @@ state = "$STATE/containerd/state"
     conf_dir = "$STATE/cni/net.d"
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$STATE/certs.d"
 TOML
+	# The test registry Dockerfile builds push to (the k8s suite serves it on the bridge):
+	# plain HTTP, which containerd needs to be told.
+	mkdir -p "$STATE/certs.d/$TEST_REGISTRY"
+	cat >"$STATE/certs.d/$TEST_REGISTRY/hosts.toml" <<HOSTS
+server = "http://$TEST_REGISTRY"
+[host."http://$TEST_REGISTRY"]
+  capabilities = ["pull", "resolve"]
+HOSTS
 	cat >"$STATE/cni/net.d/10-runhost.conflist" <<CNI
 {
   "cniVersion": "1.0.0",
@@ -196,6 +207,9 @@ TOML
   ]
 }
 CNI
+	# Localhost seccomp profiles (build pods'), where the kubelet looks for them.
+	mkdir -p "$STATE/kubelet/seccomp"
+	cp "$ROOT"/deploy/kubernetes/seccomp/*.json "$STATE/kubelet/seccomp/"
 	cat >"$STATE/kubelet.yaml" <<KL
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration

@@ -77,6 +77,12 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 	switch cfg.Executor {
 	case "kubernetes":
 		initImage := cmp.Or(cfg.K8sInitImage, docker.InitImage(initBinary))
+		var buildkitConfig []byte
+		if cfg.K8sBuildkitConfig != "" {
+			if buildkitConfig, err = os.ReadFile(cfg.K8sBuildkitConfig); err != nil {
+				return nil, fmt.Errorf("RUNHOST_K8S_BUILDKIT_CONFIG: %w", err)
+			}
+		}
 		egressImage := cfg.K8sEgressImage
 		if egressImage == "" && len(egressBinary) > 0 {
 			egressImage = docker.EgressImage(egressBinary)
@@ -94,7 +100,15 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 				MaxEntries: int(cfg.DepsCacheEntries),
 				MaxBytes:   cfg.DepsCacheMB << 20,
 			},
-			Egress:   kubernetes.EgressConfig{Image: egressImage, Allow: cfg.EgressAllow, CIDRs: cfg.EgressCIDRs},
+			Egress: kubernetes.EgressConfig{Image: egressImage, Allow: cfg.EgressAllow, CIDRs: cfg.EgressCIDRs},
+			Build: kubernetes.BuildConfig{
+				Repository:     cfg.K8sBuildRepo,
+				Insecure:       cfg.K8sBuildInsecure,
+				Namespace:      cfg.K8sBuildNamespace,
+				Image:          cfg.K8sBuilderImage,
+				Seccomp:        cfg.K8sBuilderSeccomp,
+				BuildkitConfig: buildkitConfig,
+			},
 			User:     cfg.RunUser,
 			Instance: instance,
 			Logger:   log.Named("kubernetes"),

@@ -111,6 +111,12 @@ type Config struct {
 	K8sCacheClaim     string
 	K8sCacheRoot      string
 	K8sEgressImage    string
+	K8sBuildRepo      string
+	K8sBuildInsecure  bool
+	K8sBuildNamespace string
+	K8sBuilderImage   string
+	K8sBuilderSeccomp string
+	K8sBuildkitConfig string
 
 	// Shared workspace: where this host sees it, and where the engine does.
 	WorkspaceRoot      string
@@ -241,6 +247,12 @@ func settings() []Setting {
 		{"RUNHOST_K8S_CACHE_CLAIM", "", "PersistentVolumeClaim in the run namespace that keeps installed dependencies (the volume the host sees at RUNHOST_K8S_CACHE_ROOT); empty: no dependency installs on Kubernetes", str(func(c *Config) *string { return &c.K8sCacheClaim })},
 		{"RUNHOST_K8S_CACHE_ROOT", "", "where the host sees the volume of RUNHOST_K8S_CACHE_CLAIM", str(func(c *Config) *string { return &c.K8sCacheRoot })},
 		{"RUNHOST_K8S_EGRESS_IMAGE", "", "image holding runhost-egress at /egress for the install steps' proxy pod (default `runhost/egress:<hash of the egress binary>`)", str(func(c *Config) *string { return &c.K8sEgressImage })},
+		{"RUNHOST_K8S_BUILD_REPOSITORY", "", "repository Dockerfile builds push their images to and the nodes pull them from (e.g. `registry.example.com/runhost/builds`); empty: no Dockerfile builds on Kubernetes", str(func(c *Config) *string { return &c.K8sBuildRepo })},
+		{"RUNHOST_K8S_BUILD_REGISTRY_INSECURE", "false", "the build repository's registry speaks plain HTTP", boolean(func(c *Config) *bool { return &c.K8sBuildInsecure })},
+		{"RUNHOST_K8S_BUILD_NAMESPACE", "runhost-builds", "namespace of the build pods (Pod Security `baseline`)", str(func(c *Config) *string { return &c.K8sBuildNamespace })},
+		{"RUNHOST_K8S_BUILDER_IMAGE", "", "the builder image of build pods (rootless BuildKit; `scripts/builder-image.sh` makes it)", str(func(c *Config) *string { return &c.K8sBuilderImage })},
+		{"RUNHOST_K8S_BUILDER_SECCOMP", "runhost-builder.json", "seccomp profile of build pods: a Localhost profile installed on every node (`deploy/kubernetes/seccomp`), or `Unconfined`", str(func(c *Config) *string { return &c.K8sBuilderSeccomp })},
+		{"RUNHOST_K8S_BUILDKIT_CONFIG", "", "buildkitd.toml file for every build (registry mirrors, plain-HTTP registries); empty: the builder image's", str(func(c *Config) *string { return &c.K8sBuildkitConfig })},
 		{"RUNHOST_WORKSPACE_ROOT", "", "where this host sees the shared workspace volume (the seed's `/app/workspace`); empty disables workspaces", str(func(c *Config) *string { return &c.WorkspaceRoot })},
 		{"DIND_WORKSPACE_PATH", "", "where the engine sees the same volume; bind sources use it, never a host path", str(func(c *Config) *string { return &c.WorkspaceDaemonDir })},
 		{"RUNHOST_WORKSPACE_QUOTA_MB", "1024", "bytes one workspace session may hold (files API uploads are refused above it)", integer(func(c *Config) *int64 { return &c.WorkspaceQuotaMB })},

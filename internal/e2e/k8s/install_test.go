@@ -63,7 +63,7 @@ func servePackageIndex(t *testing.T) (pipIndex, npmRegistry string) {
 
 // countPods counts the pods created with selector until the test ends:
 // distinct pods seen in any event, the watch renewed if the server ends it.
-func countPods(t *testing.T, h *host, selector string) *atomic.Int32 {
+func countPods(t *testing.T, h *host, namespace, selector string) *atomic.Int32 {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var n atomic.Int32
@@ -72,7 +72,7 @@ func countPods(t *testing.T, h *host, selector string) *atomic.Int32 {
 	go func() {
 		seen := map[types.UID]bool{}
 		for ctx.Err() == nil {
-			w, err := h.cs.CoreV1().Pods(h.ns).Watch(ctx, metav1.ListOptions{LabelSelector: selector})
+			w, err := h.cs.CoreV1().Pods(namespace).Watch(ctx, metav1.ListOptions{LabelSelector: selector})
 			once.Do(func() { close(watching) })
 			if err != nil {
 				time.Sleep(100 * time.Millisecond)
@@ -108,7 +108,7 @@ func TestInstallsOnKubernetes(t *testing.T) {
 		"RUNHOST_INSTALL_TIMEOUT_MS=120000",
 	}
 	h := startHost(t, env...)
-	installs := countPods(t, h, "runhost.step=install,"+k8sexec.LabelInstance+"="+h.app.Instance)
+	installs := countPods(t, h, h.ns, "runhost.step=install,"+k8sexec.LabelInstance+"="+h.app.Instance)
 
 	scenario.Installs(t, h.post)
 
@@ -147,7 +147,7 @@ func TestInstallsOnKubernetes(t *testing.T) {
 	})
 	t.Run("a new host adopts the cache, and reinstalls an entry that lost its mark", func(t *testing.T) {
 		h2 := startHost(t, env...)
-		installs2 := countPods(t, h2, "runhost.step=install,"+k8sexec.LabelInstance+"="+h2.app.Instance)
+		installs2 := countPods(t, h2, h2.ns, "runhost.step=install,"+k8sexec.LabelInstance+"="+h2.app.Instance)
 		r := scenario.Run(t, h2.post, "python", map[string]any{"code": "import runhost_greet; print('adopted')", "requirements": []string{"runhost-greet==1.0"}})
 		if r.Stdout != "adopted\n" || r.Install == nil || !r.Install.Cached {
 			t.Fatalf("adopted entry: %+v", r)

@@ -41,7 +41,11 @@ import (
 	"github.com/runhost/runhost/internal/testenv"
 )
 
-const runsNamespace = "runhost-runs" // deploy/kubernetes/namespace.yaml
+// deploy/kubernetes/namespace.yaml
+const (
+	runsNamespace   = "runhost-runs"
+	buildsNamespace = "runhost-builds"
+)
 
 // apiKey is the key the deployed host accepts (its hash replaces the
 // manifests' placeholder Secret).

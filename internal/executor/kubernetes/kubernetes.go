@@ -40,9 +40,9 @@ const (
 	AnnoDeadline  = "runhost.io/deadline" // unix seconds after which a sweep deletes the pod
 )
 
-// installCPURequest is the most CPU (in nano-CPUs) an install pod requests;
-// its limit stays the install's.
-const installCPURequest = 500_000_000
+// stepCPURequest is the most CPU (in nano-CPUs) an install or build pod
+// requests; its limit stays the step's.
+const stepCPURequest = 500_000_000
 
 // initDir is where the init container puts runhost-init for the run.
 const initDir = "/.runhost"
@@ -57,6 +57,7 @@ type Config struct {
 	Workspace    WorkspaceVolume // optional: where workspace mounts come from
 	Cache        CacheVolume     // optional: where installed dependencies are kept
 	Egress       EgressConfig    // the proxy pod install steps reach the network through
+	Build        BuildConfig     // optional: Dockerfile builds
 	User         string          // uid:gid of warm pool pods (runs bring their own)
 	Instance     string
 	Logger       hclog.Logger
@@ -94,6 +95,8 @@ type Executor struct {
 	pool    *warmpool.Pool[*pooledPod] // nil: no warm pool
 	deps    *depcache.Cache            // nil: no cache volume, so no installs
 	egress  egressPod
+	builder *Executor // nil: no builds; else this executor in the build namespace
+	builds  buildCache
 	deletes sync.WaitGroup // pod deletions still going
 }
 
@@ -133,6 +136,19 @@ func New(cfg Config) (*Executor, error) {
 		}
 		e.deps = depcache.New(dirStore{dir: cfg.Cache.depsDir()}, cfg.Cache.MaxEntries, cfg.Cache.MaxBytes, log)
 	}
+	if cfg.Build.Repository != "" {
+		if cfg.Build.Image == "" || cfg.Build.Namespace == "" {
+			return nil, errors.New("Dockerfile builds need the builder image and the build namespace (RUNHOST_K8S_BUILDER_IMAGE, RUNHOST_K8S_BUILD_NAMESPACE)")
+		}
+		bcore, err := newCoreClient(rc, cfg.Build.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		bcfg := cfg
+		bcfg.Namespace = cfg.Build.Namespace
+		e.builder = &Executor{cfg: bcfg, core: bcore, rest: rc, log: log.Named("build")}
+		e.builds = buildCache{built: map[string]executor.BuiltImage{}, building: map[string]chan struct{}{}}
+	}
 	return e, nil
 }
 
@@ -168,11 +184,6 @@ func normalise(ref string) string {
 	ref = strings.TrimPrefix(ref, "docker.io/")
 	ref = strings.TrimPrefix(ref, "library/")
 	return ref
-}
-
-// Build is not supported: the cluster has no builder runhost can use.
-func (e *Executor) Build(context.Context, executor.Build) (executor.BuiltImage, error) {
-	return executor.BuiltImage{}, fmt.Errorf("%w: Dockerfile builds", ErrUnsupported)
 }
 
 // StartSession starts a session pod, hardened like a run's, and attaches
@@ -457,12 +468,26 @@ func (e *Executor) delete(ctx context.Context, name string) {
 func (e *Executor) Close() error {
 	e.pool.Close()
 	e.stopEgress()
+	if e.builder != nil {
+		e.builder.deletes.Wait()
+	}
 	e.deletes.Wait()
 	return nil
 }
 
-// Sweep deletes run pods past their deadline. It returns how many.
+// Sweep deletes run pods (and build pods) past their deadline. It returns
+// how many.
 func (e *Executor) Sweep(ctx context.Context) (int, error) {
+	n, err := e.sweep(ctx)
+	if err == nil && e.builder != nil {
+		var b int
+		b, err = e.builder.sweep(ctx)
+		n += b
+	}
+	return n, err
+}
+
+func (e *Executor) sweep(ctx context.Context) (int, error) {
 	list, err := e.core.listPods(ctx, metav1.ListOptions{LabelSelector: LabelManaged + "=true"})
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", executor.ErrEngineUnavailable, err)
@@ -508,10 +533,10 @@ func (e *Executor) podFor(job executor.Job, mounts ...claimMount) (*corev1.Pod, 
 		Limits:   corev1.ResourceList{corev1.ResourceMemory: *mem, corev1.ResourceCPU: *cpu},
 		Requests: corev1.ResourceList{corev1.ResourceMemory: *mem, corev1.ResourceCPU: *cpu},
 	}
-	if job.Labels["runhost.step"] == executor.StageInstall && l.NanoCPUs > installCPURequest {
-		// An install's CPU limit is the host's largest; it need not hold
-		// that much of a node while it mostly waits for downloads.
-		resources.Requests[corev1.ResourceCPU] = *resource.NewMilliQuantity(installCPURequest/1e6, resource.DecimalSI)
+	if step := job.Labels["runhost.step"]; (step == executor.StageInstall || step == executor.StageBuild) && l.NanoCPUs > stepCPURequest {
+		// An install's or a build's CPU limit is the host's largest; it
+		// need not hold that much of a node while it waits for downloads.
+		resources.Requests[corev1.ResourceCPU] = *resource.NewMilliQuantity(stepCPURequest/1e6, resource.DecimalSI)
 	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
@@ -553,7 +578,7 @@ func (e *Executor) podFor(job executor.Job, mounts ...claimMount) (*corev1.Pod, 
 			Containers: []corev1.Container{{
 				Name:            "run",
 				Image:           job.Image,
-				ImagePullPolicy: e.cfg.PullPolicy,
+				ImagePullPolicy: e.pullPolicy(job.Image),
 				Command:         []string{initDir + "/init"},
 				Stdin:           true,
 				StdinOnce:       true,
@@ -608,6 +633,15 @@ func hardened(uid, gid int64) *corev1.SecurityContext {
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
+}
+
+// pullPolicy is the configured one, except for built images: the nodes
+// pull those from the build repository.
+func (e *Executor) pullPolicy(image string) corev1.PullPolicy {
+	if e.isBuilt(image) {
+		return corev1.PullIfNotPresent
+	}
+	return e.cfg.PullPolicy
 }
 
 func ids(user string) (int64, int64) {
