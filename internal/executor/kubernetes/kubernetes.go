@@ -138,7 +138,7 @@ func New(cfg Config) (*Executor, error) {
 	}
 	if cfg.Build.Repository != "" {
 		if cfg.Build.Image == "" || cfg.Build.Namespace == "" {
-			return nil, errors.New("Dockerfile builds need the builder image and the build namespace (RUNHOST_K8S_BUILDER_IMAGE, RUNHOST_K8S_BUILD_NAMESPACE)")
+			return nil, errors.New("builds need the builder image and the build namespace (RUNHOST_K8S_BUILDER_IMAGE, RUNHOST_K8S_BUILD_NAMESPACE)")
 		}
 		bcore, err := newCoreClient(rc, cfg.Build.Namespace)
 		if err != nil {
