@@ -106,6 +106,7 @@ func runOne(h Header, stdin *os.File, out *frameWriter, r *reaper) Exit {
 	oomBefore := oomKills()
 	start := time.Now()
 	r.mu.Lock() // the reaper must know the pid before it can reap it
+	var exited <-chan syscall.WaitStatus
 	pid, err := syscall.ForkExec(argv0, h.Command, &syscall.ProcAttr{
 		Dir:   h.WorkDir,
 		Env:   env,
@@ -113,7 +114,7 @@ func runOne(h Header, stdin *os.File, out *frameWriter, r *reaper) Exit {
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	})
 	if err == nil {
-		r.watch(pid)
+		exited = r.watch(pid)
 	}
 	r.mu.Unlock()
 	outW.Close()
@@ -155,11 +156,11 @@ func runOne(h Header, stdin *os.File, out *frameWriter, r *reaper) Exit {
 	ex := Exit{}
 	var status syscall.WaitStatus
 	select {
-	case status = <-r.exited(pid):
+	case status = <-exited:
 	case <-timeout:
 		ex.TimedOut = true
 		killRun(pid)
-		status = <-r.exited(pid)
+		status = <-exited
 	}
 	ex.DurationMS = time.Since(start).Milliseconds()
 	// The run is over when its main process is: whatever it left running
@@ -255,17 +256,11 @@ func newReaper() *reaper {
 	return r
 }
 
-// watch registers pid; call with r.mu held, right after starting it.
-func (r *reaper) watch(pid int) {
-	r.waiting[pid] = make(chan syscall.WaitStatus, 1)
-}
-
-func (r *reaper) exited(pid int) <-chan syscall.WaitStatus {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if ch, ok := r.waiting[pid]; ok {
-		return ch
-	}
+// watch registers pid and returns where its exit status will arrive;
+// call with r.mu held, right after starting it. The caller keeps the
+// channel: the reaper forgets pid once it has delivered, which can be
+// before the caller starts waiting (a program that exits at once).
+func (r *reaper) watch(pid int) <-chan syscall.WaitStatus {
 	ch := make(chan syscall.WaitStatus, 1)
 	r.waiting[pid] = ch
 	return ch
