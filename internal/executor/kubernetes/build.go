@@ -98,10 +98,7 @@ func (e *Executor) Build(ctx context.Context, b executor.Build) (executor.BuiltI
 func (e *Executor) build(ctx context.Context, b executor.Build) (executor.BuiltImage, error) {
 	cfg := e.cfg.Build
 	ref := cfg.Repository + ":" + b.Key[:32]
-	job, err := buildJob(cfg, b, ref)
-	if err != nil {
-		return executor.BuiltImage{}, err
-	}
+	job := buildJob(cfg, b, ref)
 	frame, err := frames.Encode(job, nil)
 	if err != nil {
 		return executor.BuiltImage{}, err
@@ -135,7 +132,7 @@ func (e *Executor) build(ctx context.Context, b executor.Build) (executor.BuiltI
 
 // buildJob is the build as a job for the builder image's runhost-build:
 // the context and Dockerfile as files, buildctl's arguments as the command.
-func buildJob(cfg BuildConfig, b executor.Build, ref string) (executor.Job, error) {
+func buildJob(cfg BuildConfig, b executor.Build, ref string) executor.Job {
 	files := make([]executor.File, 0, len(b.Context)+2)
 	size := int64(len(b.Dockerfile))
 	for _, f := range b.Context {
@@ -190,7 +187,7 @@ func buildJob(cfg BuildConfig, b executor.Build, ref string) (executor.Job, erro
 			TmpBytes:    64 << 20,
 			RunDirBytes: size + 1<<20,
 		},
-	}, nil
+	}
 }
 
 // asBuildPod gives a build pod what rootless BuildKit needs beyond a run

@@ -15,10 +15,7 @@ func TestBuildJobAsksBuildKitForWhatTheBuildAllows(t *testing.T) {
 	cfg := BuildConfig{Repository: "reg:5000/builds", Insecure: true, Image: "builder", BuildkitConfig: []byte("[worker.oci]\n")}
 	b := executor.Build{Key: keyA, Dockerfile: []byte("FROM x\n"), Context: []executor.File{{Path: "app.py", Content: []byte("print(1)")}},
 		BuildArgs: map[string]string{"B": "2", "A": "1"}, Timeout: time.Minute, MemoryBytes: 1 << 30, NanoCPUs: 1e9, LogBytes: 1 << 20}
-	job, err := buildJob(cfg, b, "reg:5000/builds:"+keyA[:32])
-	if err != nil {
-		t.Fatal(err)
-	}
+	job := buildJob(cfg, b, "reg:5000/builds:"+keyA[:32])
 	cmd := strings.Join(job.Command, " ")
 	for _, want := range []string{
 		"--opt filename=" + dockerfileName,
@@ -41,7 +38,7 @@ func TestBuildJobAsksBuildKitForWhatTheBuildAllows(t *testing.T) {
 		t.Errorf("env %v", job.Env)
 	}
 	b.Network = true
-	job, _ = buildJob(cfg, b, "r")
+	job = buildJob(cfg, b, "r")
 	if strings.Contains(strings.Join(job.Command, " "), "force-network-mode") {
 		t.Error("a build with network allowed still forces none")
 	}
@@ -49,7 +46,7 @@ func TestBuildJobAsksBuildKitForWhatTheBuildAllows(t *testing.T) {
 
 func TestBuildPodGetsOnlyWhatRootlessBuildKitNeeds(t *testing.T) {
 	e := &Executor{cfg: Config{InitImage: "init"}}
-	job, _ := buildJob(BuildConfig{Repository: "r", Image: "builder"}, executor.Build{Key: keyA, Dockerfile: []byte("FROM x"), Timeout: time.Minute, MemoryBytes: 1 << 30, NanoCPUs: 1e9}, "r:t")
+	job := buildJob(BuildConfig{Repository: "r", Image: "builder"}, executor.Build{Key: keyA, Dockerfile: []byte("FROM x"), Timeout: time.Minute, MemoryBytes: 1 << 30, NanoCPUs: 1e9}, "r:t")
 	pod, err := e.podFor(job)
 	if err != nil {
 		t.Fatal(err)
