@@ -59,11 +59,11 @@ func (e *Executor) egressAddr(ctx context.Context) (string, error) {
 			return p.addr, nil
 		}
 		e.log.Warn("egress proxy pod is gone or not ready; starting a new one", "pod", p.name, "error", err)
+		e.delete(ctx, p.name)
 	}
-	if p.name != "" {
-		e.delete(ctx, p.name) // past its use; installs still on it have it until the sweep
-		p.name = ""
-	}
+	// A pod near its deadline is left to the sweep: installs still using
+	// it keep it until then.
+	p.name = ""
 	name, addr, deadline, err := e.startEgress(ctx)
 	if err != nil {
 		return "", err
