@@ -80,8 +80,8 @@ load_images() {
 TEST_REGISTRY=10.244.0.1:5000
 BASE_IMAGES="runhost/python:3.11 runhost/shell:bookworm"
 registry() {
-	local crane d img
-	crane=$(ls -d .cache/builder/bin-*/crane | head -1)
+	local crane=.cache/tools/crane d img
+	[ -x "$crane" ] || GOBIN=$ROOT/.cache/tools CGO_ENABLED=0 $GO install github.com/google/go-containerregistry/cmd/crane@v0.22.1
 	"$crane" registry serve --address ":${TEST_REGISTRY#*:}" >/tmp/runhost-e2e-registry.log 2>&1 &
 	REGISTRY_PID=$!
 	for _ in $(seq 50); do "$crane" catalog --insecure "127.0.0.1:${TEST_REGISTRY#*:}" >/dev/null 2>&1 && break; sleep 0.2; done
