@@ -229,18 +229,24 @@ func (p *Plugin) Plan(ctx context.Context, req shared.RunRequest) (shared.Spec, 
 	cctx, cancel := context.WithTimeout(ctx, p.cfg.CallTimeout)
 	defer cancel()
 	spec, err := rt.Plan(cctx, req)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		// gRPC can report a deadline before this process's timers fire (the
+		// plugin side's timer, from the propagated deadline, may go first):
+		// wait for them, so that whose deadline it was is known below.
+		select {
+		case <-cctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 	switch {
 	case err == nil:
 		return spec, nil
 	case errors.Is(err, shared.ErrInvalidRequest):
 		return shared.Spec{}, err
 	case ctx.Err() != nil:
-		return shared.Spec{}, ctx.Err()
+		return shared.Spec{}, ctx.Err() // the caller's deadline or cancel
 	case cctx.Err() != nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		// A plugin that does not answer in time is presumed stuck. The
-		// caller's context is live, so a deadline or cancel can only be the
-		// call's: gRPC may report it (the plugin side's timer, from the
-		// propagated deadline, can fire first) before cctx's own timer has.
+		// A plugin that does not answer in time is presumed stuck.
 		p.restartSoon("plan call timed out")
 		return shared.Spec{}, &PluginError{Runtime: p.desc.Name, Err: fmt.Errorf("%w: no answer within %s", ErrPluginUnavailable, p.cfg.CallTimeout)}
 	case errors.Is(err, shared.ErrConnectionLost):
