@@ -216,6 +216,40 @@ var ErrNoCapacity = errors.New("no capacity for the run")
 // ErrSessionGone means a session's container is no longer there.
 var ErrSessionGone = errors.New("session ended")
 
+// InstallStep is job's install step as a job of its own: the install's
+// image, command, environment, files and limits, with the run's user and
+// labels, marked runhost.step=install.
+func InstallStep(job Job) Job {
+	inst := job.Install
+	labels := map[string]string{"runhost.step": StageInstall}
+	for k, v := range job.Labels {
+		labels[k] = v
+	}
+	return Job{
+		ID:         job.ID + "-install",
+		Image:      inst.Image,
+		Command:    inst.Command,
+		Env:        inst.Env,
+		WorkDir:    RunDir,
+		Files:      inst.Files,
+		User:       job.User,
+		Labels:     labels,
+		Limits:     inst.Limits,
+		OCIRuntime: inst.OCIRuntime,
+	}
+}
+
+// InstallFailure returns res as the install stage's result if the step
+// failed (exit code, timeout, OOM), or nil if it succeeded.
+func InstallFailure(res Result) *Result {
+	if res.ExitCode == 0 && !res.TimedOut && !res.OOMKilled {
+		return nil
+	}
+	res.Stage = StageInstall
+	res.Install = &StepInfo{Duration: res.Duration}
+	return &res
+}
+
 // ProxyEnv is what an install step needs to reach the network through the
 // egress proxy at addr (host:port).
 func ProxyEnv(addr string) []string {

@@ -1,8 +1,6 @@
 package scenario
 
 import (
-	"encoding/json"
-	"net/http"
 	"strings"
 	"testing"
 )
@@ -10,15 +8,7 @@ import (
 // Run runs req on runtime and fails the test unless it is a 200.
 func Run(t *testing.T, post Post, runtime string, req map[string]any) Result {
 	t.Helper()
-	status, body := post("/runtimes/"+runtime+"/run", req)
-	if status != http.StatusOK {
-		t.Fatalf("run: %d %s", status, body)
-	}
-	var r Result
-	if err := json.Unmarshal(body, &r); err != nil {
-		t.Fatalf("%v: %s", err, body)
-	}
-	return r
+	return run(t, post, "/runtimes/"+runtime+"/run", req)
 }
 
 // Installs checks dependency installs from the test package index

@@ -29,9 +29,15 @@ type Result struct {
 // SessionRun runs req in session id and fails the test unless it is a 200.
 func SessionRun(t *testing.T, post Post, id string, req map[string]any) Result {
 	t.Helper()
-	status, body := post("/sessions/"+id+"/run", req)
+	return run(t, post, "/sessions/"+id+"/run", req)
+}
+
+// run posts req to path and fails the test unless it is a 200.
+func run(t *testing.T, post Post, path string, req map[string]any) Result {
+	t.Helper()
+	status, body := post(path, req)
 	if status != http.StatusOK {
-		t.Fatalf("session run: %d %s", status, body)
+		t.Fatalf("%s: %d %s", path, status, body)
 	}
 	var r Result
 	if err := json.Unmarshal(body, &r); err != nil {

@@ -21,9 +21,6 @@ const (
 	LabelDeps = "runhost.deps" // the install's content key
 )
 
-// readyFile marks a cache volume whose install finished successfully.
-const readyFile = depcache.ReadyFile
-
 // volumeStore keeps installed dependencies in named volumes, labelled with
 // their install key.
 type volumeStore struct{ eng engine }
@@ -81,25 +78,10 @@ func (e *Executor) install(ctx context.Context, job executor.Job) (string, *exec
 		drop()
 		return "", nil, err
 	}
-	stepLabels := map[string]string{"runhost.step": executor.StageInstall}
-	for k, v := range job.Labels {
-		stepLabels[k] = v
-	}
 	s := step{
-		Job: executor.Job{
-			ID:         job.ID + "-install",
-			Image:      inst.Image,
-			Command:    inst.Command,
-			Env:        inst.Env,
-			WorkDir:    executor.RunDir,
-			Files:      inst.Files,
-			User:       job.User,
-			Labels:     stepLabels,
-			Limits:     inst.Limits,
-			OCIRuntime: inst.OCIRuntime,
-		},
+		Job:        executor.InstallStep(job),
 		mounts:     []mount.Mount{{Type: mount.TypeVolume, Source: name, Target: inst.OutputDir}},
-		readyFile:  inst.OutputDir + "/" + readyFile,
+		readyFile:  inst.OutputDir + "/" + depcache.ReadyFile,
 		syncRemove: true,
 	}
 	if inst.Egress {
@@ -113,11 +95,9 @@ func (e *Executor) install(ctx context.Context, job executor.Job) (string, *exec
 		drop()
 		return "", nil, fmt.Errorf("install step: %w", err)
 	}
-	if res.ExitCode != 0 || res.TimedOut || res.OOMKilled {
+	if failed := executor.InstallFailure(res); failed != nil {
 		drop()
-		res.Stage = executor.StageInstall
-		res.Install = &executor.StepInfo{Duration: res.Duration}
-		return "", &res, nil
+		return "", failed, nil
 	}
 	return name, nil, nil
 }

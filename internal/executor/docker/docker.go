@@ -205,7 +205,7 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 			ReadOnly: true, VolumeOptions: &mount.VolumeOptions{NoCopy: true},
 		})
 		if !deps.Verified {
-			run.mustExist = job.Install.OutputDir + "/" + readyFile
+			run.mustExist = job.Install.OutputDir + "/" + depcache.ReadyFile
 		}
 	}
 	if c := e.takePooled(job); c != nil {

@@ -103,7 +103,7 @@ func (e *Executor) build(ctx context.Context, b executor.Build) (executor.BuiltI
 	if err != nil {
 		return executor.BuiltImage{}, err
 	}
-	pod, err := e.builder.podFor(job)
+	pod, err := e.builder.stepPodFor(job)
 	if err != nil {
 		return executor.BuiltImage{}, err
 	}

@@ -168,21 +168,7 @@ func (e *Executor) install(ctx context.Context, job executor.Job) (string, *exec
 	}
 	drop := func() { _ = os.RemoveAll(dir) }
 
-	labels := map[string]string{"runhost.step": executor.StageInstall}
-	for k, v := range job.Labels {
-		labels[k] = v
-	}
-	step := executor.Job{
-		ID:      job.ID + "-install",
-		Image:   inst.Image,
-		Command: inst.Command,
-		Env:     inst.Env,
-		WorkDir: executor.RunDir,
-		Files:   inst.Files,
-		User:    job.User,
-		Labels:  labels,
-		Limits:  inst.Limits,
-	}
+	step := executor.InstallStep(job)
 	if inst.Egress {
 		addr, err := e.egressAddr(ctx)
 		if err != nil {
@@ -197,7 +183,7 @@ func (e *Executor) install(ctx context.Context, job executor.Job) (string, *exec
 		drop()
 		return "", nil, err
 	}
-	pod, err := e.podFor(step, claimMount{volume: "deps", claim: e.cfg.Cache.Claim, subPath: depsSubPath(tmp), target: inst.OutputDir})
+	pod, err := e.stepPodFor(step, claimMount{volume: "deps", claim: e.cfg.Cache.Claim, subPath: depsSubPath(tmp), target: inst.OutputDir})
 	if err != nil {
 		drop()
 		return "", nil, err
@@ -207,11 +193,9 @@ func (e *Executor) install(ctx context.Context, job executor.Job) (string, *exec
 		drop()
 		return "", nil, fmt.Errorf("install step: %w", err)
 	}
-	if res.ExitCode != 0 || res.TimedOut || res.OOMKilled {
+	if failed := executor.InstallFailure(res); failed != nil {
 		drop()
-		res.Stage = executor.StageInstall
-		res.Install = &executor.StepInfo{Duration: res.Duration}
-		return "", &res, nil
+		return "", failed, nil
 	}
 	if !store.ready(tmp) {
 		drop()

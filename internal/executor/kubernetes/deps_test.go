@@ -76,7 +76,7 @@ func TestInstallAndRunPodsMountTheirEntry(t *testing.T) {
 	e := &Executor{cfg: Config{InitImage: "init", Cache: CacheVolume{Claim: "deps", Root: "/cache"}}}
 	limits := executor.Limits{MemoryBytes: 256 << 20, NanoCPUs: 2e9, TmpBytes: 1 << 20, RunDirBytes: 1 << 20}
 	step := executor.Job{Image: "img", User: "1000:1000", Limits: limits, Labels: map[string]string{"runhost.step": executor.StageInstall}}
-	pod, err := e.podFor(step, claimMount{volume: "deps", claim: "deps", subPath: depsSubPath(keyA + tmpMark + "x"), target: "/deps"})
+	pod, err := e.stepPodFor(step, claimMount{volume: "deps", claim: "deps", subPath: depsSubPath(keyA + tmpMark + "x"), target: "/deps"})
 	if err != nil {
 		t.Fatal(err)
 	}

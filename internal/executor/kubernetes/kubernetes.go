@@ -235,8 +235,11 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 	var info *executor.StepInfo
 	if job.Install != nil {
 		held, failed, err := e.acquireDeps(ctx, job)
-		if err != nil || failed != nil {
-			return derefResult(failed), err
+		if err != nil {
+			return executor.Result{}, err
+		}
+		if failed != nil {
+			return *failed, nil
 		}
 		defer e.deps.Release(held)
 		info = &held.Info
@@ -276,13 +279,6 @@ func (e *Executor) runPod(ctx context.Context, pod *corev1.Pod, job executor.Job
 		return executor.Result{}, err
 	}
 	return e.attach(ctx, created.Name, job, frame)
-}
-
-func derefResult(r *executor.Result) executor.Result {
-	if r == nil {
-		return executor.Result{}
-	}
-	return *r
 }
 
 // waitRunning watches the pod until its container runs (or has ended).
@@ -533,11 +529,6 @@ func (e *Executor) podFor(job executor.Job, mounts ...claimMount) (*corev1.Pod, 
 		Limits:   corev1.ResourceList{corev1.ResourceMemory: *mem, corev1.ResourceCPU: *cpu},
 		Requests: corev1.ResourceList{corev1.ResourceMemory: *mem, corev1.ResourceCPU: *cpu},
 	}
-	if step := job.Labels["runhost.step"]; (step == executor.StageInstall || step == executor.StageBuild) && l.NanoCPUs > stepCPURequest {
-		// An install's or a build's CPU limit is the host's largest; it
-		// need not hold that much of a node while it waits for downloads.
-		resources.Requests[corev1.ResourceCPU] = *resource.NewMilliQuantity(stepCPURequest/1e6, resource.DecimalSI)
-	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName: "runhost-",
@@ -615,6 +606,20 @@ func (e *Executor) podFor(job executor.Job, mounts ...claimMount) (*corev1.Pod, 
 			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: m.claim, ReadOnly: m.readOnly},
 		}})
 		run.VolumeMounts = append(run.VolumeMounts, corev1.VolumeMount{Name: m.volume, MountPath: m.target, SubPath: m.subPath, ReadOnly: m.readOnly})
+	}
+	return pod, nil
+}
+
+// stepPodFor is podFor for an install or a build: its CPU limit is the
+// host's largest, and it need not hold that much of a node while it waits
+// for downloads, so it requests at most stepCPURequest.
+func (e *Executor) stepPodFor(job executor.Job, mounts ...claimMount) (*corev1.Pod, error) {
+	pod, err := e.podFor(job, mounts...)
+	if err != nil {
+		return nil, err
+	}
+	if job.Limits.NanoCPUs > stepCPURequest {
+		pod.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = *resource.NewMilliQuantity(stepCPURequest/1e6, resource.DecimalSI)
 	}
 	return pod, nil
 }
