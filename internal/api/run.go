@@ -100,7 +100,10 @@ type RunResponse struct {
 	StderrTruncated bool   `json:"stderr_truncated"`
 	TimedOut        bool   `json:"timed_out"`
 	OOMKilled       bool   `json:"oom_killed"`
-	DurationMS      int64  `json:"duration_ms"`
+	// OutputLimitExceeded: the program was stopped because a stream passed
+	// the output limit.
+	OutputLimitExceeded bool  `json:"output_limit_exceeded,omitempty"`
+	DurationMS          int64 `json:"duration_ms"`
 
 	Install *StepInfo  `json:"install,omitempty"` // present when the run had dependencies
 	Build   *BuildInfo `json:"build,omitempty"`   // present when the run built a Dockerfile
@@ -169,9 +172,11 @@ func (s *Server) answer(c echo.Context, req runner.Request, run func(context.Con
 	stream := newEventStream(c)
 	req.Output = stream.output
 	res, err := run(c.Request().Context(), req)
-	if stream.finish(runResponse(res), err) {
+	if stream.finish(runResponse(res), err) && !errors.Is(err, context.Canceled) {
 		return res, nil
 	}
+	// A client that went away keeps its error, for the audit; the error
+	// handler writes nothing to a stream already answered.
 	return res, err
 }
 
@@ -204,6 +209,8 @@ func (s *Server) audit(c echo.Context, req runner.Request, res runner.Result, er
 // outcomeOf names how a run ended, for the audit log and the metrics.
 func outcomeOf(res runner.Result, err error) string {
 	switch {
+	case errors.Is(err, context.Canceled):
+		return "client_disconnected"
 	case err != nil:
 		if status, _ := statusOf(err); status < 500 {
 			return "refused"
@@ -217,6 +224,8 @@ func outcomeOf(res runner.Result, err error) string {
 		return "timeout"
 	case res.OOMKilled:
 		return "oom"
+	case res.OutputLimited:
+		return "output_limit"
 	case res.ExitCode != 0:
 		return "exit_nonzero"
 	}
@@ -288,6 +297,8 @@ func runResponse(res runner.Result) RunResponse {
 		TimedOut:        res.TimedOut,
 		OOMKilled:       res.OOMKilled,
 		DurationMS:      res.Duration.Milliseconds(),
+
+		OutputLimitExceeded: res.OutputLimited,
 	}
 	if i := res.Install; i != nil {
 		out.Install = &StepInfo{Cached: i.Cached, DurationMS: i.Duration.Milliseconds()}

@@ -155,7 +155,9 @@ type runResult struct {
 	TimedOut        bool   `json:"timed_out"`
 	OOMKilled       bool   `json:"oom_killed"`
 	DurationMS      int64  `json:"duration_ms"`
-	Install         *struct {
+
+	OutputLimitExceeded bool `json:"output_limit_exceeded"`
+	Install             *struct {
 		Cached     bool  `json:"cached"`
 		DurationMS int64 `json:"duration_ms"`
 	} `json:"install"`

@@ -70,8 +70,8 @@ func hostileCases(gateway string) []hostileCase {
 			}},
 		{name: "stdout and stderr floods", runtime: "shell", req: shell("yes out | head -c 50000000; yes err | head -c 50000000 >&2; echo end"),
 			check: func(t *testing.T, res runResult) {
-				if !res.StdoutTruncated || !res.StderrTruncated || len(res.Stdout) > 1<<20 {
-					t.Errorf("floods not capped: %d/%d bytes, flags %v %v", len(res.Stdout), len(res.Stderr), res.StdoutTruncated, res.StderrTruncated)
+				if !res.StdoutTruncated || !res.OutputLimitExceeded || len(res.Stdout) > 1<<20 || strings.Contains(res.Stdout, "end") {
+					t.Errorf("flood not stopped at the cap: %d/%d bytes, truncated %v, stopped %v", len(res.Stdout), len(res.Stderr), res.StdoutTruncated, res.OutputLimitExceeded)
 				}
 			}},
 		{name: "CPU spin", runtime: "python", req: map[string]any{"code": "while True: pass", "timeout_ms": 2000},

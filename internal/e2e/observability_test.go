@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/runhost/runhost/internal/testenv"
 )
@@ -130,4 +132,66 @@ func TestPerPluginPolicy(t *testing.T) {
 	if res := h.run("python", map[string]any{"code": "print(1)"}); res.Stdout != "1\n" {
 		t.Errorf("a run within the grant: %+v", res)
 	}
+}
+
+func TestClientDisconnectHasItsOwnOutcome(t *testing.T) {
+	h := startHost(t)
+	hangUp := func(accept string) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.URL+"/runtimes/python/run",
+			strings.NewReader(`{"code":"import time\nprint('started', flush=True)\ntime.sleep(30)","timeout_ms":40000}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", accept)
+		go func() { time.Sleep(1500 * time.Millisecond); cancel() }()
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			// A stream answers at once; read until the hang-up cuts it.
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	hangUp("application/json")
+	hangUp("text/event-stream")
+
+	want := `runhost_runs_total{outcome="client_disconnected",runtime="python"} 2`
+	var body []byte
+	for range 100 { // the handlers finish after the hang-up
+		_, body = h.do(context.Background(), http.MethodGet, "/metrics", nil)
+		if strings.Contains(string(body), want) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(string(body), want) {
+		t.Errorf("/metrics lacks %q:\n%s", want, grepLines(string(body), "runhost_runs_total"))
+	}
+	if strings.Contains(string(body), `outcome="ok"`) || strings.Contains(string(body), `outcome="refused"`) {
+		t.Errorf("a disconnect counted as another outcome:\n%s", grepLines(string(body), "runhost_runs_total"))
+	}
+	audits := 0
+	sc := bufio.NewScanner(strings.NewReader(h.Logs()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var line map[string]any
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line["@message"] == "audit" {
+			audits++
+			if line["outcome"] != "client_disconnected" {
+				t.Errorf("audit line: %v", line)
+			}
+		}
+	}
+	if audits != 2 {
+		t.Errorf("%d audit lines, want 2", audits)
+	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

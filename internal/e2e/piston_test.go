@@ -369,9 +369,11 @@ func TestPistonOutcomes(t *testing.T) {
 		{"killed by a signal", map[string]any{"language": "bash", "version": "*", "files": files("kill -SEGV $$")},
 			"SG", "SIGSEGV", "<null>", "Caught fatal signal 11"},
 		{"stdout too long", map[string]any{"language": "python", "version": "3.11", "files": files("print('x' * 100000)")},
-			"OL", "SIGKILL", "0", "stdout length exceeded"},
+			"OL", "SIGKILL", "<null>", "stdout length exceeded"},
+		{"stdout without end", map[string]any{"language": "bash", "version": "*", "run_timeout": 15000, "files": files("yes")},
+			"OL", "SIGKILL", "<null>", "stdout length exceeded"},
 		{"stderr too long", map[string]any{"language": "python", "version": "3.11", "files": files("import sys; sys.stderr.write('x' * 100000)")},
-			"EL", "SIGKILL", "0", "stderr length exceeded"},
+			"EL", "SIGKILL", "<null>", "stderr length exceeded"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

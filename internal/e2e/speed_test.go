@@ -69,6 +69,9 @@ func TestSessions(t *testing.T) {
 	h := startHost(t, "RUNHOST_SESSIONS_PER_KEY=2")
 	s := h.createSession(t, map[string]any{"runtime": "python"})
 	scenario.PythonSession(t, h.post, s.ID)
+	t.Run("a client hanging up cancels the run, not the session", func(t *testing.T) {
+		scenario.SessionSurvivesHangUp(t, h.post, h.URL, h.Key, s.ID)
+	})
 	t.Run("limits are the session's", func(t *testing.T) {
 		status, body := h.post("/sessions/"+s.ID+"/run", map[string]any{"code": "1", "memory_mb": 512})
 		if status != 400 {

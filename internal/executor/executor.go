@@ -164,6 +164,10 @@ type Limits struct {
 	TmpBytes      int64 // /tmp tmpfs
 	RunDirBytes   int64 // RunDir tmpfs
 	OutputBytes   int64 // per stream; the rest is discarded
+	// StopAtOutputLimit stops the program once a stream passes OutputBytes
+	// (a run), instead of only discarding the rest (an install step, whose
+	// log may be long).
+	StopAtOutputLimit bool
 }
 
 // Stages a result can come from.
@@ -186,7 +190,10 @@ type Result struct {
 	StderrTruncated bool
 	TimedOut        bool
 	OOMKilled       bool
-	Duration        time.Duration // from start to exit
+	// OutputLimited: the program was stopped because a stream passed the
+	// output limit (Limits.StopAtOutputLimit).
+	OutputLimited bool
+	Duration      time.Duration // from start to exit
 }
 
 // StepInfo says how a step before the run went.

@@ -24,6 +24,12 @@ import (
 // Magic opens every frame; it also versions the frame format.
 const Magic = "RUNHOST1"
 
+// CancelMagic is the whole of a cancel message: in a session, the host
+// sends it while a run goes to stop that run (its processes, not the
+// session). init kills the run and reports its exit with Cancelled set; a
+// cancel that arrives between runs is ignored.
+const CancelMagic = "RUNHOSTK"
+
 // MaxHeaderBytes bounds the header JSON.
 const MaxHeaderBytes = 4 << 20
 
@@ -49,6 +55,10 @@ type Header struct {
 	// stdin is then StdinSize bytes after the files, not the rest of stdin.
 	Session   bool  `json:"session,omitempty"`
 	StdinSize int64 `json:"stdin_size,omitempty"`
+	// OutputLimit, when positive, stops the run once its stdout or its
+	// stderr passes this many bytes: init kills every process of the run
+	// and reports OutputLimitExceeded. Nothing past the limit is framed.
+	OutputLimit int64 `json:"output_limit,omitempty"`
 }
 
 // Output frames. init never gives the program the container's stdout: it
@@ -72,6 +82,11 @@ type Exit struct {
 	TimedOut   bool  `json:"timed_out,omitempty"`
 	OOMKilled  bool  `json:"oom_killed,omitempty"`
 	DurationMS int64 `json:"duration_ms"`
+	// OutputLimitExceeded: the run wrote more than Header.OutputLimit on a
+	// stream and was killed for it.
+	OutputLimitExceeded bool `json:"output_limit_exceeded,omitempty"`
+	// Cancelled: the host cancelled the run (its caller went away).
+	Cancelled bool `json:"cancelled,omitempty"`
 	// Error is init's own failure (bad frame, command not found).
 	Error string `json:"error,omitempty"`
 }
@@ -150,17 +165,29 @@ func WriteFrame(w io.Writer, h Header, contents [][]byte) error {
 	return nil
 }
 
+// errCancel is ReadHeader's answer to a cancel message.
+var errCancel = errors.New("cancel message")
+
 // ReadHeader reads the magic and the header from r, and nothing more; the
-// file contents follow in r.
+// file contents follow in r. A cancel message instead of a frame is
+// errCancel.
 func ReadHeader(r io.Reader) (Header, error) {
-	var pre [len(Magic) + 4]byte
-	if _, err := io.ReadFull(r, pre[:]); err != nil {
+	var magic [len(Magic)]byte
+	if _, err := io.ReadFull(r, magic[:]); err != nil {
 		return Header{}, fmt.Errorf("read frame: %w", err)
 	}
-	if string(pre[:len(Magic)]) != Magic {
+	switch string(magic[:]) {
+	case Magic:
+	case CancelMagic:
+		return Header{}, errCancel
+	default:
 		return Header{}, errors.New("read frame: bad magic (is the host newer or older than this init?)")
 	}
-	n := binary.BigEndian.Uint32(pre[len(Magic):])
+	var size [4]byte
+	if _, err := io.ReadFull(r, size[:]); err != nil {
+		return Header{}, fmt.Errorf("read frame: %w", err)
+	}
+	n := binary.BigEndian.Uint32(size[:])
 	if n > MaxHeaderBytes {
 		return Header{}, fmt.Errorf("read frame: header of %d bytes is too large", n)
 	}

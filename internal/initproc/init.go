@@ -2,6 +2,7 @@ package initproc
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,50 +36,171 @@ func Main() {
 func run(stdin *os.File, stdout, stderr io.Writer) int {
 	out := &frameWriter{w: stdout}
 	r := theReaper()
-	first := true
-	for {
-		h, err := ReadHeader(stdin)
-		if err != nil {
-			if !first && errors.Is(err, io.EOF) {
-				return 0 // the session ended
-			}
+	h, err := ReadHeader(stdin)
+	if err != nil {
+		fmt.Fprintf(stderr, "runhost-init: %v\n", err)
+		return ExitSetupFailed
+	}
+	if h.Forward != nil {
+		if _, err := startForward(*h.Forward); err != nil {
 			fmt.Fprintf(stderr, "runhost-init: %v\n", err)
 			return ExitSetupFailed
 		}
-		if first && h.Forward != nil {
-			if _, err := startForward(*h.Forward); err != nil {
-				fmt.Fprintf(stderr, "runhost-init: %v\n", err)
-				return ExitSetupFailed
+	}
+	if !h.Session {
+		// One run: the files, then the rest of stdin is the program's.
+		ex := runOne(h, stdin, stdin, nil, out, r)
+		_ = out.exit(ex)
+		return ex.Code
+	}
+	serveSession(h, stdin, out, r)
+	return 0
+}
+
+// sessionMessage is what the host sends a session: a run with its files and
+// stdin, read whole, or a cancel (run == nil).
+type sessionMessage struct {
+	run  *Header
+	body []byte // the files' contents, in order, then StdinSize bytes of stdin
+	err  error  // the stream broke: the session ends
+}
+
+// serveSession runs one run after another. One goroutine owns stdin and
+// reads message after message, so that a cancel can arrive while a run
+// goes; runs are served in the order they arrive, and a cancel stops only
+// the run in progress when it is read.
+func serveSession(first Header, stdin io.Reader, out *frameWriter, r *reaper) {
+	msgs := make(chan sessionMessage)
+	go readSession(first, stdin, msgs)
+	var queue []sessionMessage // read while an earlier run went
+	ended := false             // stdin is closed: serve the queue, then stop
+	for {
+		var m sessionMessage
+		switch {
+		case len(queue) > 0:
+			m, queue = queue[0], queue[1:]
+		case ended:
+			return
+		default:
+			var ok bool
+			if m, ok = <-msgs; !ok {
+				return
 			}
 		}
-		first = false
-		ex := runOne(h, stdin, out, r)
-		if err := out.exit(ex); err != nil || !h.Session {
-			return ex.Code
+		if m.err != nil {
+			_ = out.frame(FrameStderr, []byte(fmt.Sprintf("runhost-init: %v\n", m.err)))
+			return
+		}
+		if m.run == nil {
+			continue // a cancel for a run that had already ended
+		}
+		// Watch for a cancel while the run goes; anything else waits.
+		cancel, stop, watched := make(chan struct{}), make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(watched)
+			cancelled := false
+			for !ended {
+				select {
+				case <-stop:
+					return
+				case next, ok := <-msgs:
+					switch {
+					case !ok:
+						ended = true
+					case next.run == nil && next.err == nil:
+						if !cancelled {
+							cancelled = true
+							close(cancel)
+						}
+					default:
+						queue = append(queue, next)
+					}
+				}
+			}
+		}()
+		ex := runOne(*m.run, bytes.NewReader(m.body), nil, cancel, out, r)
+		close(stop)
+		<-watched
+		if err := out.exit(ex); err != nil {
+			return
 		}
 	}
 }
 
-// runOne places the files, runs the command with its output framed, and
-// returns how it ended.
-func runOne(h Header, stdin *os.File, out *frameWriter, r *reaper) Exit {
+// readSession reads the session's messages from stdin until it ends; first
+// is the header already read, whose body follows.
+func readSession(first Header, stdin io.Reader, msgs chan<- sessionMessage) {
+	defer close(msgs)
+	h := first
+	for {
+		body, err := readBody(h, stdin)
+		if err != nil {
+			msgs <- sessionMessage{err: err}
+			return
+		}
+		run := h
+		msgs <- sessionMessage{run: &run, body: body}
+		for {
+			h, err = ReadHeader(stdin)
+			if !errors.Is(err, errCancel) {
+				break
+			}
+			msgs <- sessionMessage{} // a cancel
+		}
+		if errors.Is(err, io.EOF) {
+			return // the host closed the session
+		}
+		if err != nil {
+			msgs <- sessionMessage{err: err}
+			return
+		}
+	}
+}
+
+// readBody reads the files and the stdin a session run's header announces.
+func readBody(h Header, r io.Reader) ([]byte, error) {
+	var n int64
+	for _, f := range h.Files {
+		if f.Size < 0 {
+			return nil, fmt.Errorf("file %s: negative size", f.Path)
+		}
+		n += f.Size
+	}
+	if h.StdinSize < 0 || n+h.StdinSize > maxSessionBody {
+		return nil, fmt.Errorf("run of %d bytes: more than %d", n+h.StdinSize, maxSessionBody)
+	}
+	body := make([]byte, n+h.StdinSize)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, fmt.Errorf("read run: %w", err)
+	}
+	return body, nil
+}
+
+// maxSessionBody bounds one session run's files and stdin held by init.
+const maxSessionBody = 1 << 30
+
+// runOne places the files (read from files), runs the command with its
+// output framed, and returns how it ended. stdin, when not nil, is the
+// program's stdin; otherwise (a session) the StdinSize bytes after the
+// files are. A close of cancel kills the run.
+func runOne(h Header, files io.Reader, stdin *os.File, cancel <-chan struct{}, out *frameWriter, r *reaper) Exit {
 	failed := func(code int, err error) Exit {
 		msg := fmt.Sprintf("runhost-init: %v\n", err)
 		_ = out.frame(FrameStderr, []byte(msg))
 		return Exit{Code: code, Error: err.Error()}
 	}
-	if err := placeFiles(h, stdin); err != nil {
+	if err := placeFiles(h, files); err != nil {
 		return failed(ExitSetupFailed, err)
 	}
 	childStdin := stdin
-	if h.Session {
+	if childStdin == nil {
 		// Exactly StdinSize bytes belong to this run.
 		pr, pw, err := os.Pipe()
 		if err != nil {
 			return failed(ExitSetupFailed, err)
 		}
 		data := make([]byte, h.StdinSize)
-		if _, err := io.ReadFull(stdin, data); err != nil {
+		if _, err := io.ReadFull(files, data); err != nil {
 			pr.Close()
 			pw.Close()
 			return failed(ExitSetupFailed, fmt.Errorf("read stdin: %w", err))
@@ -125,6 +247,9 @@ func runOne(h Header, stdin *os.File, out *frameWriter, r *reaper) Exit {
 		return failed(ExitNotFound, fmt.Errorf("start %s: %w", h.Command[0], err))
 	}
 
+	// overLimit is closed when a stream passes h.OutputLimit.
+	overLimit := make(chan struct{})
+	var overOnce sync.Once
 	var copying sync.WaitGroup
 	for _, p := range []struct {
 		f    *os.File
@@ -135,10 +260,21 @@ func runOne(h Header, stdin *os.File, out *frameWriter, r *reaper) Exit {
 			defer copying.Done()
 			defer p.f.Close()
 			buf := make([]byte, 32<<10)
+			var written int64
 			for {
 				n, err := p.f.Read(buf)
 				if n > 0 {
-					_ = out.frame(p.kind, buf[:n])
+					chunk := buf[:n]
+					if h.OutputLimit > 0 && written+int64(n) > h.OutputLimit {
+						// One byte past the limit marks the stream truncated
+						// on the host; nothing more is sent.
+						chunk = chunk[:max(0, min(int64(n), h.OutputLimit+1-written))]
+						overOnce.Do(func() { close(overLimit) })
+					}
+					if len(chunk) > 0 {
+						_ = out.frame(p.kind, chunk)
+					}
+					written += int64(len(chunk))
 				}
 				if err != nil {
 					return
@@ -161,6 +297,14 @@ func runOne(h Header, stdin *os.File, out *frameWriter, r *reaper) Exit {
 		ex.TimedOut = true
 		killRun(pid)
 		status = <-exited
+	case <-overLimit:
+		ex.OutputLimitExceeded = true
+		killRun(pid)
+		status = <-exited
+	case <-cancel:
+		ex.Cancelled = true
+		killRun(pid)
+		status = <-exited
 	}
 	ex.DurationMS = time.Since(start).Milliseconds()
 	// The run is over when its main process is: whatever it left running
@@ -171,6 +315,11 @@ func runOne(h Header, stdin *os.File, out *frameWriter, r *reaper) Exit {
 	select {
 	case <-drained:
 	case <-time.After(2 * time.Second):
+	}
+	select {
+	case <-overLimit: // the program ended on its own, past the limit
+		ex.OutputLimitExceeded = true
+	default:
 	}
 	ex.Code = exitCode(status)
 	ex.OOMKilled = oomKills() > oomBefore

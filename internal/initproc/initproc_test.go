@@ -267,3 +267,113 @@ func TestSessionRunsOneAfterAnother(t *testing.T) {
 		t.Errorf("frames %q", got)
 	}
 }
+
+func TestOutputLimitStopsTheRun(t *testing.T) {
+	dir := t.TempDir()
+	start := time.Now()
+	_, frames, exits := runInit(t, func(w io.Writer) {
+		_ = WriteFrame(w, Header{Dir: dir, WorkDir: dir, TimeoutMS: 30000, OutputLimit: 1000, Command: []string{"yes"}}, nil)
+	})
+	if len(exits) != 1 || !exits[0].OutputLimitExceeded || exits[0].TimedOut || exits[0].Code != 137 {
+		t.Fatalf("exits %+v", exits)
+	}
+	n := 0
+	for _, f := range frames {
+		n += len(f) - 2
+	}
+	if n != 1001 {
+		t.Errorf("%d bytes framed, want the limit and one more (the mark of truncation)", n)
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Fatalf("the run was not stopped at its output limit")
+	}
+}
+
+func TestOutputWithinLimitRunsToTheEnd(t *testing.T) {
+	dir := t.TempDir()
+	_, _, exits := runInit(t, func(w io.Writer) {
+		_ = WriteFrame(w, Header{Dir: dir, WorkDir: dir, OutputLimit: 1000, Command: []string{"sh", "-c", "echo fine; exit 4"}}, nil)
+	})
+	if len(exits) != 1 || exits[0].OutputLimitExceeded || exits[0].Code != 4 {
+		t.Fatalf("exits %+v", exits)
+	}
+}
+
+// liveInit runs init with stdin and output frames the test drives as it
+// goes; frames arrive on the returned channel, which closes when init ends.
+func liveInit(t *testing.T) (stdin io.WriteCloser, frames <-chan [2]string) {
+	t.Helper()
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { run(inR, outW, io.Discard); outW.Close(); close(done) }()
+	ch := make(chan [2]string, 64)
+	go func() {
+		defer close(ch)
+		for {
+			kind, p, err := ReadFrame(outR, nil)
+			if err != nil {
+				return
+			}
+			ch <- [2]string{string(kind), string(p)}
+		}
+	}()
+	t.Cleanup(func() { inW.Close(); <-done; inR.Close(); outR.Close() })
+	return inW, ch
+}
+
+// nextExit reads frames until an exit and returns it with the output before it.
+func nextExit(t *testing.T, frames <-chan [2]string) (Exit, string) {
+	t.Helper()
+	var out strings.Builder
+	for f := range frames {
+		if f[0] == string(FrameExit) {
+			var ex Exit
+			if err := json.Unmarshal([]byte(f[1]), &ex); err != nil {
+				t.Fatal(err)
+			}
+			return ex, out.String()
+		}
+		out.WriteString(f[1])
+	}
+	t.Fatal("init ended without an exit frame")
+	return Exit{}, ""
+}
+
+func TestSessionCancelStopsTheRunNotTheSession(t *testing.T) {
+	dir := t.TempDir()
+	stdin, frames := liveInit(t)
+	_ = WriteFrame(stdin, Header{Dir: dir, WorkDir: dir, Session: true, TimeoutMS: 30000, Command: []string{"sh", "-c", "echo kept > state; echo started; exec sleep 30"}}, nil)
+	// Wait until the run has started, then cancel it.
+	if f := <-frames; f != [2]string{"o", "started\n"} {
+		t.Fatalf("first frame %q", f)
+	}
+	start := time.Now()
+	_, _ = io.WriteString(stdin, CancelMagic)
+	ex, _ := nextExit(t, frames)
+	if !ex.Cancelled || ex.TimedOut || ex.Code != 137 {
+		t.Fatalf("cancelled run: %+v", ex)
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Fatal("the cancel did not stop the run")
+	}
+	// The session goes on, with what the cancelled run left.
+	_ = WriteFrame(stdin, Header{Dir: dir, WorkDir: dir, Session: true, Command: []string{"cat", "state"}}, nil)
+	ex, out := nextExit(t, frames)
+	if ex.Code != 0 || ex.Cancelled || out != "kept\n" {
+		t.Fatalf("next run: %+v, output %q", ex, out)
+	}
+	// A cancel between runs is ignored: the run after it is not cancelled.
+	_, _ = io.WriteString(stdin, CancelMagic)
+	_ = WriteFrame(stdin, Header{Dir: dir, WorkDir: dir, Session: true, Command: []string{"sh", "-c", "sleep 0.2; echo done"}}, nil)
+	ex, out = nextExit(t, frames)
+	if ex.Code != 0 || ex.Cancelled || out != "done\n" {
+		t.Fatalf("run after a stale cancel: %+v, output %q", ex, out)
+	}
+}

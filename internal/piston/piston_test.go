@@ -290,8 +290,9 @@ func TestOutcome(t *testing.T) {
 		{"out of memory", executor.Result{OOMKilled: true, ExitCode: 137}, "null", "SIGKILL", "SG", "Caught fatal signal 9 (out of memory)"},
 		{"killed", executor.Result{ExitCode: 137}, "null", "SIGKILL", "SG", "Caught fatal signal 9"},
 		{"segfault", executor.Result{ExitCode: 139}, "null", "SIGSEGV", "SG", "Caught fatal signal 11"},
-		{"stdout cap", executor.Result{StdoutTruncated: true}, "0", "SIGKILL", "OL", "stdout length exceeded"},
-		{"stderr cap", executor.Result{StderrTruncated: true, ExitCode: 1}, "1", "SIGKILL", "EL", "stderr length exceeded"},
+		{"stdout cap", executor.Result{StdoutTruncated: true, OutputLimited: true, ExitCode: 137}, "null", "SIGKILL", "OL", "stdout length exceeded"},
+		{"stderr cap", executor.Result{StderrTruncated: true, OutputLimited: true, ExitCode: 137}, "null", "SIGKILL", "EL", "stderr length exceeded"},
+		{"stdout cut, not stopped", executor.Result{StdoutTruncated: true}, "0", "null", "OL", "stdout length exceeded"},
 		{"status beyond signals", executor.Result{ExitCode: 255}, "255", "null", "RE", "Exited with error status 255"},
 	}
 	for _, tc := range cases {

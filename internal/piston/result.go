@@ -74,12 +74,15 @@ func outcomeOf(res executor.Result) outcome {
 		return outcome{signal: ptr("SIGKILL"), status: ptr("TO"), message: ptr("Time limit exceeded (wall clock)")}
 	case res.OOMKilled:
 		return outcome{signal: ptr("SIGKILL"), status: ptr("SG"), message: ptr("Caught fatal signal 9 (out of memory)")}
-	case res.StdoutTruncated:
-		// Piston kills the program here; runhost keeps it running and
-		// discards the rest of the stream. Piston reports SIGKILL either way.
-		return outcome{code: &code, signal: ptr("SIGKILL"), status: ptr("OL"), message: ptr("stdout length exceeded")}
+	case res.OutputLimited && res.StdoutTruncated:
+		// Piston kills the program at the limit, as runhost does.
+		return outcome{signal: ptr("SIGKILL"), status: ptr("OL"), message: ptr("stdout length exceeded")}
+	case res.OutputLimited && res.StderrTruncated:
+		return outcome{signal: ptr("SIGKILL"), status: ptr("EL"), message: ptr("stderr length exceeded")}
+	case res.StdoutTruncated: // cut, not stopped (an executor that cannot stop it)
+		return outcome{code: &code, status: ptr("OL"), message: ptr("stdout length exceeded")}
 	case res.StderrTruncated:
-		return outcome{code: &code, signal: ptr("SIGKILL"), status: ptr("EL"), message: ptr("stderr length exceeded")}
+		return outcome{code: &code, status: ptr("EL"), message: ptr("stderr length exceeded")}
 	case code > 128 && code-128 < len(signalNames):
 		sig := code - 128
 		return outcome{signal: ptr(signalNames[sig]), status: ptr("SG"), message: ptr(fmt.Sprintf("Caught fatal signal %d", sig))}

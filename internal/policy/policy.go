@@ -558,6 +558,8 @@ func (p *Policy) limits(in Input) (executor.Limits, error) {
 		TmpBytes:      c.TmpBytes,
 		RunDirBytes:   c.RunDirBytes,
 		OutputBytes:   c.OutputBytes,
+
+		StopAtOutputLimit: true,
 	}, nil
 }
 

@@ -68,6 +68,9 @@ func TestSessionsOnKubernetes(t *testing.T) {
 	})
 
 	scenario.PythonSession(t, h.post, s.ID)
+	t.Run("a client hanging up cancels the run, not the session", func(t *testing.T) {
+		scenario.SessionSurvivesHangUp(t, h.post, h.url, "", s.ID)
+	})
 	t.Run("a sweep leaves a live session alone", func(t *testing.T) {
 		if _, err := h.app.Executor.Sweep(context.Background()); err != nil {
 			t.Fatal(err)

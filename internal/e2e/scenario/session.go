@@ -4,6 +4,8 @@
 package scenario
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"sync"
@@ -88,4 +90,48 @@ func PythonSession(t *testing.T, post Post, id string) {
 			t.Errorf("statuses %v, want 200 then 409", statuses)
 		}
 	})
+}
+
+// SessionSurvivesHangUp checks that a client hanging up mid-run cancels
+// that run — its processes, as a timeout would — and nothing else: the
+// session, its files and its /tmp stay. base is the host's URL; key, when
+// set, is sent as a Bearer key.
+func SessionSurvivesHangUp(t *testing.T, post Post, base, key, id string) {
+	t.Helper()
+	SessionRun(t, post, id, map[string]any{"code": "open('/tmp/hangup', 'w').write('kept')"})
+	body, _ := json.Marshal(map[string]any{"code": "import subprocess, time\nsubprocess.Popen(['sleep', '1000'], start_new_session=True)\nprint('started', flush=True)\ntime.sleep(20)", "timeout_ms": 30000})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/sessions/"+id+"/run", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the run answered %d before the client hung up", resp.StatusCode)
+	}
+	// The next call may find the cancelled run still being stopped: a 409
+	// then, never a 404.
+	var r Result
+	for i := 0; ; i++ {
+		status, b := post("/sessions/"+id+"/run", map[string]any{"code": "import os\nprint(open('/tmp/hangup').read(), sorted(p for p in os.listdir('/proc') if p.isdigit() and p != str(os.getpid())))"})
+		if status == http.StatusConflict && i < 100 {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if status != http.StatusOK {
+			t.Fatalf("after a hang-up the session answers %d: %s", status, b)
+		}
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	if r.Stdout != "kept ['1']\n" {
+		t.Errorf("after a hang-up: %q (want the session's file and no process of the cancelled run)", r.Stdout)
+	}
 }

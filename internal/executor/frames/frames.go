@@ -30,6 +30,9 @@ func Encode(job executor.Job, extra func(*initproc.Header)) ([]byte, error) {
 		Env:       job.Env,
 		TimeoutMS: job.Limits.Timeout.Milliseconds(),
 	}
+	if job.Limits.StopAtOutputLimit {
+		h.OutputLimit = job.Limits.OutputBytes
+	}
 	if extra != nil {
 		extra(&h)
 	}
@@ -125,5 +128,6 @@ func result(ex initproc.Exit, stdout, stderr *output.Capped) executor.Result {
 		Stderr:          stderr.Bytes(),
 		StdoutTruncated: stdout.Truncated(),
 		StderrTruncated: stderr.Truncated(),
+		OutputLimited:   ex.OutputLimitExceeded,
 	}
 }

@@ -99,10 +99,41 @@ func (s *Session) Run(ctx context.Context, job executor.Job) (executor.Result, e
 			s.Close()
 			return executor.Result{Stage: executor.StageRun, TimedOut: true, ExitCode: 137}, nil
 		case <-ctx.Done():
-			// The caller went away mid-run: the session cannot tell where
-			// this run's output ends, so it ends too.
+			// The caller went away mid-run: stop this run, as a timeout
+			// would, and keep the session.
+			return executor.Result{}, s.cancel(ctx.Err())
+		}
+	}
+}
+
+// cancelGrace is how long a cancelled run may take to report its exit
+// before the session is ended instead.
+const cancelGrace = 10 * time.Second
+
+// cancel asks init to stop the run in progress and waits for its exit
+// frame, discarding its output, so the next run starts on a clean stream.
+// A session that cannot be brought back (init does not answer) is ended.
+// It returns cause.
+func (s *Session) cancel(cause error) error {
+	if _, err := io.WriteString(s.stdin, initproc.CancelMagic); err != nil {
+		s.Close()
+		return cause
+	}
+	grace := time.NewTimer(cancelGrace)
+	defer grace.Stop()
+	for {
+		select {
+		case f, ok := <-s.frames:
+			if !ok {
+				s.Close()
+				return cause
+			}
+			if f.kind == initproc.FrameExit {
+				return cause
+			}
+		case <-grace.C:
 			s.Close()
-			return executor.Result{}, ctx.Err()
+			return cause
 		}
 	}
 }
