@@ -78,6 +78,31 @@ func TestSessions(t *testing.T) {
 			t.Errorf("%d %s", status, body)
 		}
 	})
+	t.Run("every field a session run does not honour is refused", func(t *testing.T) {
+		for _, tc := range []struct {
+			field  string
+			value  any
+			status int
+		}{
+			{"version", "3.13", 400},
+			{"version", "3", 400}, // the newest 3.x, not the session's 3.11
+			{"version", "9.9", 404},
+			{"requirements", []string{"six"}, 400},
+			{"image", "runhost/python:3.13", 400},
+			{"dockerfile", "FROM scratch", 400},
+			{"build_args", map[string]string{"A": "b"}, 400},
+			{"workspace", "ws", 400},
+			{"cpus", 0.5, 400},
+		} {
+			status, body := h.post("/sessions/"+s.ID+"/run", map[string]any{"code": "print(1)", tc.field: tc.value})
+			if status != tc.status {
+				t.Errorf("%s=%v: %d %s, want %d", tc.field, tc.value, status, body, tc.status)
+			}
+		}
+		if r := scenario.SessionRun(t, h.post, s.ID, map[string]any{"code": "import sys; print(sys.version_info[:2])", "version": "3.11"}); r.Stdout != "(3, 11)\n" {
+			t.Errorf("the session's own version: %+v", r)
+		}
+	})
 	t.Run("caps per key", func(t *testing.T) {
 		s2 := h.createSession(t, map[string]any{"runtime": "shell"})
 		status, body := h.post("/sessions", map[string]any{"runtime": "shell"})

@@ -97,14 +97,37 @@ func (r *Runner) RunInSession(ctx context.Context, sess executor.Session, base *
 	if req.Limits.MemoryBytes != 0 || req.Limits.CPUs != 0 {
 		return Result{}, shared.Invalidf("memory_mb and cpus are set when the session starts")
 	}
-	if req.Workspace != "" || req.ContextPath != "" || len(req.Packages) > 0 || req.Image != "" || req.Dockerfile != "" {
-		return Result{}, shared.Invalidf("a session run takes code, files, entry, stdin, args, env and timeout_ms")
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"workspace", req.Workspace != ""},
+		{"context_path", req.ContextPath != ""},
+		{"requirements (or packages)", len(req.Packages) > 0},
+		{"image", req.Image != ""},
+		{"dockerfile", req.Dockerfile != ""},
+		{"build_args", len(req.BuildArgs) > 0},
+	} {
+		if f.set {
+			return Result{}, shared.Invalidf("%s is decided when the session starts, not per run: a session run takes code, files, entry, command, stdin, args, env, version (the session's) and timeout_ms", f.name)
+		}
 	}
 	p, err := r.registry.Lookup(base.Runtime)
 	if err != nil {
 		return Result{}, err
 	}
 	desc := p.Description()
+	if req.Version != "" {
+		// Honoured when it names the session's version; nothing else can run
+		// in the session's container.
+		v, err := ResolveVersion(desc, req.Version)
+		if err != nil {
+			return Result{}, err
+		}
+		if v.Version != base.Version.Version {
+			return Result{}, shared.Invalidf("version %q is %s %s; this session runs %s %s (start another session for it)", req.Version, desc.Name, v.Version, desc.Name, base.Version.Version)
+		}
+	}
 	if err := checkCapabilities(desc, req); err != nil {
 		return Result{}, err
 	}
@@ -120,6 +143,7 @@ func (r *Runner) RunInSession(ctx context.Context, sess executor.Session, base *
 		Entry:   req.Entry,
 		Args:    req.Args,
 		Env:     req.Env,
+		Command: req.Command,
 	})
 	if err != nil {
 		return Result{}, err
