@@ -4,7 +4,14 @@
 // completions, 429s, errors, latency and containers left behind.
 //
 //	go run ./cmd/runhost-load -n 1000 -c 16
-//	go run ./cmd/runhost-load -n 300 -c 16 -restart-after 100 -restart-cmd 'pkill -x dockerd; sleep 1; scripts/ensure-engine.sh'
+//	go run ./cmd/runhost-load -n 300 -c 16 -restart-after 100
+//
+// With -restart-after, the engine is stopped by the process id in its pid
+// file (the dockerd `make engine` started), started again with
+// scripts/ensure-engine.sh, and a request that fails during the outage is
+// retried (not counted as sent) for up to -restart-budget, so the report
+// shows the first run that succeeded after the engine came back. Leftovers
+// are counted after the host has shut down, so its warm pool is not one.
 package main
 
 import (
@@ -18,8 +25,11 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -37,7 +47,9 @@ func main() {
 	runtime := flag.String("runtime", "python", "runtime to run")
 	code := flag.String("code", "print(1)", "program to run")
 	restartAfter := flag.Int("restart-after", 0, "restart the engine after this many runs were sent (0: never)")
-	restartCmd := flag.String("restart-cmd", "pkill -x dockerd; while pgrep -x dockerd >/dev/null; do sleep 0.2; done; scripts/ensure-engine.sh", "command that restarts the engine")
+	restartCmd := flag.String("restart-cmd", "", "command that restarts the engine (default: stop the dockerd of -pidfile, then scripts/ensure-engine.sh)")
+	pidfile := flag.String("pidfile", "/var/run/docker.pid", "pid file of the engine to restart")
+	budget := flag.Duration("restart-budget", 2*time.Minute, "how long after the restart began requests failing for the outage are retried")
 	flag.Parse()
 	if *n <= 0 || *c <= 0 || *n > 100000 || *c > 256 {
 		fmt.Fprintln(os.Stderr, "runhost-load: want 0 < n <= 100000 and 0 < c <= 256")
@@ -68,6 +80,9 @@ func main() {
 	statuses := map[string]int{}
 	var latencies []time.Duration
 	restarted := make(chan time.Duration, 1)
+	var restartBegan atomic.Int64    // unix nanos; 0 before the restart
+	var firstAfter atomic.Int64      // nanos from the restart to the first run that succeeded after it
+	var backAfterRestart atomic.Bool // the engine answered after the restart
 	client := &http.Client{Timeout: 5 * time.Minute}
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -81,15 +96,16 @@ func main() {
 					return
 				}
 				if *restartAfter > 0 && i == int64(*restartAfter) {
+					restartBegan.Store(time.Now().UnixNano())
 					go func() {
 						t := time.Now()
-						out, err := exec.Command("sh", "-c", *restartCmd).CombinedOutput()
-						if err != nil {
-							fmt.Fprintf(os.Stderr, "restart: %v\n%s", err, out)
+						if err := restartEngine(*restartCmd, *pidfile); err != nil {
+							fmt.Fprintf(os.Stderr, "restart: %v\n", err)
 						}
 						restarted <- time.Since(t)
 					}()
 				}
+			retry:
 				t := time.Now()
 				resp, err := client.Post(url, "application/json", bytes.NewReader(body))
 				key := ""
@@ -102,6 +118,20 @@ func main() {
 					if resp.StatusCode == 200 && !bytes.Contains(b, []byte(`"exit_code":0`)) {
 						key = "200 (program failed)"
 					}
+				}
+				began := restartBegan.Load()
+				outage := began != 0 && !backAfterRestart.Load() && time.Since(time.Unix(0, began)) < *budget
+				if outage && (key == "503" || key == "transport error" || key == "500") {
+					// The engine is away: back off and try again, as a client
+					// would, without using up the run count.
+					mu.Lock()
+					statuses[key+" (during the restart, retried)"]++
+					mu.Unlock()
+					time.Sleep(500 * time.Millisecond)
+					goto retry
+				}
+				if began != 0 && key == "200" && backAfterRestart.CompareAndSwap(false, true) {
+					firstAfter.Store(int64(time.Since(time.Unix(0, began))))
 				}
 				mu.Lock()
 				statuses[key]++
@@ -118,7 +148,9 @@ func main() {
 	wg.Wait()
 	elapsed := time.Since(start)
 	_ = srv.Close()
-	defer a.Close() // after the leftover check: removals still being retried finish first
+	// Shut the host down first: its warm pool goes with it, so whatever is
+	// still on the engine afterwards was left behind.
+	a.Close()
 
 	fmt.Printf("done in %s: %.1f completed runs/s\n", elapsed.Round(time.Millisecond), float64(statuses["200"])/elapsed.Seconds())
 	keys := make([]string, 0, len(statuses))
@@ -137,7 +169,16 @@ func main() {
 	select {
 	case d := <-restarted:
 		fmt.Printf("engine restarted mid-load (restart took %s)\n", d.Round(time.Millisecond))
+		if backAfterRestart.Load() {
+			fmt.Printf("first successful run after the restart began: %s later\n", time.Duration(firstAfter.Load()).Round(time.Millisecond))
+		} else {
+			fmt.Printf("no run succeeded within %s of the restart\n", *budget)
+			defer os.Exit(1)
+		}
 	default:
+		if *restartAfter > 0 {
+			fmt.Println("the engine was not restarted (fewer runs than -restart-after?)")
+		}
 	}
 
 	// Leftovers: anything of this host still on the engine.
@@ -161,9 +202,45 @@ func main() {
 	}
 	fmt.Printf("containers left behind: %d\n", left)
 	if left > 0 {
-		a.Close()
 		os.Exit(1)
 	}
+}
+
+// restartEngine stops the engine whose pid the pid file holds (checking that
+// it is a dockerd), waits until it is gone and starts it again with
+// scripts/ensure-engine.sh; cmd, when set, does all of it instead.
+func restartEngine(cmd, pidfile string) error {
+	if cmd != "" {
+		out, err := exec.Command("sh", "-c", cmd).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}
+	b, err := os.ReadFile(pidfile)
+	if err != nil {
+		return fmt.Errorf("engine pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return fmt.Errorf("engine pid file %s: %q is not a pid", pidfile, b)
+	}
+	if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) != "dockerd" {
+		return fmt.Errorf("pid %d of %s is not a dockerd (%q): not restarting it", pid, pidfile, strings.TrimSpace(string(comm)))
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("stop dockerd %d: %w", pid, err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("dockerd %d did not stop within 60 s", pid)
+		}
+	}
+	out, err := exec.Command("scripts/ensure-engine.sh").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("start the engine: %v: %s", err, out)
+	}
+	return nil
 }
 
 func client2() (*client.Client, error) {
