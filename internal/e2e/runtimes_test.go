@@ -87,6 +87,13 @@ func TestNodeModulesAndStdio(t *testing.T) {
 	if res.Stdout != "cjcj object\n" {
 		t.Errorf("CommonJS: stdout %q stderr %q", res.Stdout, res.Stderr)
 	}
+	// code with import statements is an ES module on every version.
+	for _, v := range []string{"18", "20"} {
+		res = h.run("node", map[string]any{"version": v, "code": "import { cpus } from 'node:os';\nconsole.log(typeof cpus, typeof require);\n"})
+		if res.Stdout != "function undefined\n" {
+			t.Errorf("node %s, ES module code: stdout %q stderr %q", v, res.Stdout, res.Stderr)
+		}
+	}
 }
 
 // installsDuring counts install containers the host created between since and now.

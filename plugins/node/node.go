@@ -62,7 +62,14 @@ func (Node) Plan(_ context.Context, req shared.RunRequest) (shared.Spec, error) 
 	if image == "" {
 		return shared.Spec{}, shared.Invalidf("node %q is not a version this plugin knows", req.Version)
 	}
-	files, entry, err := shared.SourceFiles(req, "main.js")
+	// Code written as an ES module (import/export statements) becomes
+	// main.mjs, so it runs the same on every version: Node 20 would guess
+	// the module type of a main.js itself, Node 18 does not.
+	mainName := "main.js"
+	if req.Code != "" && esModule.MatchString(req.Code) {
+		mainName = "main.mjs"
+	}
+	files, entry, err := shared.SourceFiles(req, mainName)
 	if err != nil {
 		return shared.Spec{}, err
 	}
@@ -97,6 +104,11 @@ func (Node) Plan(_ context.Context, req shared.RunRequest) (shared.Spec, error) 
 	maps.Copy(spec.Env, req.Env)
 	return spec, nil
 }
+
+// esModule matches a line that starts with an import or export statement
+// (not a dynamic import(), which CommonJS has too): what makes code an ES
+// module.
+var esModule = regexp.MustCompile(`(?m)^[ \t]*(import[ \t]*[\w{*"'` + "`" + `]|import[ \t]*\.[ \t]*meta\b|export[ \t]+(default|const|let|var|function|class|async|\{|\*))`)
 
 // npmSpec is a registry package with an optional version or range:
 // "lodash", "lodash@4.17.21", "@scope/name@^1".

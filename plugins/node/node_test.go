@@ -43,3 +43,33 @@ func TestPackages(t *testing.T) {
 		}
 	}
 }
+
+func TestESModuleCodeIsAnMJSFile(t *testing.T) {
+	rt := Node{}
+	cases := []struct {
+		code  string
+		entry string
+	}{
+		{"import fs from 'fs';\nconsole.log(1)", "main.mjs"},
+		{"  import {a} from './a.js'", "main.mjs"},
+		{"import * as os from 'os'", "main.mjs"},
+		{"import 'side-effect'", "main.mjs"},
+		{"export const x = 1", "main.mjs"},
+		{"export default 3", "main.mjs"},
+		{"console.log(import.meta.url)\nimport.meta", "main.mjs"},
+		{"const fs = require('fs')\nconsole.log(1)", "main.js"},
+		{"import('fs').then(m => console.log(m))", "main.js"},
+		{"// import x from 'y'\nconsole.log(1)", "main.js"},
+		{"const important = 1; console.log(important)", "main.js"},
+		{"exports.x = 1", "main.js"},
+	}
+	for _, tc := range cases {
+		spec, err := rt.Plan(t.Context(), shared.RunRequest{Version: "18", Code: tc.code})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if spec.Command[1] != tc.entry || spec.Files[0].Path != tc.entry {
+			t.Errorf("%q: entry %s, want %s", tc.code, spec.Command[1], tc.entry)
+		}
+	}
+}
