@@ -13,7 +13,11 @@ and ``stderr``, plus ``exit_code`` (same value as ``returncode``),
 ``success``, ``timed_out``, ``oom_killed``, ``duration_ms``,
 ``execution_time`` (seconds), ``stage`` and the rest of runhost's response
 (``run_id``, ``image``, ``install``, ``build`` ...); builds add
-``build_log``.
+``build_log``. ``stdout`` and ``stderr`` are always text, as the seed's were:
+output that is not valid UTF-8 (which runhost sends base64-encoded) is
+decoded with U+FFFD replacement characters; the exact bytes are in
+``stdout_bytes`` and ``stderr_bytes``, and runhost's response as it came in
+``raw``.
 
 Differences from the seed, on purpose:
 
@@ -35,6 +39,7 @@ Differences from the seed, on purpose:
 
 from __future__ import annotations
 
+import base64
 import os
 import posixpath
 import threading
@@ -343,13 +348,18 @@ def _merge_env(env_vars: Optional[Mapping[str, str]], env: Optional[Mapping[str,
 def _result(res: Dict[str, Any]) -> Dict[str, Any]:
     """runhost's response plus the seed's keys."""
     out = dict(res)
+    out["raw"] = res
+    stdout_bytes = _output_bytes(res.get("stdout", ""), res.get("stdout_encoding"))
+    stderr_bytes = _output_bytes(res.get("stderr", ""), res.get("stderr_encoding"))
     exit_code = int(res.get("exit_code", -1))
     timed_out = bool(res.get("timed_out", False))
     oom_killed = bool(res.get("oom_killed", False))
     duration_ms = int(res.get("duration_ms", 0) or 0)
     out.update(
-        stdout=res.get("stdout", ""),
-        stderr=res.get("stderr", ""),
+        stdout=stdout_bytes.decode("utf-8", errors="replace"),
+        stderr=stderr_bytes.decode("utf-8", errors="replace"),
+        stdout_bytes=stdout_bytes,
+        stderr_bytes=stderr_bytes,
         exit_code=exit_code,
         returncode=exit_code,
         timed_out=timed_out,
@@ -362,6 +372,15 @@ def _result(res: Dict[str, Any]) -> Dict[str, Any]:
     if isinstance(build, dict):
         out["build_log"] = build.get("log", "")
     return out
+
+
+def _output_bytes(text: Any, encoding: Any) -> bytes:
+    """A stream's exact bytes from runhost's text-or-base64 form."""
+    if not isinstance(text, str):
+        return b""
+    if encoding == "base64":
+        return base64.b64decode(text)
+    return text.encode("utf-8")
 
 
 _lock = threading.Lock()

@@ -200,6 +200,18 @@ class Executor(_Base):
         self.assertEqual(result["stdout"], "out\n")
         self.assertIn("boom", result["stderr"])
 
+    def test_output_that_is_not_utf8_is_text(self):
+        # The seed returned text; runhost carries such bytes base64-encoded.
+        result = self.executor.run_shell_script("printf 'ok \\377\\n'; printf 'e\\376' >&2")
+        self.assertEqual(result["stdout"], "ok \ufffd\n", result)
+        self.assertEqual(result["stderr"], "e\ufffd", result)
+        self.assertEqual(result["stdout_bytes"], b"ok \xff\n")
+        self.assertEqual(result["stderr_bytes"], b"e\xfe")
+        self.assertEqual(result["raw"]["stdout_encoding"], "base64")
+        self.assertTrue(result["success"])
+        plain = self.executor.run_python_code("print('héllo')")
+        self.assertEqual((plain["stdout"], plain["stdout_bytes"]), ("héllo\n", "héllo\n".encode()))
+
     def test_run_shell_script(self):
         result = self.executor.run_shell_script('echo "bash ${BASH_VERSINFO[0]}"; echo err >&2; exit 3', timeout=30)
         self.assertEqual((result["stdout"], result["stderr"], result["returncode"]), ("bash 5\n", "err\n", 3), result)
