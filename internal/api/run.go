@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -339,11 +340,40 @@ func decodeError(err error) error {
 	case errors.As(err, &syntax), errors.Is(err, io.ErrUnexpectedEOF):
 		return badRequest("malformed_json", "request body is not valid JSON: "+err.Error())
 	case errors.As(err, &typ):
-		return badRequest("malformed_json", fmt.Sprintf("field %q: want %s, got a JSON %s", typ.Field, typ.Type, typ.Value))
+		if typ.Field == "" {
+			return badRequest("malformed_json", fmt.Sprintf("request body: want a JSON %s, got a JSON %s", jsonKind(typ.Type), typ.Value))
+		}
+		return badRequest("malformed_json", fmt.Sprintf("field %q: want a JSON %s, got a JSON %s", typ.Field, jsonKind(typ.Type), typ.Value))
 	case strings.HasPrefix(err.Error(), "json: unknown field"):
 		return badRequest("unknown_field", strings.TrimPrefix(err.Error(), "json: ")+" (see the API reference for the fields a run takes)")
 	}
 	return badRequest("malformed_json", err.Error())
+}
+
+// jsonKind names the JSON type a Go type decodes from, for messages that
+// speak the client's language, not the host's.
+func jsonKind(t reflect.Type) string {
+	if t == reflect.TypeFor[Command]() {
+		return "array of strings or a string"
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "integer"
+	case reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.String:
+		return "string"
+	case reflect.Slice, reflect.Array:
+		return "array of " + jsonKind(t.Elem()) + "s"
+	case reflect.Map:
+		return "object of " + jsonKind(t.Elem()) + "s"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "object"
 }
 
 // toRunnerRequest checks the request's shape and decodes its files.

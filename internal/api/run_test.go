@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -63,6 +64,29 @@ func BenchmarkDecodeRunRequest(b *testing.B) {
 		}
 		if _, err := toRunnerRequest("python", rr); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestDecodeErrorsSpeakJSON(t *testing.T) {
+	cases := []struct{ body, want string }{
+		{`[1]`, "request body: want a JSON object, got a JSON array"},
+		{`{"timeout_ms":"5"}`, `field "timeout_ms": want a JSON integer, got a JSON string`},
+		{`{"cpus":"x"}`, `field "cpus": want a JSON number, got a JSON string`},
+		{`{"args":"a"}`, `field "args": want a JSON array of strings, got a JSON string`},
+		{`{"env":{"A":1}}`, `field "env": want a JSON string, got a JSON number`},
+		{`{"command":5}`, `command: want an array of strings or a string`},
+		{`{"files":[{"path":1}]}`, `field "files.path": want a JSON string, got a JSON number`},
+	}
+	for _, tc := range cases {
+		var req RunRequest
+		err := json.Unmarshal([]byte(tc.body), &req)
+		if err == nil {
+			t.Fatalf("%s: decoded", tc.body)
+		}
+		got := decodeError(err).Error()
+		if !strings.Contains(got, tc.want) || strings.Contains(got, "api.") || strings.Contains(got, "int64") || strings.Contains(got, "float64") {
+			t.Errorf("%s: %q, want %q", tc.body, got, tc.want)
 		}
 	}
 }

@@ -60,7 +60,9 @@ func New(cfg Config, run *runner.Runner, reg *registry.Registry, ws *workspace.S
 	e.Use(s.authenticate)
 
 	e.GET("/healthz", s.healthz)
+	e.HEAD("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	e.HEAD("/readyz", s.readyz)
 	e.GET("/runtimes", s.listRuntimes)
 	e.GET("/runtimes/:name", s.getRuntime)
 	e.POST("/runtimes/:name/run", s.run)

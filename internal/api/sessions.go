@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/runner"
+	"github.com/runhost/runhost/internal/sessions"
 )
 
 // SessionRequest is the body of POST /sessions.
@@ -23,6 +25,7 @@ type SessionRequest struct {
 
 func (s *Server) sessionRoutes() {
 	s.echo.POST("/sessions", s.createSession)
+	s.echo.GET("/sessions", s.listSessions)
 	s.echo.GET("/sessions/:id", s.getSession)
 	s.echo.DELETE("/sessions/:id", s.deleteSession)
 	s.echo.POST("/sessions/:id/run", s.runInSession)
@@ -36,8 +39,13 @@ func (s *Server) createSession(c echo.Context) error {
 	if req.Runtime == "" {
 		return badRequest("invalid_request", "runtime is required")
 	}
-	if req.TTLS < 0 || req.MemoryMB < 0 || req.MemoryMB > maxLimit || req.CPUs < 0 || req.CPUs > maxLimit {
-		return &policy.LimitError{Field: "ttl_s, memory_mb or cpus", Msg: "out of range"}
+	switch {
+	case req.TTLS < 0 || req.TTLS > maxLimit:
+		return &policy.LimitError{Field: "ttl_s", Msg: fmt.Sprintf("%d is out of range", req.TTLS)}
+	case req.MemoryMB < 0 || req.MemoryMB > maxLimit:
+		return &policy.LimitError{Field: "memory_mb", Msg: fmt.Sprintf("%d is out of range", req.MemoryMB)}
+	case req.CPUs < 0 || req.CPUs > maxLimit:
+		return &policy.LimitError{Field: "cpus", Msg: fmt.Sprintf("%g is out of range", req.CPUs)}
 	}
 	release, err := s.cfg.Admission.Acquire(c.Request().Context(), keyID(c))
 	if err != nil {
@@ -54,6 +62,15 @@ func (s *Server) createSession(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusCreated, info)
+}
+
+// SessionList is the answer of GET /sessions: the caller's sessions.
+type SessionList struct {
+	Sessions []sessions.Info `json:"sessions"`
+}
+
+func (s *Server) listSessions(c echo.Context) error {
+	return c.JSON(http.StatusOK, SessionList{Sessions: s.sessions.List(keyID(c))})
 }
 
 func (s *Server) getSession(c echo.Context) error {

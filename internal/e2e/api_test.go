@@ -143,6 +143,9 @@ func TestHealthAndReadiness(t *testing.T) {
 		if status, body := h.do(context.Background(), http.MethodGet, path, nil); status != 200 {
 			t.Errorf("GET %s: %d %s", path, status, body)
 		}
+		if status, body := h.do(context.Background(), http.MethodHead, path, nil); status != 200 || len(body) != 0 {
+			t.Errorf("HEAD %s: %d %q", path, status, body)
+		}
 	}
 }
 

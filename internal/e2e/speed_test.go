@@ -115,6 +115,17 @@ func TestSessions(t *testing.T) {
 	if status != 200 || !strings.Contains(string(body), `"runs":`) {
 		t.Errorf("GET session: %d %s", status, body)
 	}
+	status, body = h.get("/sessions")
+	var list struct {
+		Sessions []sessionInfo `json:"sessions"`
+	}
+	if err := json.Unmarshal(body, &list); status != 200 || err != nil || len(list.Sessions) != 1 || list.Sessions[0].ID != s.ID {
+		t.Errorf("GET /sessions: %d %s", status, body)
+	}
+	status, body = h.post("/sessions", map[string]any{"runtime": "python", "ttl_s": 100000})
+	if e := decodeError(t, body); status != 400 || e.Error.Code != "limit_exceeded" || !strings.Contains(e.Error.Message, "ttl_s") {
+		t.Errorf("ttl_s above the maximum lifetime: %d %s", status, body)
+	}
 	if status, _ := h.do(context.Background(), http.MethodDelete, "/sessions/"+s.ID, nil); status != 204 {
 		t.Errorf("DELETE: %d", status)
 	}

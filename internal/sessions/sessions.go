@@ -9,12 +9,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/runner"
 )
 
@@ -82,13 +84,15 @@ func New(cfg Config, run *runner.Runner, log hclog.Logger) *Manager {
 	return m
 }
 
-// Create starts a session for key. ttl 0 means the default idle TTL; it is
-// capped by the maximum lifetime.
+// Create starts a session for key. ttl 0 means the default idle TTL; one
+// above the maximum lifetime is refused, as limits above a maximum are.
 func (m *Manager) Create(ctx context.Context, key string, spec runner.SessionSpec, ttl time.Duration) (Info, error) {
-	if ttl <= 0 {
-		ttl = m.cfg.IdleTTL
+	if ttl > m.cfg.MaxLifetime {
+		return Info{}, &policy.LimitError{Field: "ttl_s", Msg: fmt.Sprintf("%d is above the host's maximum session lifetime of %d (RUNHOST_SESSION_MAX_LIFETIME_S)", int64(ttl.Seconds()), int64(m.cfg.MaxLifetime.Seconds()))}
 	}
-	ttl = min(ttl, m.cfg.MaxLifetime)
+	if ttl <= 0 {
+		ttl = min(m.cfg.IdleTTL, m.cfg.MaxLifetime)
+	}
 	m.mu.Lock()
 	if len(m.sessions) >= m.cfg.MaxTotal {
 		m.mu.Unlock()
@@ -134,6 +138,26 @@ func (m *Manager) Get(key, id string) (Info, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.info(), nil
+}
+
+// List describes key's sessions, oldest first.
+func (m *Manager) List(key string) []Info {
+	m.mu.Lock()
+	var mine []*session
+	for _, s := range m.sessions {
+		if s.key == key && s.sess != nil {
+			mine = append(mine, s)
+		}
+	}
+	m.mu.Unlock()
+	out := make([]Info, 0, len(mine))
+	for _, s := range mine {
+		s.mu.Lock()
+		out = append(out, s.info())
+		s.mu.Unlock()
+	}
+	slices.SortFunc(out, func(a, b Info) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out
 }
 
 // Delete ends key's session id.
