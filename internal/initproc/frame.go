@@ -59,6 +59,10 @@ type Header struct {
 	// stderr passes this many bytes: init kills every process of the run
 	// and reports OutputLimitExceeded. Nothing past the limit is framed.
 	OutputLimit int64 `json:"output_limit,omitempty"`
+	// Kernel starts the session's resident interpreter (see kernel.go);
+	// Cell sends it a cell, whose code is the StdinSize bytes of stdin.
+	Kernel *Kernel `json:"kernel,omitempty"`
+	Cell   bool    `json:"cell,omitempty"`
 }
 
 // Output frames. init never gives the program the container's stdout: it
@@ -87,6 +91,11 @@ type Exit struct {
 	OutputLimitExceeded bool `json:"output_limit_exceeded,omitempty"`
 	// Cancelled: the host cancelled the run (its caller went away).
 	Cancelled bool `json:"cancelled,omitempty"`
+	// Restarted: a cell's interpreter had to be started again (it did not
+	// stop when interrupted, or it died); its state is lost.
+	Restarted bool `json:"restarted,omitempty"`
+	// CellError is the exception a cell raised.
+	CellError *CellError `json:"cell_error,omitempty"`
 	// Error is init's own failure (bad frame, command not found).
 	Error string `json:"error,omitempty"`
 }

@@ -74,6 +74,8 @@ func serveSession(first Header, stdin io.Reader, out *frameWriter, r *reaper) {
 	go readSession(first, stdin, msgs)
 	var queue []sessionMessage // read while an earlier run went
 	ended := false             // stdin is closed: serve the queue, then stop
+	var k *kernel              // the resident interpreter, in an interpreter session
+	defer func() { k.close() }()
 	for {
 		var m sessionMessage
 		switch {
@@ -118,7 +120,19 @@ func serveSession(first Header, stdin io.Reader, out *frameWriter, r *reaper) {
 				}
 			}
 		}()
-		ex := runOne(*m.run, bytes.NewReader(m.body), nil, cancel, out, r)
+		var ex Exit
+		switch h := *m.run; {
+		case h.Kernel != nil && k == nil:
+			k, ex = startKernel(h, bytes.NewReader(m.body), out, r)
+		case h.Kernel != nil:
+			ex = Exit{Code: ExitSetupFailed, Error: "the session's interpreter is already running"}
+		case h.Cell && k == nil:
+			ex = Exit{Code: ExitSetupFailed, Error: "a cell, but no interpreter was started"}
+		case h.Cell:
+			ex = k.cell(h, bytes.NewReader(m.body), cancel)
+		default:
+			ex = runOne(h, bytes.NewReader(m.body), nil, cancel, out, r)
+		}
 		close(stop)
 		<-watched
 		if err := out.exit(ex); err != nil {
