@@ -205,15 +205,21 @@ func (s *Store) openNamespaceOf(ref Ref, create bool) (int, string, error) {
 		return -1, "", err
 	}
 	parts := strings.Split(ref.path, "/")
+	session := parts[len(parts)-1]
 	for _, part := range parts[:len(parts)-1] {
 		next, err := openNamespace(fd, part, create)
 		unix.Close(fd)
+		if errors.Is(err, ErrNotFound) {
+			// A key that has no namespace yet: said exactly as for a
+			// session that does not exist, in the caller's words.
+			return -1, "", fmt.Errorf("%q: %w", session, ErrNotFound)
+		}
 		if err != nil {
 			return -1, "", fmt.Errorf("workspace %s: %w", ref.Session, err)
 		}
 		fd = next
 	}
-	return fd, parts[len(parts)-1], nil
+	return fd, session, nil
 }
 
 // openSessionDir walks from the root to ref's session and on to dir (relative
