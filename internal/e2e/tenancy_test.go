@@ -256,7 +256,9 @@ func TestCachesAreOwnedPerKey(t *testing.T) {
 	}
 
 	// A Dockerfile no earlier test run built (built images outlive hosts).
-	build := map[string]any{"dockerfile": "# " + auth.NewKey() + "\nFROM runhost/shell:bookworm\nCMD [\"echo\", \"built\"]\n"}
+	// Its RUN step is where the engine's own layer cache would answer
+	// ("Using cache" in the log bob reads) if builds shared it.
+	build := map[string]any{"dockerfile": "FROM runhost/shell:bookworm\nRUN echo " + auth.NewKey() + " > /tmp/stamp\nCMD [\"echo\", \"built\"]\n"}
 	for i, tt := range []struct {
 		who    *host
 		cached bool
@@ -264,6 +266,9 @@ func TestCachesAreOwnedPerKey(t *testing.T) {
 		res := tt.who.run("dockerfile", build)
 		if res.Build == nil || res.Build.Cached != tt.cached || res.Stdout != "built\n" {
 			t.Fatalf("build %d: %+v, want cached %v", i, res.Build, tt.cached)
+		}
+		if !tt.cached && strings.Contains(res.Build.Log, "Using cache") {
+			t.Errorf("build %d reused layers of an earlier build (an oracle of what another key built):\n%s", i, res.Build.Log)
 		}
 	}
 }
