@@ -315,10 +315,11 @@ func TestCacheKeysAreOwned(t *testing.T) {
 		return b.Key
 	}
 	for name, key := range map[string]func(string) string{"install": install, "build": build} {
-		if key("alice") != key("alice") {
+		alice, again, bob, none := key("alice"), key("alice"), key("bob"), key("")
+		if alice != again {
 			t.Errorf("%s: one owner's same content gets two keys", name)
 		}
-		if key("alice") == key("bob") || key("alice") == key("") {
+		if alice == bob || alice == none {
 			t.Errorf("%s: two owners share a key", name)
 		}
 	}
