@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,10 +35,15 @@ Commands:
              does, check its description, run every version's self-test on
              the engine and check its answers against the host policy; exits
              non-zero if anything fails
-  api-key [name]
-             make a new API key and print it (it is shown once). Its hash is
-             appended to RUNHOST_API_KEYS_FILE when that is set, else printed
-             for you to store
+  api-key [name [option ...]]
+             make a new API key and print it (it is shown once). Its line
+             ("name sha256-hex [option ...]") is appended to
+             RUNHOST_API_KEYS_FILE when that is set, else printed for you to
+             store. name: 1-64 letters, digits, '.', '-' and '_', starting
+             with a letter or digit. Options:
+               operator                   may call /admin/*, /metrics, /plugins
+               workspaces=NAME[,NAME...]  reaches these shared workspaces
+               workspaces=*               reaches every shared workspace
 
 Configuration comes from environment variables; see README.md.
 `
@@ -50,12 +56,10 @@ func main() {
 		os.Exit(selftest())
 	case len(os.Args) == 4 && os.Args[1] == "plugin" && os.Args[2] == "check":
 		os.Exit(pluginCheck(os.Args[3]))
-	case len(os.Args) <= 3 && os.Args[1] == "api-key":
-		name := ""
-		if len(os.Args) == 3 {
-			name = os.Args[2]
-		}
-		os.Exit(apiKey(name))
+	case os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help":
+		fmt.Print(usage)
+	case os.Args[1] == "api-key":
+		os.Exit(apiKey(os.Args[2:]))
 	default:
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
@@ -76,16 +80,26 @@ func pluginCheck(path string) int {
 	return 0
 }
 
-// apiKey makes a key, stores its hash (never the key) and prints the key.
-func apiKey(name string) int {
-	if strings.ContainsAny(name, " \t\n#") {
-		fmt.Fprintln(os.Stderr, "api-key: the name may not contain spaces or #")
-		return 2
+// apiKey makes a key, stores its hash (never the key) with its name and
+// options, and prints the key. args are [name [option ...]].
+func apiKey(args []string) int {
+	if slices.Contains(args, "-h") || slices.Contains(args, "--help") {
+		fmt.Print(usage)
+		return 0
+	}
+	name, options := "", []string(nil)
+	if len(args) > 0 {
+		name, options = args[0], args[1:]
+		if err := auth.CheckName(name); err != nil {
+			fmt.Fprintf(os.Stderr, "api-key: %v\n\n%s", err, usage)
+			return 2
+		}
 	}
 	key := auth.NewKey()
-	line := auth.Hash(key)
-	if name != "" {
-		line = name + " " + line
+	line, err := auth.Line(auth.Hash(key), name, options)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "api-key: %v\n\n%s", err, usage)
+		return 2
 	}
 	file := os.Getenv("RUNHOST_API_KEYS_FILE")
 	if file == "" {

@@ -11,11 +11,8 @@ import (
 	"github.com/runhost/runhost/internal/auth"
 )
 
-// keyIDContext is where the caller's key id is kept in the echo context.
-const keyIDContext = "runhost.key_id"
-
-// anonymous is the key id of callers of a host without keys.
-const anonymous = "anonymous"
+// callerContext is where the caller's identity is kept in the echo context.
+const callerContext = "runhost.caller"
 
 // openPaths need no key: probes must work without credentials.
 var openPaths = map[string]bool{"/healthz": true, "/readyz": true, "/openapi.json": true, "/": true}
@@ -31,8 +28,8 @@ func unauthorized(msg string) error {
 	return &apiError{status: http.StatusUnauthorized, code: "unauthorized", message: msg}
 }
 
-// authenticate checks the Bearer key and records its id for limits and logs.
-// The key itself is never stored or logged.
+// authenticate checks the Bearer key and records who the caller is, for
+// ownership, limits and logs. The key itself is never stored or logged.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		path := c.Request().URL.Path
@@ -46,7 +43,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 		}
 		if s.cfg.Keys == nil {
-			c.Set(keyIDContext, anonymous)
+			c.Set(callerContext, auth.Anonymous())
 			return next(c)
 		}
 		h := c.Request().Header.Get(echo.HeaderAuthorization)
@@ -61,15 +58,43 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		c.Set(keyIDContext, id)
+		c.Set(callerContext, id)
 		return next(c)
 	}
 }
 
-// keyID is the id of the caller's key ("anonymous" without keys).
+// caller is who sent the request: the identity of its key, or the
+// anonymous caller of a host without keys. A request that passed no
+// authentication (the open paths) has no identity: nothing it reaches
+// needs one, and it owns nothing.
+func caller(c echo.Context) auth.Identity {
+	id, _ := c.Get(callerContext).(auth.Identity)
+	return id
+}
+
+// keyID is the name of the caller's key ("anonymous" without keys).
 func keyID(c echo.Context) string {
-	if id, ok := c.Get(keyIDContext).(string); ok {
-		return id
+	if id := caller(c); id.Name != "" {
+		return id.Name
 	}
-	return anonymous
+	return auth.AnonymousName
+}
+
+// operatorRoute reports whether the route pattern (echo's c.Path(), known
+// once the router matched) is an operator route: /admin/*, /metrics,
+// /plugins. By route, not by URL, so no spelling of a URL slips past it.
+func operatorRoute(route string) bool {
+	return strings.HasPrefix(route, "/admin/") || route == "/metrics" || route == "/plugins"
+}
+
+// authorize refuses the operator routes to callers that are not operators:
+// a key needs the operator option in the keys file; the caller of a host
+// without keys operates it. It runs after authenticate.
+func authorize(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if operatorRoute(c.Path()) && !caller(c).Operator {
+			return &apiError{status: http.StatusForbidden, code: "forbidden", message: "this route is for operators: the key needs the operator option in the keys file"}
+		}
+		return next(c)
+	}
 }

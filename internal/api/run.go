@@ -150,6 +150,7 @@ func (s *Server) run(c echo.Context) (err error) {
 	if rreq, err = toRunnerRequest(c.Param("name"), req); err != nil {
 		return err
 	}
+	rreq.Caller = caller(c)
 	release, err := s.cfg.Admission.Acquire(c.Request().Context(), keyID(c))
 	if err != nil {
 		return err

@@ -58,6 +58,7 @@ func New(cfg Config, run *runner.Runner, reg *registry.Registry, ws *workspace.S
 	e.Use(middleware.Recover())
 	e.Use(s.logRequests)
 	e.Use(s.authenticate)
+	e.Use(authorize) // operator routes
 
 	e.GET("/healthz", s.healthz)
 	e.HEAD("/healthz", s.healthz)

@@ -53,6 +53,7 @@ func (s *Server) createSession(c echo.Context) error {
 	}
 	defer release()
 	info, err := s.sessions.Create(c.Request().Context(), keyID(c), runner.SessionSpec{
+		Caller:    caller(c),
 		Runtime:   req.Runtime,
 		Version:   req.Version,
 		Workspace: req.Workspace,
@@ -101,6 +102,7 @@ func (s *Server) runInSession(c echo.Context) (err error) {
 	if rreq, err = toRunnerRequest("", req); err != nil {
 		return err
 	}
+	rreq.Caller = caller(c)
 	release, err := s.cfg.Admission.Acquire(c.Request().Context(), keyID(c))
 	if err != nil {
 		return err

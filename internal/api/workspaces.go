@@ -12,15 +12,20 @@ import (
 	"github.com/runhost/runhost/internal/workspace"
 )
 
-// The files API: the shared workspace as the host sees it, with the same
-// path rules as runs and no symlink ever followed.
+// The files API: the workspace volume as the host sees it, with the same
+// path rules as runs and no symlink ever followed. {session} is a
+// workspace name, resolved for the caller (workspace.Store.Resolve): its
+// own, or a shared one it is granted; another key's name is the same 404 as
+// a name that does not exist.
 //
+//	GET    /workspaces                          the names the caller reaches
 //	PUT    /workspaces/{session}/files/{path}   raw body
 //	GET    /workspaces/{session}/files/{path}   download
 //	GET    /workspaces/{session}/files/?list    names, types, sizes, mtimes
 //	DELETE /workspaces/{session}/files/{path}
 //	DELETE /workspaces/{session}
 func (s *Server) workspaceRoutes() {
+	s.echo.GET("/workspaces", s.listWorkspaces)
 	g := s.echo.Group("/workspaces/:session")
 	g.PUT("/files/*", s.putFile)
 	g.GET("/files/*", s.getFile)
@@ -32,6 +37,28 @@ func (s *Server) workspaceRoutes() {
 type FileList struct {
 	Session string            `json:"session"`
 	Files   []workspace.Entry `json:"files"`
+}
+
+// WorkspaceList is the answer of GET /workspaces.
+type WorkspaceList struct {
+	Workspaces []workspace.Workspace `json:"workspaces"`
+}
+
+func (s *Server) listWorkspaces(c echo.Context) error {
+	names, err := s.workspaces.Names(caller(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, WorkspaceList{Workspaces: names})
+}
+
+// session resolves the {session} of the route for the caller.
+func (s *Server) session(c echo.Context) (workspace.Ref, error) {
+	name := c.Param("session")
+	if err := workspace.CheckSession(name); err != nil {
+		return workspace.Ref{}, err
+	}
+	return s.workspaces.Resolve(caller(c), name)
 }
 
 // filePath is the {path} part, unescaped once (echo leaves it escaped).
@@ -48,8 +75,12 @@ func (s *Server) putFile(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	ref, err := s.session(c)
+	if err != nil {
+		return err
+	}
 	body := http.MaxBytesReader(c.Response(), c.Request().Body, s.cfg.MaxBodyBytes)
-	n, err := s.workspaces.Put(c.Param("session"), p, body)
+	n, err := s.workspaces.Put(ref, p, body)
 	if err != nil {
 		return err
 	}
@@ -61,20 +92,24 @@ func (s *Server) getFile(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	ref, err := s.session(c)
+	if err != nil {
+		return err
+	}
 	if p == "" {
 		if _, ok := c.QueryParams()["list"]; !ok {
 			return badRequest("invalid_request", "name a file, or list the session with ?list")
 		}
-		list, err := s.workspaces.List(c.Param("session"))
+		list, err := s.workspaces.List(ref)
 		if err != nil {
 			return err
 		}
 		if list == nil {
 			list = []workspace.Entry{}
 		}
-		return c.JSON(http.StatusOK, FileList{Session: c.Param("session"), Files: list})
+		return c.JSON(http.StatusOK, FileList{Session: ref.Session, Files: list})
 	}
-	f, info, err := s.workspaces.Open(c.Param("session"), p)
+	f, info, err := s.workspaces.Open(ref, p)
 	if err != nil {
 		return err
 	}
@@ -92,14 +127,24 @@ func (s *Server) deleteFile(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.workspaces.Delete(c.Param("session"), p); err != nil {
+	ref, err := s.session(c)
+	if err != nil {
+		return err
+	}
+	if err := s.workspaces.Delete(ref, p); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
 }
 
+// deleteWorkspaceSession removes the caller's session; one that does not
+// exist (another key's included) is also a 204.
 func (s *Server) deleteWorkspaceSession(c echo.Context) error {
-	err := s.workspaces.DeleteSession(c.Param("session"))
+	ref, err := s.session(c)
+	if err != nil {
+		return err
+	}
+	err = s.workspaces.DeleteSession(ref)
 	if err != nil && !errors.Is(err, workspace.ErrNotFound) {
 		return err
 	}

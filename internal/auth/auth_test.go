@@ -4,51 +4,147 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
 
-func TestLoadAndCheck(t *testing.T) {
-	alice, bob := NewKey(), NewKey()
+func writeKeys(t *testing.T, content string) string {
+	t.Helper()
 	file := filepath.Join(t.TempDir(), "keys")
-	content := "# runhost keys\nalice " + Hash(alice) + "\n\n" + Hash(bob) + "\n"
 	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	k, err := Load(file)
+	return file
+}
+
+func TestLoadAndCheck(t *testing.T) {
+	alice, bob, carol, dave := NewKey(), NewKey(), NewKey(), NewKey()
+	content := "# runhost keys\nalice " + Hash(alice) + "\n\n" + Hash(bob) + "\n" +
+		"  carol " + Hash(carol) + " operator workspaces=proj,shared-1  \n" +
+		"backend.prod " + Hash(dave) + " workspaces=*\n"
+	k, err := Load(writeKeys(t, content))
 	if err != nil {
 		t.Fatal(err)
 	}
+	if k.Len() != 4 {
+		t.Errorf("Len = %d", k.Len())
+	}
 	tests := []struct {
-		key, id string
-		err     error
+		key  string
+		want Identity
+		err  error
 	}{
-		{alice, "alice", nil},
-		{bob, "key-" + Hash(bob)[:8], nil},
-		{"", "", ErrUnauthorized},
-		{"rh_wrong", "", ErrUnauthorized},
-		{Hash(alice), "", ErrUnauthorized}, // the stored hash is not a key
+		{alice, Identity{Name: "alice"}, nil},
+		{bob, Identity{Name: "key-" + Hash(bob)[:8]}, nil},
+		{carol, Identity{Name: "carol", Operator: true, Workspaces: []string{"proj", "shared-1"}}, nil},
+		{dave, Identity{Name: "backend.prod", AllWorkspaces: true}, nil},
+		{"", Identity{}, ErrUnauthorized},
+		{"rh_wrong", Identity{}, ErrUnauthorized},
+		{Hash(alice), Identity{}, ErrUnauthorized}, // the stored hash is not a key
 	}
 	for _, tt := range tests {
 		id, err := k.Check(tt.key)
-		if id != tt.id || !errors.Is(err, tt.err) {
-			t.Errorf("Check(%.10q) = %q, %v; want %q, %v", tt.key, id, err, tt.id, tt.err)
+		if !reflect.DeepEqual(id, tt.want) || !errors.Is(err, tt.err) {
+			t.Errorf("Check(%.10q) = %+v, %v; want %+v, %v", tt.key, id, err, tt.want, tt.err)
 		}
+	}
+	// A caller cannot change the stored grants through the returned identity.
+	id, _ := k.Check(carol)
+	id.Workspaces[0] = "other"
+	if again, _ := k.Check(carol); again.Workspaces[0] != "proj" {
+		t.Errorf("the stored identity changed: %+v", again)
 	}
 }
 
 func TestLoadRejects(t *testing.T) {
-	for name, content := range map[string]string{
-		"plain key":  "rh_abcdef\n",
-		"short hash": "abcd\n",
-		"empty":      "# nothing\n",
-		"three cols": "a b " + Hash("x") + "\n",
-	} {
-		file := filepath.Join(t.TempDir(), "keys")
-		_ = os.WriteFile(file, []byte(content), 0o600)
-		if _, err := Load(file); err == nil {
-			t.Errorf("%s: loaded", name)
+	h, h2 := Hash("x"), Hash("y")
+	tests := []struct {
+		name, content string
+		want          string // part of the error
+	}{
+		{"plain key", "rh_abcdef\n", ":1: "},
+		{"short hash", "abcd\n", "not a hex SHA-256"},
+		{"empty", "# nothing\n", "holds no keys"},
+		{"three cols", "a b " + h + "\n", "not a hex SHA-256"},
+		{"hash then option", h + " operator\n", "not a hex SHA-256"},
+		{"unknown option", "a " + h + " admin\n", `unknown option "admin"`},
+		{"option with a value it does not take", "a " + h + " operator=yes\n", "unknown option"},
+		{"workspaces without a value", "a " + h + " workspaces\n", "unknown option"},
+		{"empty workspaces", "a " + h + " workspaces=\n", "not a workspace name"},
+		{"bad workspace name", "a " + h + " workspaces=../x\n", "not a workspace name"},
+		{"hidden workspace name", "a " + h + " workspaces=.tenants\n", "not a workspace name"},
+		{"star among names", "a " + h + " workspaces=proj,*\n", "not a workspace name"},
+		{"workspace twice", "a " + h + " workspaces=p,p\n", "given twice"},
+		{"option twice", "a " + h + " operator operator\n", "given twice"},
+		{"name starting with -", "-a " + h + "\n", "key name"},
+		{"name --help", "--help " + h + "\n", "key name"},
+		{"hidden name", ".tenants " + h + "\n", "key name"},
+		{"name too long", strings.Repeat("n", 65) + " " + h + "\n", "key name"},
+		{"duplicate name", "a " + h + "\n# c\na " + h2 + "\n", `:3: the name "a" is already used on line 1`},
+		{"duplicate hash", "a " + h + "\nb " + h + "\n", ":2: the same key hash"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := writeKeys(t, tt.content)
+			_, err := Load(file)
+			if err == nil {
+				t.Fatal("loaded")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not say %q", err, tt.want)
+			}
+			if tt.name != "empty" && !strings.HasPrefix(err.Error(), file+":") {
+				t.Errorf("error %q does not name the file and line", err)
+			}
+		})
+	}
+}
+
+func TestLine(t *testing.T) {
+	h := Hash("k")
+	tests := []struct {
+		name    string
+		options []string
+		want    string // empty: refused
+	}{
+		{"", nil, h},
+		{"backend", nil, "backend " + h},
+		{"backend", []string{"workspaces=*", "operator"}, "backend " + h + " workspaces=* operator"},
+		{"", []string{"operator"}, ""},
+		{"--help", nil, ""},
+		{"-h", nil, ""},
+		{"a b", nil, ""},
+		{"a#b", nil, ""},
+		{"backend", []string{"root"}, ""},
+	}
+	for _, tt := range tests {
+		got, err := Line(h, tt.name, tt.options)
+		if got != tt.want || (err == nil) != (tt.want != "") {
+			t.Errorf("Line(%q, %q) = %q, %v; want %q", tt.name, tt.options, got, err, tt.want)
 		}
+	}
+}
+
+func TestIdentitySharedWorkspace(t *testing.T) {
+	tests := []struct {
+		id   Identity
+		name string
+		want bool
+	}{
+		{Anonymous(), "proj", true},
+		{Identity{Name: "a", AllWorkspaces: true}, "proj", true},
+		{Identity{Name: "a", Workspaces: []string{"proj"}}, "proj", true},
+		{Identity{Name: "a", Workspaces: []string{"proj"}}, "other", false},
+		{Identity{Name: "a"}, "proj", false},
+	}
+	for _, tt := range tests {
+		if got := tt.id.SharedWorkspace(tt.name); got != tt.want {
+			t.Errorf("%+v.SharedWorkspace(%q) = %v", tt.id, tt.name, got)
+		}
+	}
+	if a := Anonymous(); a.Name != AnonymousName || !a.Operator {
+		t.Errorf("Anonymous() = %+v: a host without keys has one tenant, who operates it", a)
 	}
 }
 

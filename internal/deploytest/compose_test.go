@@ -54,6 +54,7 @@ var envCases = []envCase{
 			"DIND_CPUS":          "8",
 			"DIND_MEMORY":        "16g",
 			"DOCKER_BUILDKIT":    "0",
+			"KEYS_HOST_DIR":      "/etc/runhost-keys",
 		},
 		wantWorkspaceDir: "/data/runhost-workspace",
 		wantDindCPUs:     8,
@@ -215,7 +216,23 @@ func TestBaseProject(t *testing.T) {
 				t.Errorf("runhost: DIND_WORKSPACE_PATH=%q is not absolute; the host refuses it", dir)
 			}
 			wantPorts(t, host, "127.0.0.1:8080->8080")
+			wantKeysMount(t, p, tc.env)
 		})
+	}
+}
+
+// wantKeysMount checks that runhost gets the keys directory (KEYS_HOST_DIR)
+// read-only at /etc/runhost/keys, where RUNHOST_API_KEYS_FILE points when
+// .env turns keys on (docs/setup.md, "Keys and tenancy").
+func wantKeysMount(t *testing.T, p *types.Project, env map[string]string) {
+	t.Helper()
+	m, ok := mountAt(service(t, p, "runhost"), "/etc/runhost/keys")
+	want := filepath.Join(repoRoot(t), "deploy", "keys")
+	if dir, set := env["KEYS_HOST_DIR"]; set {
+		want = dir
+	}
+	if !ok || m.Type != types.VolumeTypeBind || m.Source != want || !m.ReadOnly {
+		t.Errorf("runhost must mount %s read-only at /etc/runhost/keys; got %+v (present: %v)", want, m, ok)
 	}
 }
 
@@ -266,6 +283,9 @@ func TestDinDProject(t *testing.T) {
 					}
 				}
 			}
+		}},
+		{"the keys directory is mounted read-only", func(t *testing.T, p *types.Project, tc envCase) {
+			wantKeysMount(t, p, tc.env)
 		}},
 		{"published ports are loopback only", func(t *testing.T, p *types.Project, _ envCase) {
 			wantPorts(t, service(t, p, "runhost"), "127.0.0.1:8080->8080")

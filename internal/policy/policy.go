@@ -93,6 +93,10 @@ type Input struct {
 	// WorkspaceSource where the engine sees that session (the bind source).
 	Workspace       *workspace.Ref
 	WorkspaceSource string
+	// Owner is the caller's key name: what the run caches (installed
+	// dependencies, built images) is keyed by it, so one key never finds
+	// another key's entry (no cross-tenant oracle, no poisoning).
+	Owner string
 }
 
 // Limits on a spec's shape; a request is held to tighter ones at the API edge.
@@ -444,7 +448,7 @@ func (p *Policy) install(in Input, image string) (*executor.Install, error) {
 		Limits:     limits,
 		OCIRuntime: p.ociRuntime(in.Runtime),
 	}
-	inst.Key = contentKey("install", in.Runtime, in.Version.Version, image, strings.Join(spec.Command, "\x00"),
+	inst.Key = contentKey("install", in.Owner, in.Runtime, in.Version.Version, image, strings.Join(spec.Command, "\x00"),
 		strings.Join(env, "\x00"), spec.OutputDir, fmt.Sprint(egress), filesDigest(files))
 	return inst, nil
 }
@@ -497,7 +501,7 @@ func (p *Policy) Build(in Input) (executor.Build, error) {
 	}
 	m := p.maxima(in.Runtime)
 	return executor.Build{
-		Key:         contentKey("build", b.Dockerfile, strings.Join(args, "\x00"), filesDigest(files), fmt.Sprint(network)),
+		Key:         contentKey("build", in.Owner, b.Dockerfile, strings.Join(args, "\x00"), filesDigest(files), fmt.Sprint(network)),
 		Dockerfile:  []byte(b.Dockerfile),
 		Context:     files,
 		BuildArgs:   b.BuildArgs,

@@ -282,6 +282,49 @@ func TestBuild(t *testing.T) {
 	}
 }
 
+// Installed dependencies and built images are cached per owner: the same
+// content asked for by two keys gets two entries, so neither key can tell
+// whether the other asked for it, nor plant an entry the other would use.
+func TestCacheKeysAreOwned(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxContextBytes = 1 << 20
+	p := New(cfg)
+	install := func(owner string) string {
+		t.Helper()
+		job, err := p.Job(input(func(in *Input) {
+			in.Owner = owner
+			in.Capabilities = []shared.Capability{shared.CapPackages}
+			in.Spec.Install = &shared.Install{Command: []string{"pip", "install", "six"}, OutputDir: "/deps"}
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return job.Install.Key
+	}
+	build := func(owner string) string {
+		t.Helper()
+		b, err := p.Build(input(func(in *Input) {
+			in.Owner = owner
+			in.Capabilities = []shared.Capability{shared.CapDockerfile}
+			in.Spec.Image = ""
+			in.Spec.Build = &shared.Build{Dockerfile: "FROM x", Context: []shared.File{{Path: "a", Content: []byte("1")}}}
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.Key
+	}
+	for name, key := range map[string]func(string) string{"install": install, "build": build} {
+		alice, again, bob, none := key("alice"), key("alice"), key("bob"), key("")
+		if alice != again {
+			t.Errorf("%s: one owner's same content gets two keys", name)
+		}
+		if alice == bob || alice == none {
+			t.Errorf("%s: two owners share a key", name)
+		}
+	}
+}
+
 func TestGrants(t *testing.T) {
 	no := false
 	cfg := testConfig()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/runhost/runhost/internal/auth"
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/registry"
@@ -25,6 +26,10 @@ import (
 // Request is a run request as the host sees it, already decoded and checked
 // for shape at the edge.
 type Request struct {
+	// Caller is who asks: workspace names resolve in its namespaces, and
+	// what the run caches (installs, builds) is its own.
+	Caller auth.Identity
+
 	Runtime string // name or alias
 	Version string // exact, prefix or empty
 	Code    string
@@ -41,8 +46,8 @@ type Request struct {
 	Dockerfile string            // Dockerfile to build (dockerfile runtimes)
 	BuildArgs  map[string]string // its build arguments
 
-	Workspace   string // "session/sub/dir": run there, with the session mounted
-	ContextPath string // "session/sub/dir": the build context, from the workspace
+	Workspace   string // "name/sub/dir": run there, with the session mounted
+	ContextPath string // "name/sub/dir": the build context, from the workspace
 
 	// Output, when set, receives the run's output as it is produced.
 	Output func(executor.Stream, []byte)
@@ -115,7 +120,7 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	}
 	var ws *workspace.Ref
 	if req.Workspace != "" {
-		ref, err := workspace.ParseRef(req.Workspace)
+		ref, err := r.workspaces.Resolve(req.Caller, req.Workspace)
 		if err != nil {
 			return Result{}, fmt.Errorf("workspace: %w", err)
 		}
@@ -164,9 +169,10 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 		Stdin:          req.Stdin,
 		DeclaredImages: r.declaredImages(),
 		Workspace:      ws,
+		Owner:          req.Caller.Name,
 	}
 	if ws != nil {
-		in.WorkspaceSource = r.workspaces.MountSource(ws.Session)
+		in.WorkspaceSource = r.workspaces.MountSource(*ws)
 	}
 	out := Result{RunID: id, Runtime: desc.Name, Version: version.Version}
 	if spec.Build != nil {
@@ -208,7 +214,7 @@ func (r *Runner) checkOverwrite(ws workspace.Ref, sent, planned []shared.File) e
 			continue
 		}
 		p := path.Join(ws.Dir, f.Path)
-		exists, err := r.workspaces.Exists(ws.Session, p)
+		exists, err := r.workspaces.Exists(ws, f.Path)
 		if err != nil {
 			return fmt.Errorf("workspace %s: %w", ws, err)
 		}
@@ -227,7 +233,7 @@ func (r *Runner) contextFiles(d shared.Description, req Request) ([]shared.File,
 	if len(req.Files) > 0 {
 		return nil, shared.Invalidf("give the build context as files or as context_path, not both")
 	}
-	ref, err := workspace.ParseRef(req.ContextPath)
+	ref, err := r.workspaces.Resolve(req.Caller, req.ContextPath)
 	if err != nil {
 		return nil, fmt.Errorf("context_path: %w", err)
 	}

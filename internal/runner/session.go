@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/runhost/runhost/internal/auth"
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/workspace"
@@ -13,9 +14,10 @@ import (
 
 // SessionSpec is what a session is started with.
 type SessionSpec struct {
+	Caller    auth.Identity // who starts it: its workspace names resolve for it
 	Runtime   string
 	Version   string
-	Workspace string // "session/sub/dir", optional
+	Workspace string // "name/sub/dir", optional
 	Limits    policy.Requested
 	// Lifetime bounds how long the session's container may live (the
 	// sessions manager's maximum lifetime). A sweep treats a container as
@@ -56,14 +58,14 @@ func (r *Runner) StartSession(ctx context.Context, spec SessionSpec) (executor.S
 	}
 	base := SessionBase{Runtime: desc.Name, Version: version, Caps: desc.Capabilities, Limits: spec.Limits, Written: map[string]bool{}}
 	if spec.Workspace != "" {
-		ref, err := workspace.ParseRef(spec.Workspace)
+		ref, err := r.workspaces.Resolve(spec.Caller, spec.Workspace)
 		if err != nil {
 			return nil, SessionBase{}, fmt.Errorf("workspace: %w", err)
 		}
 		if err := r.workspaces.EnsureDir(ref); err != nil {
 			return nil, SessionBase{}, fmt.Errorf("workspace %s: %w", ref, err)
 		}
-		base.Workspace, base.Source = &ref, r.workspaces.MountSource(ref.Session)
+		base.Workspace, base.Source = &ref, r.workspaces.MountSource(ref)
 	}
 	// The container is decided like a run's, from a spec that only names
 	// the version's image.

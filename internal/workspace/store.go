@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/runhost/runhost/internal/auth"
 	"github.com/runhost/runhost/internal/pathguard"
 )
 
@@ -42,11 +43,38 @@ func NewStore(cfg Config) *Store {
 // Enabled reports whether workspaces are configured.
 func (s *Store) Enabled() bool { return s != nil && s.cfg.Root != "" }
 
-// MountSource is the session directory as the engine sees it: the source
+// errUnresolved is a Ref that did not come from Resolve: a bug, never a
+// request's fault.
+var errUnresolved = errors.New("workspace ref used without Store.Resolve (no owner check)")
+
+// Resolve is the one place that decides whose a workspace name is. ref is a
+// request's "name" or "name/sub/dir". A name id is granted (every name for
+// workspaces=* and for the caller of a host without keys) is in the shared
+// namespace, <root>/<name>; any other name is in id's private namespace,
+// <root>/.tenants/<key>/<name>, which no other key reaches. So another key's
+// name behaves exactly like a name that does not exist: the same errors, and
+// creating it makes the caller's own. Resolve touches no file.
+func (s *Store) Resolve(id auth.Identity, ref string) (Ref, error) {
+	r, err := ParseRef(ref)
+	if err != nil {
+		return Ref{}, err
+	}
+	if id.SharedWorkspace(r.Session) {
+		r.path = r.Session
+		return r, nil
+	}
+	if err := auth.CheckName(id.Name); err != nil {
+		return Ref{}, fmt.Errorf("workspace %s: the caller has no private namespace: %w", r.Session, err)
+	}
+	r.path = TenantsDir + "/" + id.Name + "/" + r.Session
+	return r, nil
+}
+
+// MountSource is ref's session directory as the engine sees it: the source
 // of the bind mount. It is never a path of the host's own filesystem
 // unless host and engine share one.
-func (s *Store) MountSource(session string) string {
-	return path.Join(s.cfg.DaemonDir, session)
+func (s *Store) MountSource(ref Ref) string {
+	return path.Join(s.cfg.DaemonDir, ref.path)
 }
 
 // Entry is one file or directory in a listing.
@@ -63,12 +91,12 @@ type File struct {
 	Content []byte
 }
 
-func (s *Store) lock(session string) func() {
+func (s *Store) lock(ref Ref) func() {
 	s.mu.Lock()
-	l, ok := s.locks[session]
+	l, ok := s.locks[ref.path]
 	if !ok {
 		l = &sync.Mutex{}
-		s.locks[session] = l
+		s.locks[ref.path] = l
 	}
 	s.mu.Unlock()
 	l.Lock()
@@ -89,7 +117,7 @@ func (s *Store) openRoot() (int, error) {
 
 // EnsureDir creates ref's directory (and its session) if needed.
 func (s *Store) EnsureDir(ref Ref) error {
-	dir, err := s.openSessionDir(ref.Session, ref.Dir, true)
+	dir, err := s.openSessionDir(ref, ref.Dir, true)
 	if err != nil {
 		return err
 	}
@@ -111,6 +139,24 @@ func (s *Store) openDir(dirfd int, name string, create bool) (int, error) {
 		if err == nil {
 			s.own(fd)
 		}
+	}
+	return fd, classify(name, err)
+}
+
+// openNamespace opens (and with create, makes) a directory that holds
+// sessions: .tenants or a key's directory in it. They belong to the host,
+// not to the run user, and only the host may enter them: runs mount
+// session directories, never these.
+func openNamespace(dirfd int, name string, create bool) (int, error) {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) && create {
+		if err := unix.Mkdirat(dirfd, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return -1, fmt.Errorf("create %s: %w", name, err)
+		}
+		fd, err = unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	}
+	if errors.Is(err, unix.ENOTDIR) && isSymlink(dirfd, name) {
+		return -1, fmt.Errorf("%q: %w", name, ErrSymlink)
 	}
 	return fd, classify(name, err)
 }
@@ -144,23 +190,53 @@ func classify(name string, err error) error {
 	return fmt.Errorf("%q: %w", name, err)
 }
 
-// openSessionDir walks from the root to session/dir, one directory at a
-// time, never following a symlink. The caller closes the result.
-func (s *Store) openSessionDir(session, dir string, create bool) (int, error) {
-	if err := CheckSession(session); err != nil {
-		return -1, err
+// openNamespaceOf opens the directory that holds ref's session (the root,
+// or the key's directory in .tenants), and returns it with the session's
+// name in it.
+func (s *Store) openNamespaceOf(ref Ref, create bool) (int, string, error) {
+	if ref.path == "" {
+		return -1, "", errUnresolved
 	}
+	if err := CheckSessionPath(ref.path); err != nil {
+		return -1, "", err
+	}
+	fd, err := s.openRoot()
+	if err != nil {
+		return -1, "", err
+	}
+	parts := strings.Split(ref.path, "/")
+	session := parts[len(parts)-1]
+	for _, part := range parts[:len(parts)-1] {
+		next, err := openNamespace(fd, part, create)
+		unix.Close(fd)
+		if errors.Is(err, ErrNotFound) {
+			// A key that has no namespace yet: said exactly as for a
+			// session that does not exist, in the caller's words.
+			return -1, "", fmt.Errorf("%q: %w", session, ErrNotFound)
+		}
+		if err != nil {
+			return -1, "", fmt.Errorf("workspace %s: %w", ref.Session, err)
+		}
+		fd = next
+	}
+	return fd, session, nil
+}
+
+// openSessionDir walks from the root to ref's session and on to dir (relative
+// to the session), one directory at a time, never following a symlink.
+// The caller closes the result.
+func (s *Store) openSessionDir(ref Ref, dir string, create bool) (int, error) {
 	if dir != "" {
 		if err := pathguard.Check(dir); err != nil {
 			return -1, err
 		}
 	}
-	root, err := s.openRoot()
+	ns, session, err := s.openNamespaceOf(ref, create)
 	if err != nil {
 		return -1, err
 	}
-	fd, err := s.openDir(root, session, create)
-	unix.Close(root)
+	fd, err := s.openDir(ns, session, create)
+	unix.Close(ns)
 	if err != nil {
 		return -1, err
 	}
@@ -178,20 +254,21 @@ func (s *Store) openSessionDir(session, dir string, create bool) (int, error) {
 	return fd, nil
 }
 
-// parent opens the directory holding p in session, and returns it with p's
-// last component.
-func (s *Store) parent(session, p string, create bool) (int, string, error) {
+// parent opens the directory holding p (relative to ref's directory), and
+// returns it with p's last component.
+func (s *Store) parent(ref Ref, p string, create bool) (int, string, error) {
 	if err := pathguard.Check(p); err != nil {
 		return -1, "", err
 	}
-	dir, name := path.Split(p)
-	fd, err := s.openSessionDir(session, strings.TrimSuffix(dir, "/"), create)
+	dir, name := path.Split(path.Join(ref.Dir, p))
+	fd, err := s.openSessionDir(ref, strings.TrimSuffix(dir, "/"), create)
 	return fd, name, err
 }
 
-// Open opens a regular file for reading. The caller closes it.
-func (s *Store) Open(session, p string) (*os.File, os.FileInfo, error) {
-	dirfd, name, err := s.parent(session, p, false)
+// Open opens the regular file p (relative to ref's directory) for reading.
+// The caller closes it.
+func (s *Store) Open(ref Ref, p string) (*os.File, os.FileInfo, error) {
+	dirfd, name, err := s.parent(ref, p, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -222,18 +299,19 @@ func (s *Store) Open(session, p string) (*os.File, os.FileInfo, error) {
 	return f, info, nil
 }
 
-// Put writes r (at most size bytes when size >= 0) to p, creating parent
-// directories. The file is written beside its destination and renamed over
-// it, so a symlink at p is replaced, never written through.
-func (s *Store) Put(session, p string, r io.Reader) (int64, error) {
-	defer s.lock(session)()
-	dirfd, name, err := s.parent(session, p, true)
+// Put writes r to p (relative to ref's directory), creating parent
+// directories, within the file size cap and the session's quota. The file
+// is written beside its destination and renamed over it, so a symlink at p
+// is replaced, never written through.
+func (s *Store) Put(ref Ref, p string, r io.Reader) (int64, error) {
+	defer s.lock(ref)()
+	dirfd, name, err := s.parent(ref, p, true)
 	if err != nil {
 		return 0, err
 	}
 	defer unix.Close(dirfd)
 
-	used, err := s.usage(session)
+	used, err := s.usage(ref)
 	if err != nil {
 		return 0, err
 	}
@@ -277,9 +355,10 @@ func (s *Store) Put(session, p string, r io.Reader) (int64, error) {
 	return n, nil
 }
 
-// Exists reports whether p exists in session (a symlink counts, unfollowed).
-func (s *Store) Exists(session, p string) (bool, error) {
-	dirfd, name, err := s.parent(session, p, false)
+// Exists reports whether p exists in ref's directory (a symlink counts,
+// unfollowed).
+func (s *Store) Exists(ref Ref, p string) (bool, error) {
+	dirfd, name, err := s.parent(ref, p, false)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
@@ -295,9 +374,10 @@ func (s *Store) Exists(session, p string) (bool, error) {
 	return err == nil, classify(p, err)
 }
 
-// Delete removes p (a file, a symlink itself, or a directory tree).
-func (s *Store) Delete(session, p string) error {
-	dirfd, name, err := s.parent(session, p, false)
+// Delete removes p in ref's directory (a file, a symlink itself, or a
+// directory tree).
+func (s *Store) Delete(ref Ref, p string) error {
+	dirfd, name, err := s.parent(ref, p, false)
 	if err != nil {
 		return err
 	}
@@ -305,17 +385,15 @@ func (s *Store) Delete(session, p string) error {
 	return removeAt(dirfd, name)
 }
 
-// DeleteSession removes a whole session directory.
-func (s *Store) DeleteSession(session string) error {
-	if err := CheckSession(session); err != nil {
-		return err
-	}
-	root, err := s.openRoot()
+// DeleteSession removes ref's whole session directory (ref.Dir is not
+// looked at).
+func (s *Store) DeleteSession(ref Ref) error {
+	ns, session, err := s.openNamespaceOf(ref, false)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(root)
-	return removeAt(root, session)
+	defer unix.Close(ns)
+	return removeAt(ns, session)
 }
 
 // removeAt removes name in dirfd and, for a directory, everything below it,
@@ -348,10 +426,10 @@ func removeAt(dirfd int, name string) error {
 	return unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR)
 }
 
-// List returns every entry of a session, sorted by path. Symlinks are
-// listed as such and not followed.
-func (s *Store) List(session string) ([]Entry, error) {
-	fd, err := s.openSessionDir(session, "", false)
+// List returns every entry below ref's directory, sorted by path.
+// Symlinks are listed as such and not followed.
+func (s *Store) List(ref Ref) ([]Entry, error) {
+	fd, err := s.openSessionDir(ref, ref.Dir, false)
 	if err != nil {
 		return nil, err
 	}
@@ -362,9 +440,9 @@ func (s *Store) List(session string) ([]Entry, error) {
 	return out, err
 }
 
-// usage is the bytes of regular files in a session.
-func (s *Store) usage(session string) (int64, error) {
-	fd, err := s.openSessionDir(session, "", false)
+// usage is the bytes of regular files in ref's session.
+func (s *Store) usage(ref Ref) (int64, error) {
+	fd, err := s.openSessionDir(ref, "", false)
 	if err != nil {
 		return 0, err
 	}
@@ -382,7 +460,7 @@ func (s *Store) usage(session string) (int64, error) {
 // ReadTree reads every file under ref's directory (a build context), at most
 // maxBytes in all. A symlink, FIFO or device anywhere in it is refused.
 func (s *Store) ReadTree(ref Ref, maxBytes int64) ([]File, error) {
-	fd, err := s.openSessionDir(ref.Session, ref.Dir, false)
+	fd, err := s.openSessionDir(ref, ref.Dir, false)
 	if err != nil {
 		return nil, err
 	}
@@ -468,4 +546,81 @@ func walk(dirfd int, prefix string, fn func(Entry, int) error) error {
 		}
 	}
 	return nil
+}
+
+// Workspace is one workspace name a caller reaches.
+type Workspace struct {
+	Name   string `json:"name"`
+	Shared bool   `json:"shared"` // in the shared namespace (a grant), else the caller's own
+}
+
+// Names lists the workspaces id reaches, sorted by name: the names of its
+// private namespace, and the names of the shared namespace it is granted
+// that exist. Exactly the names Resolve would lead id to.
+func (s *Store) Names(id auth.Identity) ([]Workspace, error) {
+	root, err := s.openRoot()
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(root)
+	out := []Workspace{}
+	shared, err := sessionsIn(root)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range shared {
+		if id.SharedWorkspace(name) {
+			out = append(out, Workspace{Name: name, Shared: true})
+		}
+	}
+	if auth.CheckName(id.Name) == nil && !id.AllWorkspaces {
+		ns, err := openNamespace(root, TenantsDir, false)
+		if err == nil {
+			own, oerr := openNamespace(ns, id.Name, false)
+			unix.Close(ns)
+			ns, err = own, oerr
+		}
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			private, err := sessionsIn(ns)
+			unix.Close(ns)
+			if err != nil {
+				return nil, err
+			}
+			for _, name := range private {
+				if !id.SharedWorkspace(name) { // a grant added later hides it
+					out = append(out, Workspace{Name: name})
+				}
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// sessionsIn lists the session directories in dirfd: real directories with
+// workspace names (symlinks and other files are not sessions).
+func sessionsIn(dirfd int) ([]string, error) {
+	dup, err := unix.Dup(dirfd)
+	if err != nil {
+		return nil, err
+	}
+	d := os.NewFile(uintptr(dup), "")
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, name := range names {
+		var st unix.Stat_t
+		if CheckSession(name) != nil || unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
+		out = append(out, name)
+	}
+	return out, nil
 }

@@ -8,13 +8,23 @@
 // the path is refused, never followed, and a directory swapped for a
 // symlink while a request is in flight cannot redirect it, because each step
 // holds the directory it already opened. Only regular files are read.
+//
+// Every workspace name has an owner, recorded by where it lives on the
+// volume, so a restarted host and every replica agree without a database:
+//
+//	<root>/<name>                  the shared namespace: keys granted the name
+//	                               (workspaces=NAME or *), and the caller of a
+//	                               host without keys
+//	<root>/.tenants/<key>/<name>   key <key>'s private namespace: only that key
+//
+// Store.Resolve is the one place that decides which; every Store method
+// takes the Ref it returns.
 package workspace
 
 import (
 	"errors"
 	"fmt"
 	"path"
-	"regexp"
 	"strings"
 
 	"github.com/runhost/runhost/internal/pathguard"
@@ -38,24 +48,34 @@ var (
 	ErrExists        = errors.New("file exists")
 )
 
-var sessionPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
-
-// CheckSession reports whether id is a valid session id: 1 to 64 letters,
-// digits, '-' and '_', not starting with '-' or '_'.
+// CheckSession reports whether id is a valid workspace name: 1 to 64
+// letters, digits, '-' and '_', not starting with '-' or '_'.
 func CheckSession(id string) error {
-	if !sessionPattern.MatchString(id) {
+	if !pathguard.IsWorkspaceName(id) {
 		return fmt.Errorf("%w %q: want 1-64 letters, digits, - and _, starting with a letter or digit", ErrBadSession, id)
 	}
 	return nil
 }
 
-// Ref names a directory in a session: "session" or "session/sub/dir".
+// Ref names a directory in a workspace: "name" or "name/sub/dir" as the
+// caller wrote it, and — once Store.Resolve has decided whose it is — where
+// that name lives on the volume. Store methods refuse a Ref that was not
+// resolved, so no route can reach a name without the owner check.
 type Ref struct {
-	Session string
+	Session string // the name as the caller wrote it: responses, /workspaces/<name> in runs
 	Dir     string // relative to the session; empty for the session itself
+
+	// path is the session directory relative to the root: "<name>" in the
+	// shared namespace, ".tenants/<key>/<name>" in a key's private one.
+	path string
 }
 
-// ParseRef parses a request's workspace or context_path.
+// TenantsDir holds the private namespaces, one directory per key. It can
+// never be a workspace name (names start with a letter or digit).
+const TenantsDir = ".tenants"
+
+// ParseRef parses a request's workspace or context_path. The result names
+// no namespace yet: Store.Resolve makes it usable.
 func ParseRef(s string) (Ref, error) {
 	session, dir, _ := strings.Cut(s, "/")
 	if err := CheckSession(session); err != nil {
@@ -77,7 +97,29 @@ func (r Ref) String() string {
 	return r.Session + "/" + r.Dir
 }
 
-// InContainer is the ref's directory as a run sees it.
+// InContainer is the ref's directory as a run sees it: always under the
+// name the caller used, whichever namespace holds it.
 func (r Ref) InContainer() string {
 	return path.Join(MountPoint, r.Session, r.Dir)
+}
+
+// Shared reports whether the ref resolved to the shared namespace.
+func (r Ref) Shared() bool { return r.path != "" && r.path == r.Session }
+
+// SessionPath is the session directory relative to the workspace root
+// ("<name>" or ".tenants/<key>/<name>"); empty for an unresolved ref.
+func (r Ref) SessionPath() string { return r.path }
+
+// CheckSessionPath reports whether rel is a session directory relative to
+// the workspace root as Resolve makes them: "<name>" or
+// ".tenants/<key>/<name>". Executors that mount by sub-path use it.
+func CheckSessionPath(rel string) error {
+	parts := strings.Split(rel, "/")
+	switch {
+	case len(parts) == 1 && pathguard.IsWorkspaceName(parts[0]):
+		return nil
+	case len(parts) == 3 && parts[0] == TenantsDir && pathguard.IsKeyName(parts[1]) && pathguard.IsWorkspaceName(parts[2]):
+		return nil
+	}
+	return fmt.Errorf("%w: %q is not a session directory (<name> or %s/<key>/<name>)", ErrBadSession, rel, TenantsDir)
 }

@@ -185,7 +185,10 @@ class RunhostClient:
         return self._json("GET", "/runtimes/" + _quote_segment(name))
 
     def plugins(self) -> List[Dict[str, Any]]:
-        """``GET /plugins``: every file in the plugin directory and its state."""
+        """``GET /plugins``: every file in the plugin directory and its state.
+
+        An operator route: with keys, the key needs the ``operator`` option
+        (others get 403 ``forbidden``)."""
         return self._json("GET", "/plugins")
 
     def healthy(self) -> bool:

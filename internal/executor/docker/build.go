@@ -153,6 +153,11 @@ func (e *Executor) build(ctx context.Context, b executor.Build, ref string) (exe
 		Dockerfile:  dockerfileName,
 		Remove:      true,
 		ForceRemove: true,
+		// The engine's layer cache is keyed by instruction and parent, not
+		// by owner: another key's identical steps would answer "Using cache"
+		// (an oracle of what it built) and hand over its layers. Whole
+		// images are reused per owner and content (the tag), never layers.
+		NoCache:     true,
 		NetworkMode: network,
 		Memory:      b.MemoryBytes,
 		MemorySwap:  b.MemoryBytes,

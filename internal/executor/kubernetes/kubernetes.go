@@ -30,6 +30,7 @@ import (
 	"github.com/runhost/runhost/internal/executor/depcache"
 	"github.com/runhost/runhost/internal/executor/frames"
 	"github.com/runhost/runhost/internal/executor/warmpool"
+	"github.com/runhost/runhost/internal/workspace"
 )
 
 // Labels and annotations on run pods.
@@ -63,24 +64,26 @@ type Config struct {
 	Logger       hclog.Logger
 }
 
-// WorkspaceVolume is the shared workspace as run pods see it: a
+// WorkspaceVolume is the workspace volume as run pods see it: a
 // PersistentVolumeClaim in the run namespace holding the same volume the
 // host sees at RUNHOST_WORKSPACE_ROOT. A job's workspace mount source
-// (Root/<session>) becomes that claim mounted with subPath <session>.
+// (Root/<session directory>) becomes that claim mounted with that subPath.
 type WorkspaceVolume struct {
 	Claim string // empty: workspaces are not supported
 	Root  string // the mount sources' prefix (DIND_WORKSPACE_PATH)
 }
 
-// subPath turns a mount source into the claim's sub-directory: exactly one
-// path segment below Root (a session id), nothing else.
+// subPath turns a mount source into the claim's sub-directory: a session
+// directory exactly as the workspace store resolves them — <name> in the
+// shared namespace or .tenants/<key>/<name> in a key's private one —
+// nothing below a session and nothing else.
 func (w WorkspaceVolume) subPath(source string) (string, error) {
 	if w.Claim == "" {
 		return "", fmt.Errorf("%w: workspaces (set RUNHOST_K8S_WORKSPACE_CLAIM)", ErrUnsupported)
 	}
 	rel, ok := strings.CutPrefix(source, strings.TrimSuffix(w.Root, "/")+"/")
-	if !ok || rel == "" || rel == "." || rel == ".." || strings.ContainsAny(rel, "/\\\x00") {
-		return "", fmt.Errorf("workspace mount %q is not one directory below %q", source, w.Root)
+	if !ok || workspace.CheckSessionPath(rel) != nil {
+		return "", fmt.Errorf("workspace mount %q is not a session directory below %q", source, w.Root)
 	}
 	return rel, nil
 }

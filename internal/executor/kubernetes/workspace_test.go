@@ -14,7 +14,15 @@ func TestWorkspaceSubPath(t *testing.T) {
 		ok           bool
 	}{
 		{"/workspaces/s1", "s1", true},
-		{"/workspaces/a-b_c.9", "a-b_c.9", true},
+		{"/workspaces/a-b_c9", "a-b_c9", true},
+		{"/workspaces/.tenants/alice/proj", ".tenants/alice/proj", true}, // a key's private namespace
+		{"/workspaces/.tenants/team.a/p-1", ".tenants/team.a/p-1", true},
+		{"/workspaces/.tenants/alice", "", false}, // a whole namespace, not a session
+		{"/workspaces/.tenants", "", false},
+		{"/workspaces/.tenants/alice/proj/sub", "", false},
+		{"/workspaces/.tenants/../proj", "", false},
+		{"/workspaces/other/alice/proj", "", false},
+		{"/workspaces/a.b", "", false},    // not a name the store makes
 		{"/workspaces/s1/sub", "", false}, // below the session: a run could swap it for a symlink
 		{"/workspaces/..", "", false},
 		{"/workspaces/.", "", false},
@@ -66,5 +74,22 @@ func TestPodMountsTheWorkspaceSessionOnly(t *testing.T) {
 		if m.Name == "workspace" {
 			t.Error("the init container mounts the workspace")
 		}
+	}
+
+	// A key's private session: the pod mounts it by its on-disk path, at
+	// the name the caller used.
+	job.Workspace = &executor.Mount{Source: "/workspaces/.tenants/alice/proj", Target: "/workspaces/proj"}
+	pod, err = e.podFor(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found = false
+	for _, m := range pod.Spec.Containers[0].VolumeMounts {
+		if m.Name == "workspace" {
+			found = m.MountPath == "/workspaces/proj" && m.SubPath == ".tenants/alice/proj" && !m.ReadOnly
+		}
+	}
+	if !found {
+		t.Errorf("run container mounts %+v", pod.Spec.Containers[0].VolumeMounts)
 	}
 }
