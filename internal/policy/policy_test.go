@@ -49,6 +49,7 @@ func TestJobDefaults(t *testing.T) {
 	want := executor.Limits{
 		Timeout: 10 * time.Second, MemoryBytes: 256 << 20, NanoCPUs: 1e9,
 		Pids: 128, NoFile: 1024, FileSizeBytes: 64 << 20, TmpBytes: 64 << 20, RunDirBytes: 1 << 20, OutputBytes: 1 << 20,
+		StopAtOutputLimit: true,
 	}
 	if job.Limits != want {
 		t.Errorf("limits = %+v, want %+v", job.Limits, want)
