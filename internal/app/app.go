@@ -198,6 +198,13 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 	})
 	reg.OnRestart(met.PluginRestarted)
 	met.Plugins(reg.Names())
+	met.Runtimes(func(name string) (string, bool) {
+		p, err := reg.Lookup(name)
+		if err != nil {
+			return "", false
+		}
+		return p.Description().Name, true
+	})
 	sess := sessions.New(sessions.Config{
 		IdleTTL:     cfg.SessionIdleTTL,
 		MaxLifetime: cfg.SessionMaxLifetime,
