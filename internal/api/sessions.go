@@ -89,7 +89,7 @@ func (s *Server) runInSession(c echo.Context) (err error) {
 		return err
 	}
 	defer release()
-	res, err = s.answer(c, rreq, func(ctx context.Context, req runner.Request) (runner.Result, error) {
+	res, err = s.answer(c, rreq, release, func(ctx context.Context, req runner.Request) (runner.Result, error) {
 		return s.sessions.Run(ctx, keyID(c), c.Param("id"), req)
 	})
 	return err

@@ -41,6 +41,7 @@ func TestHostilePluginSpecsAreRefused(t *testing.T) {
 func TestLogsAuditAndMetrics(t *testing.T) {
 	h := startHost(t, "RUNHOST_PLUGIN_DIR="+pluginDirWith(t, "hostile"))
 	req, _ := http.NewRequest(http.MethodPost, h.URL+"/runtimes/hostile/run", strings.NewReader(`{"code":"other-image"}`))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
