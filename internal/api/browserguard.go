@@ -33,6 +33,7 @@ import (
 //     freely, are refused.
 type browserGuard struct {
 	checkHost    bool
+	laxRoutes    map[string]bool // routes that take text/plain from non-browsers
 	allowedHosts map[string]bool // lower case, no port
 	listenHost   string          // lower case, no port; "" when unknown
 	origins      map[string]bool // normalized (config.NormalizeOrigin)
@@ -50,6 +51,10 @@ type GuardConfig struct {
 	// AllowedHosts are Host names accepted besides loopback and the listen
 	// address (RUNHOST_ALLOWED_HOSTS); "*" turns the Host check off.
 	AllowedHosts []string
+	// PistonAllowTextPlain lets Piston's execute take text/plain (or no
+	// type) from requests without browser headers: the npm piston-client
+	// sends its JSON that way (RUNHOST_PISTON_ALLOW_TEXT_PLAIN).
+	PistonAllowTextPlain bool
 }
 
 // rawBodyRoutes take any bytes as their body: application/octet-stream
@@ -58,8 +63,15 @@ var rawBodyRoutes = map[string]bool{
 	http.MethodPut + " /workspaces/:session/files/*": true,
 }
 
+// pistonExecute is Piston's execute route, which may take text/plain
+// (GuardConfig.PistonAllowTextPlain).
+const pistonExecute = http.MethodPost + " /api/v2/execute"
+
 func newBrowserGuard(cfg GuardConfig) *browserGuard {
-	g := &browserGuard{allowedHosts: map[string]bool{}, origins: map[string]bool{}}
+	g := &browserGuard{allowedHosts: map[string]bool{}, origins: map[string]bool{}, laxRoutes: map[string]bool{}}
+	if cfg.PistonAllowTextPlain {
+		g.laxRoutes[pistonExecute] = true
+	}
 	listenHost, _, err := net.SplitHostPort(cfg.ListenAddr)
 	if err == nil {
 		g.listenHost = normalHost(listenHost)
@@ -105,7 +117,26 @@ func (g *browserGuard) check(r *http.Request, route string) error {
 	if isWebSocket(r) && r.Method == http.MethodGet {
 		return nil
 	}
+	if g.laxRoutes[r.Method+" "+route] && !fromBrowser(r) && plainOrNone(r) {
+		return nil
+	}
 	return checkContentType(r, rawBodyRoutes[r.Method+" "+route])
+}
+
+// fromBrowser: every browser in use sends Origin on a state-changing
+// request (null when it hides it), and Sec-Fetch-Site besides.
+func fromBrowser(r *http.Request) bool {
+	return r.Header.Get("Origin") != "" || r.Header.Get("Sec-Fetch-Site") != ""
+}
+
+// plainOrNone: a body sent as text/plain, or without a type.
+func plainOrNone(r *http.Request) bool {
+	ct := r.Header.Get(echo.HeaderContentType)
+	if ct == "" {
+		return true
+	}
+	media, _, err := mime.ParseMediaType(ct)
+	return err == nil && media == "text/plain"
 }
 
 // checkSite refuses a request a browser sent on behalf of another site.

@@ -37,6 +37,8 @@ type guardCase struct {
 
 var loopbackHost = GuardConfig{ListenAddr: "127.0.0.1:8080"}
 
+var laxPiston = GuardConfig{ListenAddr: "127.0.0.1:8080", PistonAllowTextPlain: true}
+
 func TestBrowserGuardContentTypes(t *testing.T) {
 	json := map[string]string{"Content-Type": "application/json"}
 	tests := []guardCase{
@@ -60,6 +62,14 @@ func TestBrowserGuardContentTypes(t *testing.T) {
 		{name: "upload without a type", method: http.MethodPut, route: filesRoute, body: "raw", status: 415, code: "unsupported_media_type"},
 		{name: "GET needs no type", method: http.MethodGet, route: "/runtimes", headers: map[string]string{"Content-Type": "text/plain"}, body: "x"},
 		{name: "PATCH is state-changing", method: http.MethodPatch, headers: map[string]string{"Content-Type": "text/plain"}, body: "x", status: 415, code: "unsupported_media_type"},
+		{name: "Piston execute as text/plain", route: "/api/v2/execute", headers: map[string]string{"Content-Type": "text/plain;charset=UTF-8"}, body: "{}", status: 415, code: "unsupported_media_type"},
+		{name: "lax Piston execute as text/plain", cfg: laxPiston, route: "/api/v2/execute", headers: map[string]string{"Content-Type": "text/plain;charset=UTF-8"}, body: "{}"},
+		{name: "lax Piston execute without a type", cfg: laxPiston, route: "/api/v2/execute", body: "{}"},
+		{name: "lax Piston execute with Node's fetch metadata", cfg: laxPiston, route: "/api/v2/execute", headers: map[string]string{"Content-Type": "text/plain", "Sec-Fetch-Mode": "cors"}, body: "{}"},
+		{name: "lax Piston execute as a form", cfg: laxPiston, route: "/api/v2/execute", headers: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, body: "a=b", status: 415, code: "unsupported_media_type"},
+		{name: "lax Piston execute from the host's page", cfg: laxPiston, route: "/api/v2/execute", headers: map[string]string{"Content-Type": "text/plain", "Origin": "http://127.0.0.1:8080", "Sec-Fetch-Site": "same-origin"}, body: "{}", status: 415, code: "unsupported_media_type"},
+		{name: "lax Piston execute from another site", cfg: laxPiston, route: "/api/v2/execute", headers: map[string]string{"Content-Type": "text/plain", "Origin": "http://evil.example"}, body: "{}", status: 403, code: "cross_site_request"},
+		{name: "lax Piston does not relax native runs", cfg: laxPiston, headers: map[string]string{"Content-Type": "text/plain"}, body: "{}", status: 415, code: "unsupported_media_type"},
 	}
 	runGuardCases(t, tests)
 }
@@ -259,6 +269,9 @@ func TestRawBodyRoutesExist(t *testing.T) {
 		if !served[route] {
 			t.Errorf("rawBodyRoutes names %s, which the server does not serve", route)
 		}
+	}
+	if !served[pistonExecute] {
+		t.Errorf("pistonExecute is %s, which the server does not serve", pistonExecute)
 	}
 }
 

@@ -176,6 +176,7 @@ func (s *Server) answer(c echo.Context, req runner.Request, release func(), run 
 	ctx, cancel := context.WithCancelCause(c.Request().Context())
 	defer cancel(nil)
 	stream := newEventStream(ctx, c, s.cfg.MaxStreamBufferBytes, cancel)
+	defer stream.out.Close() // finish closes it; this ends its writer on a panic too
 	req.Output = stream.output
 	res, err := run(ctx, req)
 	release()

@@ -50,6 +50,7 @@ func (s *Server) createSession(c echo.Context) error {
 		Workspace: req.Workspace,
 		Limits:    policy.Requested{MemoryBytes: req.MemoryMB << 20, CPUs: req.CPUs},
 	}, time.Duration(req.TTLS)*time.Second)
+	release() // the session is made: its answer is written without the slot
 	if err != nil {
 		return err
 	}

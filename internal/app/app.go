@@ -216,6 +216,7 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 		Guard: api.GuardConfig{
 			ListenAddr: cfg.Addr, HasKeys: keys != nil,
 			AllowedOrigins: cfg.AllowedOrigins, AllowedHosts: cfg.AllowedHosts,
+			PistonAllowTextPlain: cfg.PistonAllowTextPlain,
 		},
 		WriteTimeout:         cfg.WriteTimeout,
 		MaxStreamBufferBytes: int(cfg.MaxStreamBufferBytes),

@@ -142,6 +142,7 @@ type Config struct {
 	MaxStreamBufferBytes int64
 	MaxStdinBytes        int64
 	MaxWSMessageBytes    int64
+	PistonAllowTextPlain bool // /api/v2/execute takes text/plain from clients that are no browser
 
 	// The engine: Docker-in-Docker must be reached over TLS.
 	DindEnabled         bool
@@ -248,6 +249,7 @@ func settings() []Setting {
 		{"RUNHOST_KEY_MAX_RUNS", "", "runs in flight per API key; empty for no per-key cap", integer(func(c *Config) *int64 { return &c.KeyMaxRuns })},
 		{"RUNHOST_ALLOWED_ORIGINS", "", "comma-separated origins (`https://app.example`) besides the host's own whose pages may call the API from a browser (CORS, and the Piston WebSocket); other cross-site requests are refused (403 `cross_site_request`)", list(func(c *Config) *[]string { return &c.AllowedOrigins })},
 		{"RUNHOST_ALLOWED_HOSTS", "", "comma-separated `Host` header names accepted besides loopback names and the listen address, checked when the host has no keys or listens on loopback (DNS rebinding; 403 `host_not_allowed`); `*` turns the check off", list(func(c *Config) *[]string { return &c.AllowedHosts })},
+		{"RUNHOST_PISTON_ALLOW_TEXT_PLAIN", "false", "accept `POST /api/v2/execute` bodies sent as `text/plain` or without a type (as the npm `piston-client` sends them) from clients that send no `Origin` and no `Sec-Fetch-Site` (no browser does that today); otherwise only `application/json`", boolean(func(c *Config) *bool { return &c.PistonAllowTextPlain })},
 		{"RUNHOST_WRITE_TIMEOUT_MS", "30000", "longest one write of an answer (JSON, a server-sent event, a download chunk, a WebSocket message) may wait for a client that does not read; then the answer is abandoned and a streaming run is cancelled", dur(func(c *Config) *time.Duration { return &c.WriteTimeout }, time.Millisecond)},
 		{"RUNHOST_MAX_STREAM_BUFFER_BYTES", "1048576", "output of one streaming run (server-sent events, the Piston WebSocket) held for a client that reads slower than the program writes; the run waits while it is full", integer(func(c *Config) *int64 { return &c.MaxStreamBufferBytes })},
 		{"RUNHOST_MAX_STDIN_BYTES", "1048576", "stdin bytes one `/api/v2/connect` WebSocket may have waiting for the program; more closes it with 4002", integer(func(c *Config) *int64 { return &c.MaxStdinBytes })},

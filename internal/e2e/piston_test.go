@@ -299,6 +299,26 @@ func TestPistonContentTypes(t *testing.T) {
 			t.Errorf("Content-Type %q: %d %s, want 415 unsupported_media_type", ct, resp.StatusCode, raw)
 		}
 	}
+	// RUNHOST_PISTON_ALLOW_TEXT_PLAIN: text/plain and no type from a client
+	// that is no browser (the npm piston-client), never from a page.
+	lax := startHost(t, append([]string{"RUNHOST_PISTON_ALLOW_TEXT_PLAIN=true"}, pistonEnv...)...)
+	for _, ct := range []string{"", "text/plain;charset=UTF-8"} {
+		status, res, raw := pistonPost(t, lax, ct, body)
+		if status != http.StatusOK || res.Run.Stdout != "typed\n" {
+			t.Errorf("RUNHOST_PISTON_ALLOW_TEXT_PLAIN, Content-Type %q: %d %s", ct, status, raw)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, lax.URL+"/api/v2/execute", strings.NewReader(body))
+	req.Header.Set("Content-Type", "text/plain")
+	req.Header.Set("Origin", "http://evil.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("RUNHOST_PISTON_ALLOW_TEXT_PLAIN, text/plain from another site: %d, want 403", resp.StatusCode)
+	}
 }
 
 // TestPistonValidation: every refusal is a 400 with Piston's message.
@@ -605,9 +625,11 @@ console.log(JSON.stringify({ runtimes, python, js, bash }));
 `
 
 // TestPistonNPMClient runs the npm package piston-client (installed from
-// the registry inside runhost/node:20) against the host.
+// the registry inside runhost/node:20) against the host. It posts its JSON
+// as text/plain (node-fetch's type for a string body), which the host
+// takes only with RUNHOST_PISTON_ALLOW_TEXT_PLAIN.
 func TestPistonNPMClient(t *testing.T) {
-	h := startHost(t, pistonEnv...)
+	h := startHost(t, append([]string{"RUNHOST_PISTON_ALLOW_TEXT_PLAIN=true"}, pistonEnv...)...)
 	docker, err := exec.LookPath("docker")
 	if err != nil {
 		t.Fatalf("the docker CLI is needed to run the npm client: %v", err)

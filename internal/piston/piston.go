@@ -163,7 +163,8 @@ func (h *handler) execute(c echo.Context) error {
 }
 
 // decode reads one JSON value of bounded size (the host's browser guard
-// has made sure it is sent as application/json). A body that is not an
+// has made sure it is sent as application/json, or as text/plain by a
+// client that is no browser with RUNHOST_PISTON_ALLOW_TEXT_PLAIN). A body that is not an
 // object is treated as an empty one, so it gets Piston's message about the
 // first missing field.
 func (h *handler) decode(c echo.Context, req *jobRequest) error {
