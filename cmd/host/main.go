@@ -200,7 +200,12 @@ func serve() int {
 	srv := &http.Server{
 		Handler:           a.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return runs },
+		// A kept-alive connection that sends nothing more is closed. There
+		// is no WriteTimeout for whole answers (streams last as long as
+		// their run): every write has its own deadline instead
+		// (RUNHOST_WRITE_TIMEOUT_MS, internal/api).
+		IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return runs },
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/runhost/runhost/internal/admission"
 	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/outbox"
 	"github.com/runhost/runhost/internal/pathguard"
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/registry"
@@ -123,7 +124,7 @@ func statusOf(err error) (int, string) {
 		return http.StatusServiceUnavailable, "engine_unavailable"
 	case errors.Is(err, executor.ErrImageMissing):
 		return http.StatusServiceUnavailable, "image_missing"
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, outbox.ErrClientGone), errors.Is(err, context.Canceled):
 		return 499, "client_closed_request" // nginx's code; nobody is listening
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, "timeout"

@@ -19,6 +19,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/outbox"
 	"github.com/runhost/runhost/internal/pathguard"
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/runner"
@@ -156,30 +157,35 @@ func (s *Server) run(c echo.Context) (err error) {
 		return err
 	}
 	defer release()
-	res, err = s.answer(c, rreq, s.runner.Run)
+	res, err = s.answer(c, rreq, release, s.runner.Run)
 	return err
 }
 
 // answer runs req with run and answers: with the result as JSON, or, when
 // the caller asked for text/event-stream, with the output as it comes and
-// the result at the end.
-func (s *Server) answer(c echo.Context, req runner.Request, run func(context.Context, runner.Request) (runner.Result, error)) (runner.Result, error) {
+// the result at the end. release frees the run's admission slot: as soon as
+// the run is over, before the answer is written, so a client that does not
+// read holds no slot.
+func (s *Server) answer(c echo.Context, req runner.Request, release func(), run func(context.Context, runner.Request) (runner.Result, error)) (runner.Result, error) {
 	if !wantsStream(c) {
 		res, err := run(c.Request().Context(), req)
+		release()
 		if err != nil {
 			return res, err
 		}
-		return res, c.JSON(http.StatusOK, runResponse(res))
-	}
-	stream := newEventStream(c)
-	req.Output = stream.output
-	res, err := run(c.Request().Context(), req)
-	if stream.finish(runResponse(res), err) && !errors.Is(err, context.Canceled) {
+		if err := c.JSON(http.StatusOK, runResponse(res)); err != nil {
+			return res, fmt.Errorf("%w: %w", outbox.ErrClientGone, err)
+		}
 		return res, nil
 	}
-	// A client that went away keeps its error, for the audit; the error
-	// handler writes nothing to a stream already answered.
-	return res, err
+	ctx, cancel := context.WithCancelCause(c.Request().Context())
+	defer cancel(nil)
+	stream := newEventStream(ctx, c, s.cfg.MaxStreamBufferBytes, cancel)
+	defer stream.out.Close() // finish closes it; this ends its writer on a panic too
+	req.Output = stream.output
+	res, err := run(ctx, req)
+	release()
+	return res, stream.finish(runResponse(res), err)
 }
 
 // audit writes one line per run request: who, what, with which limits,
@@ -211,10 +217,11 @@ func (s *Server) audit(c echo.Context, req runner.Request, res runner.Result, er
 // outcomeOf names how a run ended, for the audit log and the metrics.
 func outcomeOf(res runner.Result, err error) string {
 	switch {
-	case errors.Is(err, context.Canceled):
-		return "client_disconnected"
 	case err != nil:
-		if status, _ := statusOf(err); status < 500 {
+		switch status, _ := statusOf(err); {
+		case status == 499:
+			return "client_disconnect" // went away, or stopped reading its answer
+		case status < 500:
 			return "refused"
 		}
 		return "error"
@@ -312,7 +319,7 @@ func runResponse(res runner.Result) RunResponse {
 }
 
 // decode reads exactly one JSON value with no unknown fields from a body of
-// bounded size. Any Content-Type is accepted: many clients send none.
+// bounded size. The browser guard has already checked the Content-Type.
 func (s *Server) decode(c echo.Context, v any) error {
 	body := http.MaxBytesReader(c.Response(), c.Request().Body, s.cfg.MaxBodyBytes)
 	dec := json.NewDecoder(body)

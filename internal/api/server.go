@@ -3,6 +3,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"time"
@@ -30,7 +31,26 @@ type Config struct {
 	Keys         *auth.Keys            // nil: no keys (loopback or explicitly allowed)
 	Admission    *admission.Controller // caps runs in flight
 	Metrics      *metrics.Metrics
+
+	// Guard keeps web pages from driving the API (browserguard.go).
+	Guard GuardConfig
+	// WriteTimeout bounds each write of an answer (0: none).
+	WriteTimeout time.Duration
+	// MaxStreamBufferBytes bounds the output a streaming run holds for a
+	// slow client (server-sent events, the Piston WebSocket).
+	MaxStreamBufferBytes int
+	// MaxStdinBytes and MaxWSMessageBytes bound stdin of the Piston
+	// WebSocket: bytes waiting for the program, and one message after init.
+	MaxStdinBytes     int64
+	MaxWSMessageBytes int64
 }
+
+// Defaults for a Config that leaves the bounds unset (tests).
+const (
+	defaultStreamBufferBytes = 1 << 20
+	defaultStdinBytes        = 1 << 20
+	defaultWSMessageBytes    = 64 << 10
+)
 
 // Server serves the API.
 type Server struct {
@@ -48,15 +68,31 @@ func New(cfg Config, run *runner.Runner, reg *registry.Registry, ws *workspace.S
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
+	cfg.MaxStreamBufferBytes = cmp.Or(cfg.MaxStreamBufferBytes, defaultStreamBufferBytes)
+	cfg.MaxStdinBytes = cmp.Or(cfg.MaxStdinBytes, defaultStdinBytes)
+	cfg.MaxWSMessageBytes = cmp.Or(cfg.MaxWSMessageBytes, defaultWSMessageBytes)
 	s := &Server{cfg: cfg, echo: echo.New(), runner: run, registry: reg, workspaces: ws, sessions: sess, log: log}
+	guard := newBrowserGuard(cfg.Guard)
 	e := s.echo
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.RequestID())
 	e.Use(withRequestID)
+	e.Use(s.writeDeadlines)
 	e.Use(middleware.Recover())
 	e.Use(s.logRequests)
+	e.Use(guard.middleware)
+	if origins := guard.allowedOrigins(); len(origins) > 0 {
+		// Pages of an allowed origin need CORS to send JSON with a key.
+		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+			AllowOrigins:  origins,
+			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete},
+			AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, echo.HeaderAccept},
+			ExposeHeaders: []string{echo.HeaderXRequestID, "Retry-After"},
+			MaxAge:        600,
+		}))
+	}
 	e.Use(s.authenticate)
 	e.Use(authorize) // operator routes
 
@@ -77,7 +113,12 @@ func New(cfg Config, run *runner.Runner, reg *registry.Registry, ws *workspace.S
 	e.GET("/playground/*", echo.WrapHandler(http.StripPrefix("/playground", playground.Handler())))
 	piston.Register(e.Group("/api/v2"), piston.Deps{
 		Runner: run, Admission: cfg.Admission, KeyID: keyID, MaxBodyBytes: cfg.MaxBodyBytes, Log: log.Named("piston"),
-		Audit: s.audit,
+		Audit:          s.audit,
+		AllowedOrigins: guard.allowedOrigins(),
+		WriteTimeout:   cfg.WriteTimeout,
+		MaxStreamBytes: cfg.MaxStreamBufferBytes,
+		MaxStdinBytes:  cfg.MaxStdinBytes,
+		MaxMessageSize: cfg.MaxWSMessageBytes,
 	})
 	return s
 }

@@ -59,6 +59,7 @@ func (s *Server) createSession(c echo.Context) error {
 		Workspace: req.Workspace,
 		Limits:    policy.Requested{MemoryBytes: req.MemoryMB << 20, CPUs: req.CPUs},
 	}, time.Duration(req.TTLS)*time.Second)
+	release() // the session is made: its answer is written without the slot
 	if err != nil {
 		return err
 	}
@@ -108,7 +109,7 @@ func (s *Server) runInSession(c echo.Context) (err error) {
 		return err
 	}
 	defer release()
-	res, err = s.answer(c, rreq, func(ctx context.Context, req runner.Request) (runner.Result, error) {
+	res, err = s.answer(c, rreq, release, func(ctx context.Context, req runner.Request) (runner.Result, error) {
 		return s.sessions.Run(ctx, keyID(c), c.Param("id"), req)
 	})
 	return err

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/outbox"
 )
 
 // Streaming: a run request with `Accept: text/event-stream` is answered
@@ -28,36 +31,62 @@ func wantsStream(c echo.Context) bool {
 	return strings.Contains(c.Request().Header.Get(echo.HeaderAccept), "text/event-stream")
 }
 
-// eventStream writes server-sent events; it starts the response lazily, so
-// a request refused before any output still gets a normal JSON error.
+// eventStream turns a run's output into server-sent events. The run's
+// output callback only queues events in an outbox of bounded size; its
+// writer goroutine writes them to the client, each write with the write
+// deadline. A client that stops reading fills the outbox, its write times
+// out, and the run is cancelled (its container killed and removed): the
+// run never waits on the network, and the connection never holds more
+// than RUNHOST_MAX_STREAM_BUFFER_BYTES of output.
+//
+// The response starts lazily, with the first event, so a request refused
+// before any output still gets a normal JSON error.
 type eventStream struct {
-	c       echo.Context
+	c   echo.Context
+	ctx context.Context // the run's; cancelled when the client stops reading
+	out *outbox.Outbox
+
 	mu      sync.Mutex
-	started bool
+	started bool                       // an event was queued: the answer is a stream
 	carry   map[executor.Stream][]byte // the start of a character cut between chunks
+
+	headerSent bool // the writer goroutine's own
 }
 
-func newEventStream(c echo.Context) *eventStream {
-	return &eventStream{c: c, carry: map[executor.Stream][]byte{}}
+// newEventStream starts the writer; cancel ends the run when the client
+// stops reading.
+func newEventStream(ctx context.Context, c echo.Context, maxBytes int, cancel context.CancelCauseFunc) *eventStream {
+	s := &eventStream{c: c, ctx: ctx, carry: map[executor.Stream][]byte{}}
+	s.out = outbox.New(outbox.Config{
+		MaxBytes: maxBytes,
+		Write:    s.write,
+		Flush:    func() error { return http.NewResponseController(c.Response()).Flush() },
+		OnFail:   cancel,
+	})
+	return s
 }
 
-func (s *eventStream) start() {
-	if s.started {
-		return
+// write runs on the outbox's goroutine: it alone touches the response
+// until the outbox is closed.
+func (s *eventStream) write(b []byte) error {
+	if !s.headerSent {
+		s.headerSent = true
+		h := s.c.Response().Header()
+		h.Set(echo.HeaderContentType, "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Accel-Buffering", "no")
+		s.c.Response().WriteHeader(http.StatusOK)
 	}
-	s.started = true
-	h := s.c.Response().Header()
-	h.Set(echo.HeaderContentType, "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	s.c.Response().WriteHeader(http.StatusOK)
+	_, err := s.c.Response().Write(b)
+	return err
 }
 
+// event queues one event; it waits only for room in the outbox. Called
+// with s.mu held.
 func (s *eventStream) event(name string, v any) {
-	s.start()
+	s.started = true
 	b, _ := json.Marshal(v)
-	fmt.Fprintf(s.c.Response(), "event: %s\ndata: %s\n\n", name, b)
-	s.c.Response().Flush()
+	_ = s.out.Send(s.ctx, fmt.Appendf(nil, "event: %s\ndata: %s\n\n", name, b)) // fails only once the run is being cancelled
 }
 
 // output sends one chunk of a stream, keeping a character cut in half for
@@ -83,28 +112,34 @@ func (s *eventStream) output(stream executor.Stream, p []byte) {
 }
 
 // finish sends what is left of the streams and then the result, or the
-// error. It reports whether it answered (false: nothing was streamed and
-// the caller answers the error the usual way).
-func (s *eventStream) finish(res RunResponse, err error) bool {
+// error, and waits until the client has it (or stopped reading). It
+// returns an error wrapping outbox.ErrClientGone when the client stopped
+// reading, else the run's error.
+func (s *eventStream) finish(res RunResponse, runErr error) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, stream := range []executor.Stream{executor.Stdout, executor.Stderr} {
 		if rest := s.carry[stream]; len(rest) > 0 {
 			name := map[executor.Stream]string{executor.Stdout: "stdout", executor.Stderr: "stderr"}[stream]
 			s.event(name, map[string]string{"base64": base64.StdEncoding.EncodeToString(rest)})
 		}
 	}
-	if err != nil {
-		if !s.started {
-			return false
+	switch {
+	case errors.Is(context.Cause(s.ctx), outbox.ErrClientGone):
+		// The writer failed and cancelled the run: nobody to tell.
+	case runErr != nil && !s.started:
+		// Nothing was streamed: the caller answers with a JSON error.
+	case runErr != nil:
+		if status, code := statusOf(runErr); status != 499 {
+			s.event("error", Error{ErrorBody{Code: code, Message: runErr.Error()}})
 		}
-		status, code := statusOf(err)
-		if status == 499 {
-			return true
-		}
-		s.event("error", Error{ErrorBody{Code: code, Message: err.Error()}})
-		return true
+	default:
+		s.event("result", res)
 	}
-	s.event("result", res)
-	return true
+	s.mu.Unlock()
+	if err := s.out.Close(); err != nil {
+		return err
+	}
+	// A run error after streaming began was answered as an event: the
+	// response is committed, so the error handler writes nothing more.
+	return runErr
 }

@@ -198,13 +198,31 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 	})
 	reg.OnRestart(met.PluginRestarted)
 	met.Plugins(reg.Names())
+	met.Runtimes(func(name string) (string, bool) {
+		p, err := reg.Lookup(name)
+		if err != nil {
+			return "", false
+		}
+		return p.Description().Name, true
+	})
 	sess := sessions.New(sessions.Config{
 		IdleTTL:     cfg.SessionIdleTTL,
 		MaxLifetime: cfg.SessionMaxLifetime,
 		MaxPerKey:   int(cfg.SessionsPerKey),
 		MaxTotal:    int(cfg.MaxSessions),
 	}, run, log.Named("sessions"))
-	srv := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Keys: keys, Admission: adm, Metrics: met}, run, reg, ws, sess, log.Named("api"))
+	srv := api.New(api.Config{
+		MaxBodyBytes: cfg.MaxBodyBytes, Keys: keys, Admission: adm, Metrics: met,
+		Guard: api.GuardConfig{
+			ListenAddr: cfg.Addr, HasKeys: keys != nil,
+			AllowedOrigins: cfg.AllowedOrigins, AllowedHosts: cfg.AllowedHosts,
+			PistonAllowTextPlain: cfg.PistonAllowTextPlain,
+		},
+		WriteTimeout:         cfg.WriteTimeout,
+		MaxStreamBufferBytes: int(cfg.MaxStreamBufferBytes),
+		MaxStdinBytes:        cfg.MaxStdinBytes,
+		MaxWSMessageBytes:    cfg.MaxWSMessageBytes,
+	}, run, reg, ws, sess, log.Named("api"))
 	if hasPool {
 		pooled.StartPool()
 	}

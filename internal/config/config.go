@@ -134,6 +134,16 @@ type Config struct {
 	KeyBurst             int64
 	KeyMaxRuns           int64
 
+	// Browsers and slow clients (internal/api's browser guard, answers
+	// with write deadlines, bounded stream and stdin buffers).
+	AllowedOrigins       []string // origins other than the host's own that may call it
+	AllowedHosts         []string // Host header names besides loopback and the listen address; "*" = no check
+	WriteTimeout         time.Duration
+	MaxStreamBufferBytes int64
+	MaxStdinBytes        int64
+	MaxWSMessageBytes    int64
+	PistonAllowTextPlain bool // /api/v2/execute takes text/plain from clients that are no browser
+
 	// The engine: Docker-in-Docker must be reached over TLS.
 	DindEnabled         bool
 	AllowInsecureDocker bool
@@ -237,6 +247,13 @@ func settings() []Setting {
 		{"RUNHOST_KEY_RATE", "", "runs per second each API key may start (token bucket); empty for no limit", float(func(c *Config) *float64 { return &c.KeyRate })},
 		{"RUNHOST_KEY_BURST", "", "bucket size of RUNHOST_KEY_RATE (default: the rate, at least 1)", integer(func(c *Config) *int64 { return &c.KeyBurst })},
 		{"RUNHOST_KEY_MAX_RUNS", "", "runs in flight per API key; empty for no per-key cap", integer(func(c *Config) *int64 { return &c.KeyMaxRuns })},
+		{"RUNHOST_ALLOWED_ORIGINS", "", "comma-separated origins (`https://app.example`) besides the host's own whose pages may call the API from a browser (CORS, and the Piston WebSocket); other cross-site requests are refused (403 `cross_site_request`)", list(func(c *Config) *[]string { return &c.AllowedOrigins })},
+		{"RUNHOST_ALLOWED_HOSTS", "", "comma-separated `Host` header names accepted besides loopback names and the listen address, checked when the host has no keys or listens on loopback (DNS rebinding; 403 `host_not_allowed`); `*` turns the check off", list(func(c *Config) *[]string { return &c.AllowedHosts })},
+		{"RUNHOST_PISTON_ALLOW_TEXT_PLAIN", "false", "accept `POST /api/v2/execute` bodies sent as `text/plain` or without a type (as the npm `piston-client` sends them) from clients that send no `Origin` and no `Sec-Fetch-Site` (no browser does that today); otherwise only `application/json`", boolean(func(c *Config) *bool { return &c.PistonAllowTextPlain })},
+		{"RUNHOST_WRITE_TIMEOUT_MS", "30000", "longest one write of an answer (JSON, a server-sent event, a download chunk, a WebSocket message) may wait for a client that does not read; then the answer is abandoned and a streaming run is cancelled", dur(func(c *Config) *time.Duration { return &c.WriteTimeout }, time.Millisecond)},
+		{"RUNHOST_MAX_STREAM_BUFFER_BYTES", "1048576", "output of one streaming run (server-sent events, the Piston WebSocket) held for a client that reads slower than the program writes; the run waits while it is full", integer(func(c *Config) *int64 { return &c.MaxStreamBufferBytes })},
+		{"RUNHOST_MAX_STDIN_BYTES", "1048576", "stdin bytes one `/api/v2/connect` WebSocket may have waiting for the program; more closes it with 4002", integer(func(c *Config) *int64 { return &c.MaxStdinBytes })},
+		{"RUNHOST_MAX_WS_MESSAGE_BYTES", "65536", "largest message on `/api/v2/connect` after init (init may be as large as RUNHOST_MAX_BODY_BYTES); a larger one closes it with 4002", integer(func(c *Config) *int64 { return &c.MaxWSMessageBytes })},
 		{"RUNHOST_EXECUTOR", "docker", "`docker` (the engine at DOCKER_HOST) or `kubernetes` (pods in RUNHOST_K8S_NAMESPACE)", oneOf(func(c *Config) *string { return &c.Executor }, "docker", "kubernetes")},
 		{"RUNHOST_K8S_KUBECONFIG", "", "kubeconfig file of the cluster; empty means the host runs in the cluster and uses its service account", str(func(c *Config) *string { return &c.K8sKubeconfig })},
 		{"RUNHOST_K8S_NAMESPACE", "runhost-runs", "namespace of the run pods", str(func(c *Config) *string { return &c.K8sNamespace })},
@@ -408,6 +425,18 @@ func (c *Config) validate() error {
 		}
 	}
 	check(c.MaxRuns > 0 && c.QueueWait > 0, "RUNHOST_MAX_RUNS and RUNHOST_QUEUE_WAIT_MS must be positive")
+	check(c.WriteTimeout > 0, "RUNHOST_WRITE_TIMEOUT_MS must be positive")
+	check(c.MaxStreamBufferBytes >= 4096 && c.MaxStdinBytes > 0 && c.MaxWSMessageBytes >= 1024, "RUNHOST_MAX_STREAM_BUFFER_BYTES must be at least 4096, RUNHOST_MAX_STDIN_BYTES positive and RUNHOST_MAX_WS_MESSAGE_BYTES at least 1024")
+	for _, o := range c.AllowedOrigins {
+		if _, err := NormalizeOrigin(o); err != nil {
+			errs = append(errs, fmt.Errorf("RUNHOST_ALLOWED_ORIGINS: %w", err))
+		}
+	}
+	for _, h := range c.AllowedHosts {
+		if h != "*" && (strings.ContainsAny(h, "/:@ *") || h == "") {
+			errs = append(errs, fmt.Errorf("RUNHOST_ALLOWED_HOSTS: %q is not a host name (no scheme, port or wildcard; `*` alone turns the check off)", h))
+		}
+	}
 	if c.APIKeysFile == "" && !c.AllowUnauthenticated {
 		if host, _, err := net.SplitHostPort(c.Addr); err == nil && !isLoopback(host) {
 			errs = append(errs, fmt.Errorf("RUNHOST_ADDR=%s is not a loopback address and RUNHOST_API_KEYS_FILE is not set: anyone who reaches the port could run code; set RUNHOST_API_KEYS_FILE (bin/host api-key makes a key) or RUNHOST_ALLOW_UNAUTHENTICATED=true", c.Addr))
@@ -446,6 +475,22 @@ func indexHosts(index string, defaults ...string) []string {
 		return nil
 	}
 	return []string{u.Host}
+}
+
+// NormalizeOrigin checks that o is a browser origin (`scheme://host[:port]`,
+// http or https, nothing else) and returns it as browsers send it: lower
+// case, without the scheme's default port.
+func NormalizeOrigin(o string) (string, error) {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || strings.Contains(u.Host, "*") {
+		return "", fmt.Errorf("%q is not an origin: want scheme://host[:port] with http or https and nothing else", o)
+	}
+	host := strings.ToLower(u.Host)
+	if port := u.Port(); (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
+		host = strings.TrimSuffix(host, ":"+port)
+	}
+	return u.Scheme + "://" + host, nil
 }
 
 func isLoopback(host string) bool {

@@ -43,6 +43,15 @@ func TestErrors(t *testing.T) {
 		{"RUNHOST_WORKSPACE_ROOT=relative/dir", "absolute"},
 		{"RUNHOST_ADDR=0.0.0.0:8080", "not a loopback address"},
 		{"RUNHOST_ADDR=:8080", "not a loopback address"},
+		{"RUNHOST_ALLOWED_ORIGINS=app.example", "not an origin"},
+		{"RUNHOST_ALLOWED_ORIGINS=https://app.example/path", "not an origin"},
+		{"RUNHOST_ALLOWED_ORIGINS=https://*.example", "not an origin"},
+		{"RUNHOST_ALLOWED_ORIGINS=ftp://app.example", "not an origin"},
+		{"RUNHOST_ALLOWED_HOSTS=http://runhost", "not a host name"},
+		{"RUNHOST_ALLOWED_HOSTS=runhost:8080", "not a host name"},
+		{"RUNHOST_ALLOWED_HOSTS=*.example", "not a host name"},
+		{"RUNHOST_WRITE_TIMEOUT_MS=0", "RUNHOST_WRITE_TIMEOUT_MS"},
+		{"RUNHOST_MAX_STREAM_BUFFER_BYTES=10", "RUNHOST_MAX_STREAM_BUFFER_BYTES"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
@@ -51,6 +60,25 @@ func TestErrors(t *testing.T) {
 				t.Fatalf("got %v, want an error about %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestNormalizeOrigin(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"https://App.Example", "https://app.example"},
+		{"https://app.example:443", "https://app.example"},
+		{"http://app.example:80/", "http://app.example"},
+		{"http://localhost:8080", "http://localhost:8080"},
+		{"http://[::1]:8080", "http://[::1]:8080"},
+		{"null", ""},
+		{"https://user@app.example", ""},
+		{"https://app.example?x=1", ""},
+	}
+	for _, tt := range tests {
+		got, err := NormalizeOrigin(tt.in)
+		if got != tt.want || (err == nil) != (tt.want != "") {
+			t.Errorf("NormalizeOrigin(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -70,18 +71,43 @@ func TestBadInputGetsAClearError(t *testing.T) {
 	}
 }
 
-func TestRequestWithoutContentTypeIsAccepted(t *testing.T) {
+// TestRequestContentTypes: a run body must be sent as application/json
+// (parameters allowed); without a type, or as a type a web page may send
+// freely, it is a 415 that says what to send.
+func TestRequestContentTypes(t *testing.T) {
 	h := startHost(t)
-	req, _ := http.NewRequest(http.MethodPost, h.URL+"/runtimes/python/run", bytes.NewBufferString(`{"code":"print(2+2)"}`))
-	req.Header.Del("Content-Type")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var res runResult
-	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil || res.Stdout != "4\n" {
-		t.Fatalf("status %d, result %+v, err %v", resp.StatusCode, res, err)
+	for ct, want := range map[string]int{
+		"application/json":                  http.StatusOK,
+		"application/json; charset=UTF-8":   http.StatusOK,
+		"":                                  http.StatusUnsupportedMediaType,
+		"text/plain":                        http.StatusUnsupportedMediaType,
+		"application/x-www-form-urlencoded": http.StatusUnsupportedMediaType,
+	} {
+		req, _ := http.NewRequest(http.MethodPost, h.URL+"/runtimes/python/run", bytes.NewBufferString(`{"code":"print(2+2)"}`))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Content-Type %q: %d %s, want %d", ct, resp.StatusCode, body, want)
+			continue
+		}
+		if want == http.StatusOK {
+			var res runResult
+			if err := json.Unmarshal(body, &res); err != nil || res.Stdout != "4\n" {
+				t.Errorf("Content-Type %q: result %s (%v)", ct, body, err)
+			}
+			continue
+		}
+		var e apiError
+		if err := json.Unmarshal(body, &e); err != nil || e.Error.Code != "unsupported_media_type" || !strings.Contains(e.Error.Message, "application/json") {
+			t.Errorf("Content-Type %q: %s, want unsupported_media_type naming application/json", ct, body)
+		}
 	}
 }
 

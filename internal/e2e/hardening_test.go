@@ -23,6 +23,7 @@ func TestAPIKeys(t *testing.T) {
 	h := startHost(t, "RUNHOST_API_KEYS_FILE="+file)
 	call := func(method, path, authz string) (int, string, http.Header) {
 		req, _ := http.NewRequest(method, h.URL+path, strings.NewReader(`{"code":"print(1)"}`))
+		req.Header.Set("Content-Type", "application/json")
 		if authz != "" {
 			req.Header.Set("Authorization", authz)
 		}
@@ -83,6 +84,7 @@ func TestAdmissionQueueAnd429(t *testing.T) {
 		waitAdmitted(t, h, i)
 	}
 	req, _ := http.NewRequest(http.MethodPost, h.URL+"/runtimes/python/run", strings.NewReader(`{"code":"print(1)"}`))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -136,6 +138,7 @@ func TestManyConcurrentRunsCompleteOrAre429(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.URL+"/runtimes/shell/run", strings.NewReader(`{"code":"echo ok"}`))
+			req.Header.Set("Content-Type", "application/json")
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Errorf("run %d: %v (a hang ends here)", i, err)

@@ -113,6 +113,9 @@ func (h *host) do(ctx context.Context, method, path string, body io.Reader) (int
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	if body != nil {
+		req.Header.Set("Content-Type", contentTypeFor(method, path))
+	}
 	if h.Key != "" {
 		req.Header.Set("Authorization", "Bearer "+h.Key)
 	}
@@ -126,6 +129,16 @@ func (h *host) do(ctx context.Context, method, path string, body io.Reader) (int
 		h.t.Fatal(err)
 	}
 	return resp.StatusCode, b
+}
+
+// contentTypeFor is what a client sends with a body: application/json, or
+// application/octet-stream for an upload to the files API. The host refuses
+// other types and bodies without one (the browser guard).
+func contentTypeFor(method, path string) string {
+	if method == http.MethodPut && strings.Contains(path, "/files/") {
+		return "application/octet-stream"
+	}
+	return "application/json"
 }
 
 // post sends v as JSON.

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
 	"slices"
@@ -48,7 +49,7 @@ type pistonResult struct {
 }
 
 // pistonPost sends body to POST /api/v2/execute with the given
-// Content-Type ("" sends none, as many Piston clients do).
+// Content-Type ("" sends none).
 func pistonPost(t *testing.T, h *host, contentType, body string) (int, pistonResult, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, h.URL+"/api/v2/execute", strings.NewReader(body))
@@ -271,14 +272,52 @@ func TestPistonFiles(t *testing.T) {
 
 // TestPistonContentTypes: a JSON body is read whatever the Content-Type
 // says, as real clients send none or text/plain.
+// TestPistonContentTypes: execute takes JSON (as Piston's clients send
+// it); the types a web page may send without a CORS preflight, and none,
+// are refused before anything runs (the host's browser guard).
 func TestPistonContentTypes(t *testing.T) {
 	h := startHost(t, pistonEnv...)
 	body := `{"language":"python","version":"3.11","files":[{"content":"print('typed')"}]}`
-	for _, ct := range []string{"", "text/plain;charset=UTF-8", "application/json"} {
+	for _, ct := range []string{"application/json", "application/json; charset=utf-8"} {
 		status, res, raw := pistonPost(t, h, ct, body)
 		if status != http.StatusOK || res.Run.Stdout != "typed\n" {
 			t.Errorf("Content-Type %q: %d %s", ct, status, raw)
 		}
+	}
+	for _, ct := range []string{"", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded"} {
+		req, _ := http.NewRequest(http.MethodPost, h.URL+"/api/v2/execute", strings.NewReader(body))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnsupportedMediaType || !strings.Contains(string(raw), "unsupported_media_type") {
+			t.Errorf("Content-Type %q: %d %s, want 415 unsupported_media_type", ct, resp.StatusCode, raw)
+		}
+	}
+	// RUNHOST_PISTON_ALLOW_TEXT_PLAIN: text/plain and no type from a client
+	// that is no browser (the npm piston-client), never from a page.
+	lax := startHost(t, append([]string{"RUNHOST_PISTON_ALLOW_TEXT_PLAIN=true"}, pistonEnv...)...)
+	for _, ct := range []string{"", "text/plain;charset=UTF-8"} {
+		status, res, raw := pistonPost(t, lax, ct, body)
+		if status != http.StatusOK || res.Run.Stdout != "typed\n" {
+			t.Errorf("RUNHOST_PISTON_ALLOW_TEXT_PLAIN, Content-Type %q: %d %s", ct, status, raw)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, lax.URL+"/api/v2/execute", strings.NewReader(body))
+	req.Header.Set("Content-Type", "text/plain")
+	req.Header.Set("Origin", "http://evil.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("RUNHOST_PISTON_ALLOW_TEXT_PLAIN, text/plain from another site: %d, want 403", resp.StatusCode)
 	}
 }
 
@@ -321,7 +360,7 @@ func TestPistonValidation(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			status, res, raw := pistonPost(t, h, "", tc.body)
+			status, res, raw := pistonPost(t, h, "application/json", tc.body)
 			if status != http.StatusBadRequest {
 				t.Fatalf("status %d, want 400: %s", status, raw)
 			}
@@ -588,9 +627,11 @@ console.log(JSON.stringify({ runtimes, python, js, bash }));
 `
 
 // TestPistonNPMClient runs the npm package piston-client (installed from
-// the registry inside runhost/node:20) against the host.
+// the registry inside runhost/node:20) against the host. It posts its JSON
+// as text/plain (node-fetch's type for a string body), which the host
+// takes only with RUNHOST_PISTON_ALLOW_TEXT_PLAIN.
 func TestPistonNPMClient(t *testing.T) {
-	h := startHost(t, pistonEnv...)
+	h := startHost(t, append([]string{"RUNHOST_PISTON_ALLOW_TEXT_PLAIN=true"}, pistonEnv...)...)
 	docker, err := exec.LookPath("docker")
 	if err != nil {
 		t.Fatalf("the docker CLI is needed to run the npm client: %v", err)

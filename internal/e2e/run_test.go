@@ -263,6 +263,7 @@ func TestClientDisconnectRemovesContainer(t *testing.T) {
 		defer close(done)
 		body, _ := json.Marshal(map[string]any{"code": "import time\ntime.sleep(60)", "timeout_ms": 60000})
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.URL+"/runtimes/python/run", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()

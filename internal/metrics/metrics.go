@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,20 @@ type Metrics struct {
 	runSeconds      *prometheus.HistogramVec
 	pluginRestarts  *prometheus.CounterVec
 	containersSwept prometheus.Counter
+
+	// resolve names a served runtime by its name or alias; labels come
+	// only from it.
+	resolve atomic.Pointer[func(string) (string, bool)]
+}
+
+// UnknownRuntime is the runtime label of every run whose runtime is not
+// served: a name from a URL never becomes a label of its own.
+const UnknownRuntime = "unknown"
+
+// outcomes are the values of the outcome label.
+var outcomes = map[string]bool{
+	"ok": true, "exit_nonzero": true, "timeout": true, "oom": true, "install_failed": true,
+	"build_failed": true, "refused": true, "client_disconnect": true, "error": true,
 }
 
 // Gauges are read when scraped.
@@ -31,7 +46,7 @@ func New(g Gauges) *Metrics {
 	m := &Metrics{registry: prometheus.NewRegistry()}
 	m.runs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "runhost_runs_total",
-		Help: "Runs by runtime and outcome (ok, exit_nonzero, timeout, oom, install_failed, build_failed, refused, error).",
+		Help: "Runs by runtime (\"unknown\" for a runtime that is not served) and outcome (ok, exit_nonzero, timeout, oom, install_failed, build_failed, refused, client_disconnect, error).",
 	}, []string{"runtime", "outcome"})
 	m.runSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "runhost_run_duration_seconds",
@@ -55,10 +70,28 @@ func New(g Gauges) *Metrics {
 	return m
 }
 
-// Run records a finished (or refused) run.
+// Runtimes sets how runtime names are resolved (by the plugin registry):
+// a name or alias of a served runtime gives that runtime's name; anything
+// else counts under UnknownRuntime.
+func (m *Metrics) Runtimes(resolve func(name string) (string, bool)) {
+	m.resolve.Store(&resolve)
+}
+
+// Run records a finished (or refused) run. runtime is the name the run was
+// asked for or resolved to; the label is the served runtime's name or
+// UnknownRuntime, so callers cannot grow the number of series.
 func (m *Metrics) Run(runtime, outcome string, d time.Duration) {
-	m.runs.WithLabelValues(runtime, outcome).Inc()
-	m.runSeconds.WithLabelValues(runtime).Observe(d.Seconds())
+	label := UnknownRuntime
+	if resolve := m.resolve.Load(); resolve != nil {
+		if name, ok := (*resolve)(runtime); ok {
+			label = name
+		}
+	}
+	if !outcomes[outcome] {
+		outcome = "error"
+	}
+	m.runs.WithLabelValues(label, outcome).Inc()
+	m.runSeconds.WithLabelValues(label).Observe(d.Seconds())
 }
 
 // Plugins makes the restart counters of plugins exist at zero.

@@ -11,6 +11,7 @@
 package piston
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/runhost/runhost/internal/admission"
 	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/outbox"
 	"github.com/runhost/runhost/internal/pathguard"
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/registry"
@@ -45,6 +47,21 @@ type Deps struct {
 	// Audit, when set, records every run like a native one (the audit log
 	// line and the run metrics).
 	Audit func(c echo.Context, req runner.Request, res runner.Result, err error, d time.Duration)
+
+	// AllowedOrigins are origins besides the host's own whose pages may
+	// open the WebSocket (normalized; the host's browser guard has checked
+	// the upgrade request by the same rule).
+	AllowedOrigins []string
+	// WriteTimeout bounds each WebSocket message to a client that does not
+	// read (default 10 s).
+	WriteTimeout time.Duration
+	// MaxStreamBytes bounds the output a WebSocket run holds for a slow
+	// client (default 1 MiB).
+	MaxStreamBytes int
+	// MaxStdinBytes bounds the stdin waiting for the program (default
+	// 1 MiB); MaxMessageSize bounds one message after init (default 64 KiB).
+	MaxStdinBytes  int64
+	MaxMessageSize int64
 }
 
 // Register mounts the Piston routes on g (the host mounts it at /api/v2).
@@ -58,6 +75,10 @@ func Register(g *echo.Group, d Deps) {
 	if d.Audit == nil {
 		d.Audit = func(echo.Context, runner.Request, runner.Result, error, time.Duration) {}
 	}
+	d.WriteTimeout = cmp.Or(d.WriteTimeout, 10*time.Second)
+	d.MaxStreamBytes = cmp.Or(d.MaxStreamBytes, 1<<20)
+	d.MaxStdinBytes = cmp.Or(d.MaxStdinBytes, 1<<20)
+	d.MaxMessageSize = cmp.Or(d.MaxMessageSize, 64<<10)
 	h := &handler{d: d}
 	g.GET("/runtimes", h.runtimes)
 	g.GET("/packages", h.packages)
@@ -129,15 +150,21 @@ func (h *handler) execute(c echo.Context) error {
 	j.req.Output = out.write
 	start := time.Now()
 	res, err := h.d.Runner.Run(ctx, j.req)
-	h.d.Audit(c, j.req, res, err, time.Since(start))
+	release() // the run is over: its slot is free before the answer is written
 	if err != nil {
+		h.d.Audit(c, j.req, res, err, time.Since(start))
 		return h.fail(c, err)
 	}
-	return c.JSON(http.StatusOK, Result{Language: j.entry.Language, Version: j.entry.Version, Run: stage(res, out.bytes())})
+	if werr := c.JSON(http.StatusOK, Result{Language: j.entry.Language, Version: j.entry.Version, Run: stage(res, out.bytes())}); werr != nil {
+		err = fmt.Errorf("%w: %w", outbox.ErrClientGone, werr)
+	}
+	h.d.Audit(c, j.req, res, err, time.Since(start))
+	return nil
 }
 
-// decode reads one JSON value of bounded size, whatever the Content-Type
-// (Piston clients often send none, or text/plain). A body that is not an
+// decode reads one JSON value of bounded size (the host's browser guard
+// has made sure it is sent as application/json, or as text/plain by a
+// client that is no browser with RUNHOST_PISTON_ALLOW_TEXT_PLAIN). A body that is not an
 // object is treated as an empty one, so it gets Piston's message about the
 // first missing field.
 func (h *handler) decode(c echo.Context, req *jobRequest) error {
@@ -188,7 +215,7 @@ func statusOf(err error) (int, string) {
 		return http.StatusBadRequest, limitMessage(le)
 	case errors.As(err, &maxBytes):
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", maxBytes.Limit)
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled), errors.Is(err, outbox.ErrClientGone):
 		return 0, ""
 	case errors.Is(err, registry.ErrUnknownRuntime), errors.Is(err, runner.ErrUnknownVersion),
 		errors.Is(err, shared.ErrInvalidRequest), errors.Is(err, pathguard.ErrUnsafePath):

@@ -72,6 +72,13 @@ func TestDinD(t *testing.T) {
 	do := func(method, path, body string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		if body != "" {
+			ct := "application/json" // what the host accepts: JSON, raw bytes for an upload
+			if method == http.MethodPut {
+				ct = "application/octet-stream"
+			}
+			req.Header.Set("Content-Type", ct)
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

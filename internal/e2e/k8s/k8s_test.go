@@ -276,6 +276,7 @@ func TestClientDisconnectDeletesThePod(t *testing.T) {
 		defer close(done)
 		b, _ := json.Marshal(map[string]any{"code": "import time; print('up', flush=True); time.sleep(60)", "timeout_ms": 60000})
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.url+"/runtimes/python/run", bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/json")
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 		}

@@ -90,6 +90,13 @@ func TestCheckerCatchesDrift(t *testing.T) {
 			if tt.accept != "" {
 				req.Header.Set("Accept", tt.accept)
 			}
+			if tt.body != "" { // what the host accepts (its browser guard)
+				ct := "application/json"
+				if tt.method == http.MethodPut {
+					ct = "application/octet-stream"
+				}
+				req.Header.Set("Content-Type", ct)
+			}
 			c.ServeHTTP(httptest.NewRecorder(), req)
 			got := strings.Join(c.failures, "\n")
 			switch {
