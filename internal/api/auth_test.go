@@ -57,6 +57,7 @@ func loadKeys(t *testing.T, lines map[string]string) *auth.Keys {
 func call(t *testing.T, s *Server, method, path, key string) (int, string) {
 	t.Helper()
 	req := httptest.NewRequest(method, path, nil)
+	req.Host = "127.0.0.1:8080"
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
@@ -139,6 +140,8 @@ func TestListWorkspaces(t *testing.T) {
 	put := func(key, url string) {
 		t.Helper()
 		req := httptest.NewRequest(http.MethodPut, url, nil)
+		req.Host = "127.0.0.1:8080"
+		req.Header.Set("Content-Type", "application/octet-stream")
 		req.Header.Set("Authorization", "Bearer "+key)
 		rec := httptest.NewRecorder()
 		s.Handler().ServeHTTP(rec, req)
@@ -152,6 +155,7 @@ func TestListWorkspaces(t *testing.T) {
 	list := func(key string) string {
 		t.Helper()
 		req := httptest.NewRequest(http.MethodGet, "/workspaces", nil)
+		req.Host = "127.0.0.1:8080"
 		req.Header.Set("Authorization", "Bearer "+key)
 		rec := httptest.NewRecorder()
 		s.Handler().ServeHTTP(rec, req)
