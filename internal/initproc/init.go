@@ -53,7 +53,11 @@ func run(stdin *os.File, stdout, stderr io.Writer) int {
 		}
 		first = false
 		ex := runOne(h, stdin, out, r)
-		if err := out.exit(ex); err != nil || !h.Session {
+		err = out.exit(ex)
+		if h.Hold && err == nil && ex.Code == 0 && !ex.TimedOut {
+			select {} // until the host kills the container
+		}
+		if err != nil || !h.Session {
 			return ex.Code
 		}
 	}
@@ -104,6 +108,10 @@ func runOne(h Header, stdin *os.File, out *frameWriter, r *reaper) Exit {
 		return failed(ExitSetupFailed, err)
 	}
 	oomBefore := oomKills()
+	var full *fullWatch
+	if h.Capped != "" {
+		full = watchFull(h.Capped)
+	}
 	start := time.Now()
 	r.mu.Lock() // the reaper must know the pid before it can reap it
 	var exited <-chan syscall.WaitStatus
@@ -174,6 +182,9 @@ func runOne(h Header, stdin *os.File, out *frameWriter, r *reaper) Exit {
 	}
 	ex.Code = exitCode(status)
 	ex.OOMKilled = oomKills() > oomBefore
+	if full != nil {
+		ex.CappedFull = full.stop()
+	}
 	if ex.Code == 0 && h.ReadyFile != "" {
 		if err := os.WriteFile(h.ReadyFile, nil, 0o644); err != nil {
 			return failed(ExitSetupFailed, fmt.Errorf("mark %s ready: %w", h.ReadyFile, err))

@@ -1,11 +1,13 @@
 package workspace
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -23,6 +25,15 @@ type Config struct {
 	QuotaBytes   int64  // per session
 	MaxFileBytes int64  // per upload
 	UID, GID     int    // the run user, given ownership of what the host creates
+	// FS, when set, gives each session a filesystem of its own
+	// (sessionfs): made when the session directory is, removed with it.
+	FS SessionFS
+}
+
+// SessionFS bounds session directories while runs write them.
+type SessionFS interface {
+	Ensure(ctx context.Context, sessionDir string) error
+	Remove(sessionDir string) error
 }
 
 // Store is the workspace volume as the host sees it.
@@ -158,6 +169,12 @@ func (s *Store) openSessionDir(session, dir string, create bool) (int, error) {
 	root, err := s.openRoot()
 	if err != nil {
 		return -1, err
+	}
+	if create && s.cfg.FS != nil {
+		if err := s.cfg.FS.Ensure(context.Background(), filepath.Join(s.cfg.Root, session)); err != nil {
+			unix.Close(root)
+			return -1, err
+		}
 	}
 	fd, err := s.openDir(root, session, create)
 	unix.Close(root)
@@ -315,6 +332,11 @@ func (s *Store) DeleteSession(session string) error {
 		return err
 	}
 	defer unix.Close(root)
+	if s.cfg.FS != nil {
+		if err := s.cfg.FS.Remove(filepath.Join(s.cfg.Root, session)); err != nil {
+			return err
+		}
+	}
 	return removeAt(root, session)
 }
 
