@@ -262,6 +262,12 @@ func TestWorkspaceQuotaHoldsWhileARunWrites(t *testing.T) {
 	if status, _ := h.get("/healthz"); status != http.StatusOK {
 		t.Fatalf("host unhealthy: %d", status)
 	}
+	// An upload into the full session is refused as over the quota, whether
+	// the files API's count or the filesystem says so first.
+	status, body := h.put("/workspaces/full/files/more.bin", strings.Repeat("x", 1<<20))
+	if status != http.StatusRequestEntityTooLarge || decodeError(t, body).Error.Code != "quota_exceeded" {
+		t.Errorf("upload into a full session: %d %s", status, body)
+	}
 	if other := h.run("shell", map[string]any{"workspace": "other", "code": "head -c 8M /dev/zero > f && echo ok; ls /workspaces"}); other.Stdout != "ok\nother\n" {
 		t.Errorf("another workspace after one filled up: %+v", other)
 	}

@@ -271,6 +271,10 @@ func (s *Store) Put(session, p string, r io.Reader) (int64, error) {
 	}
 	f := os.NewFile(uintptr(fd), tmp)
 	n, err := io.Copy(f, io.LimitReader(r, room+1))
+	if errors.Is(err, unix.ENOSPC) {
+		// The session's own filesystem (FS) is full before the count is.
+		err = fmt.Errorf("%w: the session's filesystem is full", ErrQuota)
+	}
 	if err == nil && n > room {
 		if room < s.cfg.MaxFileBytes {
 			err = fmt.Errorf("%w: %d bytes used of %d", ErrQuota, used, s.cfg.QuotaBytes)

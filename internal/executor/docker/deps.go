@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -73,6 +74,9 @@ const LabelInstallOutput = "runhost.install-output"
 // the cache volume is removed and the step's result is returned.
 func (e *Executor) install(ctx context.Context, job executor.Job) (string, *executor.Result, error) {
 	inst := job.Install
+	if inst.DiskBytes <= 0 {
+		return "", nil, errors.New("install step without a size for its output (RUNHOST_INSTALL_DISK_MB)")
+	}
 	name := "runhost-deps-" + inst.Key[:32]
 	labels := map[string]string{LabelManaged: "true", LabelDeps: inst.Key}
 	if _, err := e.engine.VolumeCreate(ctx, volume.CreateOptions{Name: name, Labels: labels}); err != nil {

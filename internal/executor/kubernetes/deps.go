@@ -166,6 +166,9 @@ func (e *Executor) acquireDeps(ctx context.Context, job executor.Job) (*depcache
 // returned; its directory is removed.
 func (e *Executor) install(ctx context.Context, job executor.Job) (string, *executor.Result, error) {
 	inst := job.Install
+	if inst.DiskBytes <= 0 {
+		return "", nil, errors.New("install step without a size for its output (RUNHOST_INSTALL_DISK_MB)")
+	}
 	store := dirStore{dir: e.cfg.Cache.depsDir()}
 	var suffix [6]byte
 	_, _ = rand.Read(suffix[:])
