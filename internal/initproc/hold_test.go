@@ -43,7 +43,8 @@ func TestHoldKeepsInitAfterSuccess(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+			exited := make(chan error, 1)
+			t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
 			if err := WriteFrame(stdin, Header{Dir: dir, WorkDir: dir, Hold: true, Command: []string{tt.command}}, nil); err != nil {
 				t.Fatal(err)
 			}
@@ -60,10 +61,10 @@ func TestHoldKeepsInitAfterSuccess(t *testing.T) {
 					break
 				}
 			}
-			exited := make(chan error, 1)
-			go func() { _, _ = io.Copy(io.Discard, r); exited <- cmd.Wait() }()
+			ended := make(chan struct{})
+			go func() { _, _ = io.Copy(io.Discard, r); exited <- cmd.Wait(); close(ended) }()
 			select {
-			case <-exited:
+			case <-ended:
 				if tt.holds {
 					t.Fatal("init exited after a successful held run")
 				}

@@ -76,6 +76,9 @@ func (f *FS) volumes() string { return filepath.Join(f.cfg.Root, Dir) }
 // Probe checks that this process can make, mount and unmount a session
 // filesystem under the root, by doing it once with a small image.
 func (f *FS) Probe(ctx context.Context) error {
+	if !canMount() {
+		return errors.New("mounting needs root or CAP_SYS_ADMIN")
+	}
 	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
 		return fmt.Errorf("mkfs.ext4 not found (Debian: e2fsprogs): %w", err)
 	}
@@ -399,6 +402,22 @@ func (f *FS) mkfs(ctx context.Context, img string, size int64) error {
 		return fmt.Errorf("mkfs.ext4: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// canMount reports whether this process has CAP_SYS_ADMIN (root has it
+// unless a container runtime dropped it), before Probe touches anything.
+func canMount() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return os.Geteuid() == 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps&(1<<unix.CAP_SYS_ADMIN) != 0
+		}
+	}
+	return false
 }
 
 // isMountPoint reports whether dir is on another device than its parent.
