@@ -17,29 +17,13 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/volume"
 
+	"github.com/runhost/runhost/internal/e2e/pkgindex"
 	"github.com/runhost/runhost/internal/testenv"
 )
 
 // Install steps, runs and images against the machinery and the disk they
 // share with every other tenant: the egress proxy's socket, the dependency
 // cache, the workspace volume, the engine's disk.
-
-// pluginDirWithReal is pluginDirWith plus the real plugins named in real.
-func pluginDirWithReal(t *testing.T, probes []string, real ...string) string {
-	t.Helper()
-	dir := pluginDirWith(t, probes...)
-	bins := testenv.Build(t)
-	for _, name := range real {
-		data, err := os.ReadFile(filepath.Join(bins.PluginDir, "runhost-plugin-"+name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "runhost-plugin-"+name), data, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
 
 // greet installs runhost-greet (requirement line req: each distinct line
 // is an install of its own) and runs it.
@@ -52,49 +36,30 @@ func greet(t *testing.T, h *host, req string) runResult {
 	return res
 }
 
-// TestInstallStepCannotTakeTheProxySocket: code running as an install
-// step (what a package's build backend does during pip install) tries to
-// take the egress proxy's socket away: rename it, remove it, bind its own
-// listener in its place or beside it, open up the directory. Every attempt
-// fails, the step still reaches the index through the proxy (connecting to
-// a socket on a read-only mount works), and the next install, another
-// request's, goes through the real proxy.
+// TestInstallStepCannotTakeTheProxySocket: a source distribution whose
+// build backend (run by pip during the install, as the install step's
+// user) tries to take the egress proxy's socket away from everyone: rename
+// it, remove it, bind its own listener in its place or beside it, open up
+// the directory (pkgindex's runhost-evil). Every attempt fails, the step
+// still reaches the index through the proxy (connecting to a socket on a
+// read-only mount works), and the next install, another request's, goes
+// through the real proxy.
 func TestInstallStepCannotTakeTheProxySocket(t *testing.T) {
 	cli := dockerClient(t)
 	idx := startPackageIndex(t, cli)
-	h := startHostWith(t, cli, append(idx.env(), "RUNHOST_PLUGIN_DIR="+pluginDirWithReal(t, []string{"probe"}, "python"))...)
+	h := startHostWith(t, cli, idx.env()...)
 
-	attack := strings.ReplaceAll(`
-import glob, json, os, socket, stat, sys, urllib.request
-res = {}
-socks = [p for p in glob.glob('/.runhost*/*') if stat.S_ISSOCK(os.lstat(p).st_mode)]
-res['sockets'] = len(socks)
-sock = socks[0]
-d = os.path.dirname(sock)
-def attempt(name, f):
-    try:
-        f(); res[name] = 'DONE'
-    except OSError as e:
-        res[name] = e.strerror
-attempt('rename', lambda: os.rename(sock, sock + '.old'))
-attempt('unlink', lambda: os.unlink(sock))
-attempt('create', lambda: open(d + '/planted', 'w').close())
-attempt('chmod', lambda: os.chmod(d, 0o777))
-evil = socket.socket(socket.AF_UNIX)
-attempt('bind', lambda: (evil.bind(sock if not os.path.exists(sock) else d + '/evil.sock'), evil.listen()))
-try:
-    urllib.request.urlopen('INDEX/runhost-greet/', timeout=10).read(); res['proxy'] = 'ok'
-except Exception as e:
-    res['proxy'] = repr(e)
-print(json.dumps(res))
-sys.exit(3)
-`, "INDEX", idx.PipIndexURL)
-	res := h.run("probe", map[string]any{"code": attack})
-	var got map[string]any
-	if err := json.Unmarshal([]byte(strings.TrimSpace(res.Stdout)), &got); err != nil {
-		t.Fatalf("attack output %q (stderr %q): %v", res.Stdout, res.Stderr, err)
+	res := h.run("python", map[string]any{"code": "print('ran')", "requirements": []string{"runhost-evil"}})
+	if res.Stage != "install" {
+		t.Fatalf("runhost-evil's build fails on purpose: %+v", res)
 	}
-	t.Logf("the install step's attempts: %v", got)
+	_, report, ok := strings.Cut(res.Stderr, pkgindex.EvilMark)
+	report, _, _ = strings.Cut(report, "\n")
+	var got map[string]any
+	if err := json.Unmarshal([]byte(report), &got); !ok || err != nil {
+		t.Fatalf("no report from the build backend in stderr %q: %v", res.Stderr, err)
+	}
+	t.Logf("the build backend's attempts: %v", got)
 	if got["sockets"] != float64(1) {
 		t.Fatalf("the install step sees %v proxy sockets, want 1", got["sockets"])
 	}
