@@ -4,9 +4,14 @@
 // containers mount; on Kubernetes it runs as a pod and serves on TCP
 // (-listen), the only address the install pods' NetworkPolicy lets them
 // reach.
+//
+// `runhost-egress -check` (with the same -socket or -listen) asks a running
+// proxy for its health answer and exits 0 if it gave it: the proxy
+// container's HEALTHCHECK.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -25,7 +30,12 @@ func main() {
 	listen := flag.String("listen", "", "TCP address to serve on instead of the socket (host:port)")
 	allow := flag.String("allow", "", "comma-separated allowed hosts (host, *.domain, host:port)")
 	cidrs := flag.String("allow-cidrs", "", "comma-separated private ranges that may be reached")
+	check := flag.Bool("check", false, "ask the proxy at -socket (or -listen) whether it answers, and exit")
 	flag.Parse()
+
+	if *check {
+		os.Exit(runCheck(*listen, *socket))
+	}
 
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	p := egress.Policy{Hosts: split(*allow)}
@@ -48,6 +58,24 @@ func main() {
 		fmt.Fprintf(os.Stderr, "runhost-egress: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// runCheck probes the proxy and returns the exit status.
+func runCheck(addr, socket string) int {
+	network, address := "unix", socket
+	if addr != "" {
+		network, address = "tcp", addr
+		if strings.HasPrefix(addr, ":") {
+			address = "127.0.0.1" + addr
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := egress.Check(ctx, network, address); err != nil {
+		fmt.Fprintf(os.Stderr, "runhost-egress: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // listener serves on addr over TCP if it is set, else on the unix socket.

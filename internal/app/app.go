@@ -31,6 +31,7 @@ import (
 	"github.com/runhost/runhost/internal/runner"
 	"github.com/runhost/runhost/internal/sessions"
 	"github.com/runhost/runhost/internal/workspace"
+	"github.com/runhost/runhost/internal/workspace/sessionfs"
 )
 
 // App is a wired host.
@@ -45,8 +46,9 @@ type App struct {
 	Metrics   *metrics.Metrics
 	Sessions  *sessions.Manager
 
-	cfg config.Config
-	log hclog.Logger
+	sessionFS *sessionfs.FS // nil: workspace sessions are not bounded filesystems
+	cfg       config.Config
+	log       hclog.Logger
 }
 
 // engine is an executor the host can also sweep and close.
@@ -166,14 +168,24 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 		pooled.SetPool(poolTargets(cfg, reg, pol, log), cfg.PoolMemoryMB<<20)
 	}
 	uid, gid := runUser(cfg.RunUser)
-	ws := workspace.NewStore(workspace.Config{
+	sfs, err := sessionFS(ctx, cfg, uid, gid, log.Named("workspace"))
+	if err != nil {
+		reg.Close()
+		_ = exec.Close()
+		return nil, err
+	}
+	wsCfg := workspace.Config{
 		Root:         cfg.WorkspaceRoot,
 		DaemonDir:    cfg.WorkspaceDaemonDir,
 		QuotaBytes:   cfg.WorkspaceQuotaMB << 20,
 		MaxFileBytes: cfg.WorkspaceFileBytes,
 		UID:          uid,
 		GID:          gid,
-	})
+	}
+	if sfs != nil {
+		wsCfg.FS = sfs
+	}
+	ws := workspace.NewStore(wsCfg)
 	run := runner.New(runner.Config{MaxContextBytes: cfg.MaxContextBytes}, reg, pol, exec, ws, log.Named("runner"))
 	var keys *auth.Keys
 	if cfg.APIKeysFile != "" {
@@ -226,7 +238,50 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 	if hasPool {
 		pooled.StartPool()
 	}
-	return &App{Instance: instance, Executor: exec, Docker: dock, Registry: reg, Runner: run, API: srv, Admission: adm, Metrics: met, Sessions: sess, cfg: cfg, log: log}, nil
+	return &App{Instance: instance, Executor: exec, Docker: dock, Registry: reg, Runner: run, API: srv, Admission: adm, Metrics: met, Sessions: sess, sessionFS: sfs, cfg: cfg, log: log}, nil
+}
+
+// sessionFS decides how workspace sessions are bounded
+// (RUNHOST_WORKSPACE_QUOTA_MODE) and mounts the filesystems of existing
+// sessions before the host serves. nil means runs are not bounded.
+func sessionFS(ctx context.Context, cfg config.Config, uid, gid int, log hclog.Logger) (*sessionfs.FS, error) {
+	mode := cfg.WorkspaceQuotaMode
+	if cfg.WorkspaceRoot == "" || mode == "off" {
+		return nil, nil
+	}
+	unbounded := func(reason string) (*sessionfs.FS, error) {
+		log.Warn("workspace runs are NOT bounded by RUNHOST_WORKSPACE_QUOTA_MB: a run can fill the disk behind RUNHOST_WORKSPACE_ROOT (only files API uploads are checked); "+
+			"set RUNHOST_WORKSPACE_QUOTA_MODE=fs where the host can mount, or off to silence this", "reason", reason)
+		return nil, nil
+	}
+	if mode == "auto" {
+		switch {
+		case cfg.Executor != "docker":
+			return unbounded("the " + cfg.Executor + " executor's runs do not see this host's mounts")
+		case cfg.WorkspaceDaemonDir != cfg.WorkspaceRoot:
+			return unbounded("the engine sees the workspace at DIND_WORKSPACE_PATH=" + cfg.WorkspaceDaemonDir + ", not at this host's path, so it may not see this host's mounts")
+		}
+	}
+	fs := sessionfs.New(sessionfs.Config{
+		Root:      cfg.WorkspaceRoot,
+		SizeBytes: cfg.WorkspaceQuotaMB << 20,
+		UID:       uid,
+		GID:       gid,
+		Exec:      cfg.WorkspaceExec,
+		Logger:    log,
+	})
+	if err := fs.Probe(ctx); err != nil {
+		if mode == "fs" {
+			return nil, fmt.Errorf("RUNHOST_WORKSPACE_QUOTA_MODE=fs: %w", err)
+		}
+		return unbounded("this host cannot mount session filesystems: " + err.Error())
+	}
+	if err := fs.Restore(ctx); err != nil {
+		// Some sessions are not mounted; their Ensure refuses to hide files.
+		log.Error("some workspace session filesystems could not be mounted", "error", err)
+	}
+	log.Info("workspace sessions are filesystems of their own", "quota_mb", cfg.WorkspaceQuotaMB, "exec", cfg.WorkspaceExec)
+	return fs, nil
 }
 
 // warmPool is an executor that keeps containers ready (both do).
@@ -301,6 +356,7 @@ func PolicyConfig(cfg config.Config) (policy.Config, error) {
 		AllowInstallNetwork: cfg.AllowInstallNetwork,
 		InstallTimeout:      cfg.InstallTimeout,
 		InstallMemory:       cfg.InstallMemoryMB << 20,
+		InstallDisk:         cfg.InstallDiskMB << 20,
 		PipIndexURL:         cfg.PipIndexURL,
 		NpmRegistry:         cfg.NpmRegistry,
 		CABundle:            ca,
@@ -345,11 +401,18 @@ func (a *App) SweepLoop(ctx context.Context) {
 	}
 }
 
-// Close ends the sessions, stops the plugins and the engine client.
+// Close ends the sessions, stops the plugins and the engine client, and
+// unmounts the workspace's session filesystems (the next start mounts them
+// again).
 func (a *App) Close() {
 	a.Sessions.Close()
 	a.Registry.Close()
 	_ = a.Executor.Close()
+	if a.sessionFS != nil {
+		if err := a.sessionFS.Close(); err != nil {
+			a.log.Warn("unmount workspace session filesystems", "error", err)
+		}
+	}
 }
 
 // runUser splits the configured "uid:gid" (already validated).

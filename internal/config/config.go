@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/runhost/runhost/internal/egress"
 )
 
 // Config is the host's whole configuration.
@@ -64,6 +66,7 @@ type Config struct {
 	CABundle            string // PEM file given to install steps (and builds)
 	InstallTimeout      time.Duration
 	InstallMemoryMB     int64
+	InstallDiskMB       int64 // the install's output directory, a tmpfs
 	DepsCacheEntries    int64
 	DepsCacheMB         int64
 
@@ -122,6 +125,8 @@ type Config struct {
 	WorkspaceRoot      string
 	WorkspaceDaemonDir string // DIND_WORKSPACE_PATH
 	WorkspaceQuotaMB   int64
+	WorkspaceQuotaMode string // auto, fs or off: how the quota holds while runs write
+	WorkspaceExec      bool   // runs may execute files of the workspace
 	WorkspaceFileBytes int64
 
 	// Who may call, and how much.
@@ -219,6 +224,7 @@ func settings() []Setting {
 		{"RUNHOST_CA_BUNDLE", "", "PEM bundle trusted by install steps and builds, for TLS-intercepting proxies (e.g. `/etc/ssl/certs/ca-certificates.crt`)", str(func(c *Config) *string { return &c.CABundle })},
 		{"RUNHOST_INSTALL_TIMEOUT_MS", "300000", "wall-clock timeout of one dependency install", dur(func(c *Config) *time.Duration { return &c.InstallTimeout }, time.Millisecond)},
 		{"RUNHOST_INSTALL_MEMORY_MB", "1024", "memory limit of a dependency install", integer(func(c *Config) *int64 { return &c.InstallMemoryMB })},
+		{"RUNHOST_INSTALL_DISK_MB", "512", "size of the filesystem a dependency install writes its output to (a tmpfs counted against RUNHOST_INSTALL_MEMORY_MB); an install that needs more fails and nothing is cached", integer(func(c *Config) *int64 { return &c.InstallDiskMB })},
 		{"RUNHOST_DEPS_CACHE_ENTRIES", "100", "installed dependency sets kept (least recently used go first)", integer(func(c *Config) *int64 { return &c.DepsCacheEntries })},
 		{"RUNHOST_DEPS_CACHE_MB", "4096", "bytes of installed dependencies kept", integer(func(c *Config) *int64 { return &c.DepsCacheMB })},
 		{"RUNHOST_POLICY", "", "host policy file (JSON, strict) granting each plugin its images, networks and maximum limits; see docs/writing-plugins.md", str(func(c *Config) *string { return &c.PolicyFile })},
@@ -272,7 +278,9 @@ func settings() []Setting {
 		{"RUNHOST_K8S_BUILDKIT_CONFIG", "", "buildkitd.toml file for every build (registry mirrors, plain-HTTP registries); empty: the builder image's", str(func(c *Config) *string { return &c.K8sBuildkitConfig })},
 		{"RUNHOST_WORKSPACE_ROOT", "", "where this host sees the shared workspace volume (the seed's `/app/workspace`); empty disables workspaces", str(func(c *Config) *string { return &c.WorkspaceRoot })},
 		{"DIND_WORKSPACE_PATH", "", "where the engine sees the same volume; bind sources use it, never a host path", str(func(c *Config) *string { return &c.WorkspaceDaemonDir })},
-		{"RUNHOST_WORKSPACE_QUOTA_MB", "1024", "bytes one workspace session may hold (files API uploads are refused above it)", integer(func(c *Config) *int64 { return &c.WorkspaceQuotaMB })},
+		{"RUNHOST_WORKSPACE_QUOTA_MB", "1024", "bytes one workspace session may hold (files API uploads are refused above it; runs get ENOSPC when the quota mode is `fs`)", integer(func(c *Config) *int64 { return &c.WorkspaceQuotaMB })},
+		{"RUNHOST_WORKSPACE_QUOTA_MODE", "auto", "`fs`: every workspace session is a loop-mounted ext4 filesystem of RUNHOST_WORKSPACE_QUOTA_MB, so the quota holds while runs write (needs root, loop devices and an engine that sees the host's mounts); `off`: only the files API checks the quota; `auto`: `fs` when the host can mount and the engine shares its filesystem (DIND_WORKSPACE_PATH equals RUNHOST_WORKSPACE_ROOT), else `off` with a warning", oneOf(func(c *Config) *string { return &c.WorkspaceQuotaMode }, "auto", "fs", "off")},
+		{"RUNHOST_WORKSPACE_EXEC", "false", "runs may execute files of their workspace; otherwise a session filesystem is mounted `noexec` (always `nosuid,nodev`)", boolean(func(c *Config) *bool { return &c.WorkspaceExec })},
 		{"RUNHOST_WORKSPACE_FILE_BYTES", "10485760", "largest file the files API accepts in one upload", integer(func(c *Config) *int64 { return &c.WorkspaceFileBytes })},
 		{"DIND_ENABLED", "false", "the engine is a Docker-in-Docker daemon: `DOCKER_HOST` must then use TLS (`tcp://...:2376` with `DOCKER_TLS_VERIFY=1`)", boolean(func(c *Config) *bool { return &c.DindEnabled })},
 		{"RUNHOST_ALLOW_INSECURE_DOCKER", "false", "start even though `DIND_ENABLED=true` and `DOCKER_HOST` is plain TCP (anyone who reaches the port owns the daemon)", boolean(func(c *Config) *bool { return &c.AllowInsecureDocker })},
@@ -404,6 +412,7 @@ func (c *Config) validate() error {
 	check(c.PluginStartTimeout > 0 && c.PluginCallTimeout > 0, "plugin timeouts must be positive")
 	check(c.SweepInterval >= time.Second, "RUNHOST_SWEEP_INTERVAL_MS must be at least 1000")
 	check(c.InstallTimeout > 0 && c.InstallMemoryMB >= MinMemoryMB, "install timeout and memory must be positive")
+	check(c.InstallDiskMB > 0 && c.InstallDiskMB < c.InstallMemoryMB, "RUNHOST_INSTALL_DISK_MB must be positive and less than RUNHOST_INSTALL_MEMORY_MB (the install's output is a tmpfs counted against its memory)")
 	check(c.BuildTimeout > 0 && c.BuildMemoryMB >= MinMemoryMB, "build timeout and memory must be positive")
 	check(c.DepsCacheEntries > 0 && c.DepsCacheMB > 0 && c.BuildCacheEntries > 0 && c.BuildCacheMB > 0, "cache sizes must be positive")
 	check(c.MaxContextBytes > 0 && c.BuildLogBytes > 0, "RUNHOST_MAX_CONTEXT_BYTES and RUNHOST_BUILD_LOG_BYTES must be positive")
@@ -608,6 +617,9 @@ func runUser(c *Config, v string) error {
 	}
 	if u == 0 || g == 0 {
 		return errors.New("runs never use root (uid or gid 0)")
+	}
+	if u == egress.UID || g == egress.GID {
+		return fmt.Errorf("uid and gid %d belong to the egress proxy, which no run or install step may share", egress.UID)
 	}
 	c.RunUser = v
 	return nil

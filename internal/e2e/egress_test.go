@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -34,16 +35,27 @@ func pluginDirWith(t *testing.T, names ...string) string {
 // TestInstallStepsReachOnlyAllowedHosts runs code as an install step (the
 // one step that may use the network) and checks what it can reach: the
 // allowed package index through the egress proxy, and nothing else — not
-// other hosts, not cloud metadata, not the engine or the host, not even DNS.
+// another host of an allowed range, not an allowed name at a refused
+// address (cloud metadata's case), not this machine's ports, not even a DNS
+// server. Listeners on networks the test made stand for those, so a
+// regression shows as a real connection and nothing leaves the machine.
 func TestInstallStepsReachOnlyAllowedHosts(t *testing.T) {
 	cli := dockerClient(t)
 	idx := startPackageIndex(t, cli)
-	bridge, err := cli.NetworkInspect(context.Background(), "bridge", network.InspectOptions{})
-	if err != nil || len(bridge.IPAM.Config) == 0 {
+	idxNet, err := cli.NetworkInspect(context.Background(), idx.Network, network.InspectOptions{})
+	if err != nil || len(idxNet.IPAM.Config) == 0 {
 		t.Fatal(err)
 	}
-	gateway := bridge.IPAM.Config[0].Gateway
-	h := startHostWith(t, cli, append(idx.env(), "RUNHOST_PLUGIN_DIR="+pluginDirWith(t, "probe"))...)
+	// Another host in the index's range, which RUNHOST_EGRESS_ALLOW_CIDRS
+	// allows: only the host allow-list stops it.
+	sameRange := (outside{Gateway: idxNet.IPAM.Config[0].Gateway}).listen(t, "tcp")
+	// An address outside every allowed range under an allowed name: only the
+	// address check stops it, as for 169.254.169.254.
+	out := newOutside(t, cli)
+	metadata, dns := out.listen(t, "tcp"), out.listen(t, "udp")
+	indexHost := strings.TrimPrefix(strings.TrimSuffix(idx.PipIndexURL, "/simple"), "http://")
+	h := startHostWith(t, cli, append(idx.env(), "RUNHOST_PLUGIN_DIR="+pluginDirWith(t, "probe"),
+		"RUNHOST_EGRESS_ALLOW="+indexHost+","+metadata.Addr())...)
 
 	probe := `
 import json, os, socket, sys, urllib.request, urllib.error
@@ -56,25 +68,28 @@ def get(name, url):
     except Exception as e:
         res[name] = type(e).__name__
 get('allowed', 'INDEX/runhost-greet/')
-get('other_host', 'http://example.com/')
-get('metadata', 'http://169.254.169.254/latest/meta-data/')
+get('other_host', 'http://SAMERANGE/')
+get('metadata', 'http://METADATA/latest/meta-data/')
 get('engine', 'http://GATEWAY:2375/version')
 get('host_api', 'http://GATEWAY:8080/runtimes')
-for name, addr in [('direct_engine', ('GATEWAY', 2375)), ('direct_metadata', ('169.254.169.254', 80))]:
+for name, addr in [('direct_engine', ('GATEWAY', 2375)), ('direct_metadata', ('METAHOST', METAPORT))]:
     s = socket.socket(); s.settimeout(3)
     try:
         s.connect(addr); res[name] = 'CONNECTED'
     except OSError:
         res[name] = 'failed'
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(3)
 try:
-    socket.getaddrinfo('example.com', 80); res['dns'] = 'RESOLVED'
+    u.sendto(b'query', ('DNSHOST', DNSPORT)); u.recvfrom(64); res['dns'] = 'ANSWERED'
 except OSError:
     res['dns'] = 'failed'
 res['interfaces'] = sorted(os.listdir('/sys/class/net'))
 print(json.dumps(res))
 sys.exit(3)
 `
-	probe = strings.NewReplacer("INDEX", idx.PipIndexURL, "GATEWAY", gateway).Replace(probe)
+	probe = strings.NewReplacer("INDEX", idx.PipIndexURL, "SAMERANGE", sameRange.Addr(), "METADATA", metadata.Addr(),
+		"METAHOST", metadata.Host, "METAPORT", strconv.Itoa(metadata.Port), "DNSHOST", dns.Host, "DNSPORT", strconv.Itoa(dns.Port),
+		"GATEWAY", out.Gateway).Replace(probe)
 	res := h.run("probe", map[string]any{"code": probe})
 	if res.Stage != "install" {
 		t.Fatalf("the probe install must fail on purpose: %+v", res)
@@ -101,5 +116,10 @@ sys.exit(3)
 	}
 	if ifs, _ := json.Marshal(got["interfaces"]); string(ifs) != `["lo"]` {
 		t.Errorf("the install step has network interfaces %s; want only lo", ifs)
+	}
+	for name, l := range map[string]*listener{"another host of the allowed range": sameRange, "the metadata stand-in": metadata, "the DNS stand-in": dns} {
+		if n := l.Hits(); n > 0 {
+			t.Errorf("%s got %d connections", name, n)
+		}
 	}
 }

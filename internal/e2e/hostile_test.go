@@ -5,10 +5,10 @@ import (
 	"encoding/base64"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/system"
 
 	"github.com/runhost/runhost/internal/testenv"
@@ -23,7 +23,16 @@ type hostileCase struct {
 	kernel  bool // checks the host kernel's own mechanisms (not meaningful under gVisor)
 }
 
-func hostileCases(gateway string) []hostileCase {
+// probeTargets stand for what a run must not reach: this machine's own
+// address on a bridge (where the engine's or the host's ports would be),
+// and listeners there standing for the internet and cloud metadata (TCP)
+// and for DNS (UDP).
+type probeTargets struct {
+	gateway  string
+	tcp, udp *listener
+}
+
+func hostileCases(o probeTargets) []hostileCase {
 	shell := func(code string) map[string]any { return map[string]any{"code": code, "timeout_ms": 10000} }
 	py := func(code string) map[string]any { return map[string]any{"code": code, "timeout_ms": 10000} }
 	contains := func(field, want string) func(*testing.T, runResult) {
@@ -89,20 +98,24 @@ func hostileCases(gateway string) []hostileCase {
 			}},
 		{name: "outbound TCP, DNS and the metadata address", runtime: "python", req: py(`
 import socket
-for addr in [('` + gateway + `', 2375), ('` + gateway + `', 8080), ('169.254.169.254', 80), ('1.1.1.1', 53)]:
+for addr in [('` + o.gateway + `', 2375), ('` + o.gateway + `', 8080), ('` + o.tcp.Host + `', ` + strconv.Itoa(o.tcp.Port) + `)]:
     s = socket.socket(); s.settimeout(2)
     try:
         s.connect(addr); print('CONNECTED', addr)
     except OSError:
         pass
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(2)
 try:
-    socket.getaddrinfo('example.com', 80); print('RESOLVED')
+    u.sendto(b'query', ('` + o.udp.Host + `', ` + strconv.Itoa(o.udp.Port) + `)); u.recvfrom(64); print('UDP ANSWERED')
 except OSError:
     pass
 print('done')`),
 			check: func(t *testing.T, res runResult) {
 				if res.Stdout != "done\n" {
 					t.Errorf("network reached: %q", res.Stdout)
+				}
+				if n := o.tcp.Hits() + o.udp.Hits(); n > 0 {
+					t.Errorf("the listeners standing for the outside got %d connections", n)
 				}
 			}},
 		{name: "connecting to the daemon socket", runtime: "shell", req: shell("for s in /var/run/docker.sock /run/docker.sock /run/containerd/containerd.sock; do [ -e $s ] && echo VISIBLE $s; done; echo done"),
@@ -155,11 +168,9 @@ print('chroot', libc.chroot(b'/tmp'))`),
 // stay healthy and a normal run right after must succeed. Containers left
 // behind fail the test when h is torn down.
 func runHostileSuite(t *testing.T, h *host, gvisor bool) {
-	bridge, err := h.Docker.NetworkInspect(context.Background(), "bridge", network.InspectOptions{})
-	if err != nil || len(bridge.IPAM.Config) == 0 {
-		t.Fatalf("inspect bridge: %v", err)
-	}
-	for _, c := range hostileCases(bridge.IPAM.Config[0].Gateway) {
+	out := newOutside(t, h.Docker)
+	targets := probeTargets{gateway: out.Gateway, tcp: out.listen(t, "tcp"), udp: out.listen(t, "udp")}
+	for _, c := range hostileCases(targets) {
 		t.Run(c.name, func(t *testing.T) {
 			res := h.run(c.runtime, c.req)
 			if !(gvisor && c.kernel) {

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/volume"
@@ -96,33 +95,17 @@ func TestNodeModulesAndStdio(t *testing.T) {
 	}
 }
 
-// installsDuring counts install containers the host created between since and now.
-func installsDuring(t *testing.T, h *host, since time.Time) int {
+// watchInstalls counts the install containers the host creates from now
+// until the returned function is called.
+func watchInstalls(t *testing.T, h *host) func() int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	msgs, errs := h.Docker.Events(ctx, events.ListOptions{
-		Since: since.Format(time.RFC3339Nano),
-		Until: time.Now().Add(time.Second).Format(time.RFC3339Nano),
-		Filters: filters.NewArgs(
-			filters.Arg("type", "container"),
-			filters.Arg("event", "create"),
-			filters.Arg("label", "runhost.step=install"),
-			filters.Arg("label", "runhost.instance="+h.App.Instance),
-		),
-	})
-	n := 0
-	for {
-		select {
-		case <-msgs:
-			n++
-		case err := <-errs:
-			if err != nil && ctx.Err() == nil && !strings.Contains(err.Error(), "EOF") {
-				t.Fatalf("events: %v", err)
-			}
-			return n
-		}
-	}
+	stop := watchEvents(t, h.Docker, filters.NewArgs(
+		filters.Arg("type", "container"),
+		filters.Arg("event", "create"),
+		filters.Arg("label", "runhost.step=install"),
+		filters.Arg("label", "runhost.instance="+h.App.Instance),
+	))
+	return func() int { return len(stop()) }
 }
 
 func TestDependenciesFromALocalIndex(t *testing.T) {
@@ -130,11 +113,11 @@ func TestDependenciesFromALocalIndex(t *testing.T) {
 	idx := startPackageIndex(t, cli)
 	h := startHostWith(t, cli, idx.env()...)
 
-	since := time.Now()
+	installs := watchInstalls(t, h)
 	scenario.Installs(t, h.post)
 	t.Run("a cached install starts no install container", func(t *testing.T) {
 		// The scenario installed two sets (pip, npm) and failed one.
-		if n := installsDuring(t, h, since); n != 3 {
+		if n := installs(); n != 3 {
 			t.Errorf("%d install containers, want 3 (one per distinct install)", n)
 		}
 	})

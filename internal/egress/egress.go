@@ -22,6 +22,22 @@ import (
 	"time"
 )
 
+// UID and GID are the proxy's own identity: no run or install step has it
+// (RUNHOST_RUN_USER refuses it), so the directory that holds the proxy's
+// socket, owned by this uid, is one an install step cannot change.
+const (
+	UID = 65532
+	GID = 65532
+)
+
+// HealthPath is the one origin-form request the proxy answers itself: a
+// health probe (runhost-egress -check) sent to its socket or port.
+const HealthPath = "/.runhost-egress/health"
+
+// healthBody is what the proxy answers to HealthPath; a listener that is
+// not the proxy does not know to say it.
+const healthBody = "runhost-egress ok\n"
+
 // Policy says where requests may go.
 type Policy struct {
 	// Hosts are allowed host names or patterns: "pypi.org", "*.pythonhosted.org",
@@ -148,6 +164,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.connect(w, r)
 		return
 	}
+	if !r.URL.IsAbs() && r.URL.Path == HealthPath && r.Method == http.MethodGet {
+		_, _ = io.WriteString(w, healthBody)
+		return
+	}
 	if !r.URL.IsAbs() || r.URL.Scheme != "http" {
 		http.Error(w, "runhost egress: send absolute http:// URLs or CONNECT", http.StatusBadRequest)
 		return
@@ -233,4 +253,30 @@ func (p *Proxy) deny(w http.ResponseWriter, host string, err error) {
 	}
 	p.Log.Warn("egress refused", "host", host, "error", err.Error())
 	http.Error(w, "runhost egress: "+err.Error(), status)
+}
+
+// Check asks the proxy at network/address (a unix socket or a TCP address)
+// for its health answer within timeout: nil means the proxy answers.
+func Check(ctx context.Context, network, address string) error {
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, address)
+		},
+		DisableKeepAlives: true,
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://runhost-egress"+HealthPath, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("egress proxy at %s: %w", address, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	if resp.StatusCode != http.StatusOK || string(body) != healthBody {
+		return fmt.Errorf("egress proxy at %s: answered %d %q, not the proxy's health answer", address, resp.StatusCode, body)
+	}
+	return nil
 }

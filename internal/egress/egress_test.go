@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -86,16 +87,21 @@ func TestDialRefusesNamesResolvingToPrivateAddresses(t *testing.T) {
 }
 
 // The proxy, end to end over loopback: an allowed origin is reached by
-// plain HTTP and through CONNECT, anything else gets a 403.
+// plain HTTP and through CONNECT; anything else gets a 403 and is never
+// reached. Loopback listeners stand for the outside: one whose host is not
+// allowed (another internet host), one whose name is allowed but whose
+// address is not in an allowed range (cloud metadata's case).
 func TestProxy(t *testing.T) {
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "hello from origin")
 	}))
 	defer origin.Close()
 	u, _ := url.Parse(origin.URL)
+	otherHost, otherHits := countingServer(t, "127.0.0.1:0")
+	metadata, metadataHits := countingServer(t, "127.0.0.2:0")
 	proxy := httptest.NewServer(&Proxy{Policy: Policy{
-		Hosts:   []string{u.Host},
-		Private: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Hosts:   []string{u.Host, metadata},
+		Private: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 	}})
 	defer proxy.Close()
 	pu, _ := url.Parse(proxy.URL)
@@ -129,7 +135,7 @@ func TestProxy(t *testing.T) {
 		t.Fatalf("through the tunnel: %q", rest)
 	}
 
-	for _, target := range []string{"http://169.254.169.254/latest/meta-data/", "http://example.invalid/"} {
+	for _, target := range []string{"http://" + metadata + "/latest/meta-data/", "http://" + otherHost + "/"} {
 		resp, err := client.Get(target)
 		if err != nil {
 			t.Fatal(err)
@@ -138,5 +144,39 @@ func TestProxy(t *testing.T) {
 		if resp.StatusCode != http.StatusForbidden {
 			t.Errorf("GET %s through the proxy: %d, want 403", target, resp.StatusCode)
 		}
+	}
+	if otherHits.Load()+metadataHits.Load() > 0 {
+		t.Errorf("refused targets were reached: %d, %d times", otherHits.Load(), metadataHits.Load())
+	}
+}
+
+// countingServer serves HTTP on addr and counts the requests it gets.
+func countingServer(t *testing.T, addr string) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits := new(atomic.Int64)
+	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+	})}}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return ln.Addr().String(), hits
+}
+
+// The health answer comes from the proxy itself; another server at the
+// same place does not give it.
+func TestCheck(t *testing.T) {
+	proxy := httptest.NewServer(&Proxy{})
+	defer proxy.Close()
+	pu, _ := url.Parse(proxy.URL)
+	if err := Check(context.Background(), "tcp", pu.Host); err != nil {
+		t.Fatalf("Check of the proxy: %v", err)
+	}
+	other, _ := countingServer(t, "127.0.0.1:0")
+	if err := Check(context.Background(), "tcp", other); err == nil {
+		t.Error("Check accepted a server that is not the proxy")
 	}
 }

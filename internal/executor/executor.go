@@ -7,7 +7,9 @@ package executor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -97,7 +99,12 @@ type Install struct {
 	Command   []string
 	Env       []string
 	Files     []File
-	OutputDir string // absolute; a fresh cache volume is mounted here, writable
+	OutputDir string // absolute; the step writes its output here
+	// DiskBytes is the size of the filesystem the step writes OutputDir
+	// to (a tmpfs, counted against Limits.MemoryBytes): the cap holds while
+	// the step writes, and its output is copied into the cache only when
+	// it succeeded.
+	DiskBytes int64
 	// Egress lets the step reach allowed hosts through the egress proxy;
 	// it never gets a network interface of its own.
 	Egress     bool
@@ -194,6 +201,8 @@ type Result struct {
 	// output limit (Limits.StopAtOutputLimit).
 	OutputLimited bool
 	Duration      time.Duration // from start to exit
+	// CappedFull: an install step's output filesystem filled up.
+	CappedFull bool
 }
 
 // StepInfo says how a step before the run went.
@@ -246,14 +255,47 @@ func InstallStep(job Job) Job {
 	}
 }
 
+// InstallSource is where the copy step of an install sees the install's
+// output (read-only).
+const InstallSource = "/.runhost-install"
+
+// InstallCopyStep is the job that copies an install's output from
+// InstallSource into the cache at the output directory once the install
+// succeeded: runhost-init's own copy (init is the path of runhost-init in
+// the container), as the run user, with the install's limits, never
+// writing more than the install's DiskBytes.
+func InstallCopyStep(job Job, init string) Job {
+	inst := job.Install
+	labels := map[string]string{"runhost.step": StageInstall + "-copy"}
+	for k, v := range job.Labels {
+		labels[k] = v
+	}
+	return Job{
+		ID:         job.ID + "-copy",
+		Image:      inst.Image,
+		Command:    []string{init, "--copy-tree", InstallSource, inst.OutputDir, strconv.FormatInt(inst.DiskBytes, 10)},
+		WorkDir:    RunDir,
+		User:       job.User,
+		Labels:     labels,
+		Limits:     inst.Limits,
+		OCIRuntime: inst.OCIRuntime,
+	}
+}
+
 // InstallFailure returns res as the install stage's result if the step
-// failed (exit code, timeout, OOM), or nil if it succeeded.
-func InstallFailure(res Result) *Result {
+// failed (exit code, timeout, OOM), or nil if it succeeded. When the
+// step's output filled its filesystem, stderr says so, with the cap and
+// the setting that makes it.
+func InstallFailure(res Result, inst *Install) *Result {
 	if res.ExitCode == 0 && !res.TimedOut && !res.OOMKilled {
 		return nil
 	}
 	res.Stage = StageInstall
 	res.Install = &StepInfo{Duration: res.Duration}
+	if res.CappedFull && inst != nil {
+		res.Stderr = append(res.Stderr, fmt.Sprintf("\nrunhost: the install's output directory %s filled its %d MB filesystem (RUNHOST_INSTALL_DISK_MB); nothing was cached\n",
+			inst.OutputDir, inst.DiskBytes>>20)...)
+	}
 	return &res
 }
 

@@ -63,6 +63,16 @@ type Header struct {
 	// Cell sends it a cell, whose code is the StdinSize bytes of stdin.
 	Kernel *Kernel `json:"kernel,omitempty"`
 	Cell   bool    `json:"cell,omitempty"`
+	// Hold keeps init alive after a command that succeeded: it reports the
+	// exit, kills what the command left running, and then waits to be
+	// killed. A volume that exists only while a container uses it (an
+	// install's size-capped output, a tmpfs) so stays until the host has
+	// copied it out.
+	Hold bool `json:"hold,omitempty"`
+	// Capped, when set, is a directory on a size-capped filesystem (an
+	// install's output): init watches its free space while the command runs
+	// and says in the exit whether it filled up.
+	Capped string `json:"capped,omitempty"`
 }
 
 // Output frames. init never gives the program the container's stdout: it
@@ -82,9 +92,12 @@ const MaxFramePayload = 1 << 20
 
 // Exit is how a run ended.
 type Exit struct {
-	Code       int   `json:"code"` // exit status, or 128+signal
-	TimedOut   bool  `json:"timed_out,omitempty"`
-	OOMKilled  bool  `json:"oom_killed,omitempty"`
+	Code      int  `json:"code"` // exit status, or 128+signal
+	TimedOut  bool `json:"timed_out,omitempty"`
+	OOMKilled bool `json:"oom_killed,omitempty"`
+	// CappedFull: the header's Capped directory had (almost) no free space
+	// left at some point of the run.
+	CappedFull bool  `json:"capped_full,omitempty"`
 	DurationMS int64 `json:"duration_ms"`
 	// OutputLimitExceeded: the run wrote more than Header.OutputLimit on a
 	// stream and was killed for it.

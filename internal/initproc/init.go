@@ -50,7 +50,10 @@ func run(stdin *os.File, stdout, stderr io.Writer) int {
 	if !h.Session {
 		// One run: the files, then the rest of stdin is the program's.
 		ex := runOne(h, stdin, stdin, nil, out, r)
-		_ = out.exit(ex)
+		err := out.exit(ex)
+		if h.Hold && err == nil && ex.Code == 0 && !ex.TimedOut {
+			select {} // until the host kills the container
+		}
 		return ex.Code
 	}
 	serveSession(h, stdin, out, r)
@@ -240,6 +243,10 @@ func runOne(h Header, files io.Reader, stdin *os.File, cancel <-chan struct{}, o
 		return failed(ExitSetupFailed, err)
 	}
 	oomBefore := oomKills()
+	var full *fullWatch
+	if h.Capped != "" {
+		full = watchFull(h.Capped)
+	}
 	start := time.Now()
 	r.mu.Lock() // the reaper must know the pid before it can reap it
 	var exited <-chan syscall.WaitStatus
@@ -337,6 +344,9 @@ func runOne(h Header, files io.Reader, stdin *os.File, cancel <-chan struct{}, o
 	}
 	ex.Code = exitCode(status)
 	ex.OOMKilled = oomKills() > oomBefore
+	if full != nil {
+		ex.CappedFull = full.stop()
+	}
 	if ex.Code == 0 && h.ReadyFile != "" {
 		if err := os.WriteFile(h.ReadyFile, nil, 0o644); err != nil {
 			return failed(ExitSetupFailed, fmt.Errorf("mark %s ready: %w", h.ReadyFile, err))

@@ -49,6 +49,7 @@ type Config struct {
 	AllowInstallNetwork bool
 	InstallTimeout      time.Duration
 	InstallMemory       int64
+	InstallDisk         int64 // bytes of the filesystem an install's output is written to
 	PipIndexURL         string
 	NpmRegistry         string
 	CABundle            []byte // PEM given to install steps; nil for none
@@ -444,6 +445,7 @@ func (p *Policy) install(in Input, image string) (*executor.Install, error) {
 		Env:        env,
 		Files:      files,
 		OutputDir:  spec.OutputDir,
+		DiskBytes:  c.InstallDisk,
 		Egress:     egress,
 		Limits:     limits,
 		OCIRuntime: p.ociRuntime(in.Runtime),

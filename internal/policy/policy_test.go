@@ -205,7 +205,7 @@ func TestInstallStep(t *testing.T) {
 	}
 	cfg := testConfig()
 	cfg.AllowInstallNetwork = true
-	cfg.InstallTimeout, cfg.InstallMemory = time.Minute, 512<<20
+	cfg.InstallTimeout, cfg.InstallMemory, cfg.InstallDisk = time.Minute, 512<<20, 128<<20
 	cfg.PipIndexURL, cfg.NpmRegistry = "http://index:8000/simple", "https://npm.example/"
 	cfg.CABundle = []byte("PEM")
 	job, err := New(cfg).Job(input(withInstall(nil)))
@@ -213,7 +213,7 @@ func TestInstallStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	inst := job.Install
-	if inst == nil || !inst.Egress || inst.OutputDir != "/deps" || inst.Image != job.Image || inst.Limits.Timeout != time.Minute || inst.Limits.MemoryBytes != 512<<20 {
+	if inst == nil || !inst.Egress || inst.OutputDir != "/deps" || inst.Image != job.Image || inst.Limits.Timeout != time.Minute || inst.Limits.MemoryBytes != 512<<20 || inst.DiskBytes != 128<<20 {
 		t.Fatalf("install = %+v", inst)
 	}
 	env := strings.Join(inst.Env, " ")

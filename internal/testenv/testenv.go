@@ -15,6 +15,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 )
 
@@ -157,13 +158,21 @@ func AnyRunning(t testing.TB, cli *client.Client, label string) bool {
 	return false
 }
 
-// NoLeftovers fails the test if any container of the host instance remains.
+// NoLeftovers fails the test if any container or volume of the host
+// instance remains.
 func NoLeftovers(t testing.TB, cli *client.Client, instance string) {
 	t.Helper()
 	if left := Containers(t, cli, "runhost.instance="+instance); len(left) > 0 {
 		for _, c := range left {
 			t.Errorf("container left behind: %s %v %s", c.ID[:12], c.Names, c.State)
 		}
+	}
+	vols, err := cli.VolumeList(context.Background(), volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "runhost.instance="+instance))})
+	if err != nil {
+		t.Fatalf("list volumes: %v", err)
+	}
+	for _, v := range vols.Volumes {
+		t.Errorf("volume left behind: %s", v.Name)
 	}
 }
 

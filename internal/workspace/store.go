@@ -1,11 +1,13 @@
 package workspace
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -24,6 +26,15 @@ type Config struct {
 	QuotaBytes   int64  // per session
 	MaxFileBytes int64  // per upload
 	UID, GID     int    // the run user, given ownership of what the host creates
+	// FS, when set, gives each session a filesystem of its own
+	// (sessionfs): made when the session directory is, removed with it.
+	FS SessionFS
+}
+
+// SessionFS bounds session directories while runs write them.
+type SessionFS interface {
+	Ensure(ctx context.Context, sessionDir string) error
+	Remove(sessionDir string) error
 }
 
 // Store is the workspace volume as the host sees it.
@@ -235,6 +246,14 @@ func (s *Store) openSessionDir(ref Ref, dir string, create bool) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	if create && s.cfg.FS != nil {
+		// The session directory is (or becomes) the mount point of its own
+		// fixed-size filesystem, before anything is written into it.
+		if err := s.cfg.FS.Ensure(context.Background(), filepath.Join(s.cfg.Root, ref.path)); err != nil {
+			unix.Close(ns)
+			return -1, err
+		}
+	}
 	fd, err := s.openDir(ns, session, create)
 	unix.Close(ns)
 	if err != nil {
@@ -332,6 +351,10 @@ func (s *Store) Put(ref Ref, p string, r io.Reader) (int64, error) {
 	}
 	f := os.NewFile(uintptr(fd), tmp)
 	n, err := io.Copy(f, io.LimitReader(r, room+1))
+	if errors.Is(err, unix.ENOSPC) {
+		// The session's own filesystem (FS) is full before the count is.
+		err = fmt.Errorf("%w: the session's filesystem is full", ErrQuota)
+	}
 	if err == nil && n > room {
 		if room < s.cfg.MaxFileBytes {
 			err = fmt.Errorf("%w: %d bytes used of %d", ErrQuota, used, s.cfg.QuotaBytes)
@@ -393,6 +416,11 @@ func (s *Store) DeleteSession(ref Ref) error {
 		return err
 	}
 	defer unix.Close(ns)
+	if s.cfg.FS != nil {
+		if err := s.cfg.FS.Remove(filepath.Join(s.cfg.Root, ref.path)); err != nil {
+			return err
+		}
+	}
 	return removeAt(ns, session)
 }
 

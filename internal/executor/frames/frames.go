@@ -123,6 +123,7 @@ func result(ex initproc.Exit, stdout, stderr *output.Capped) executor.Result {
 		ExitCode:        ex.Code,
 		TimedOut:        ex.TimedOut,
 		OOMKilled:       ex.OOMKilled,
+		CappedFull:      ex.CappedFull,
 		Duration:        time.Duration(ex.DurationMS) * time.Millisecond,
 		Stdout:          stdout.Bytes(),
 		Stderr:          stderr.Bytes(),

@@ -97,6 +97,11 @@ func (c *coreClient) deletePod(ctx context.Context, name string, opts metav1.Del
 
 // attachRequest is the pod's attach subresource for the run container.
 func (c *coreClient) attachRequest(name string) *rest.Request {
+	return c.attachContainer(name, "run")
+}
+
+// attachContainer is the pod's attach subresource for one of its containers.
+func (c *coreClient) attachContainer(name, container string) *rest.Request {
 	return c.rest.Post().Namespace(c.namespace).Resource("pods").Name(name).SubResource("attach").
-		VersionedParams(&corev1.PodAttachOptions{Container: "run", Stdin: true, Stdout: true, Stderr: true}, coreParams)
+		VersionedParams(&corev1.PodAttachOptions{Container: container, Stdin: true, Stdout: true, Stderr: true}, coreParams)
 }

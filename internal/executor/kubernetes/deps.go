@@ -12,6 +12,9 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/executor/depcache"
 	"github.com/runhost/runhost/internal/executor/frames"
@@ -152,12 +155,20 @@ func (e *Executor) acquireDeps(ctx context.Context, job executor.Job) (*depcache
 	}
 }
 
-// install runs job's install step in a pod that writes a fresh directory
-// of the cache volume, and publishes the directory under the install's key
-// when the step succeeded. A failed step's result is returned; its
-// directory is removed.
+// install runs job's install step in a pod and publishes its output as a
+// fresh directory of the cache volume under the install's key. The step
+// itself never sees the cache volume: it writes its output directory to a
+// memory-backed emptyDir of inst.DiskBytes (counted against the pod's
+// memory), so the cap holds while it writes. A second container of the
+// pod, the copy step, has that emptyDir read-only and the cache directory
+// writable; only when the install succeeded does the host attach to it and
+// have it copy the tree and mark it ready. A failed step's result is
+// returned; its directory is removed.
 func (e *Executor) install(ctx context.Context, job executor.Job) (string, *executor.Result, error) {
 	inst := job.Install
+	if inst.DiskBytes <= 0 {
+		return "", nil, errors.New("install step without a size for its output (RUNHOST_INSTALL_DISK_MB)")
+	}
 	store := dirStore{dir: e.cfg.Cache.depsDir()}
 	var suffix [6]byte
 	_, _ = rand.Read(suffix[:])
@@ -177,23 +188,28 @@ func (e *Executor) install(ctx context.Context, job executor.Job) (string, *exec
 		}
 		step.Env = executor.MergeEnv(step.Env, executor.ProxyEnv(addr))
 	}
-	ready := inst.OutputDir + "/" + depcache.ReadyFile
-	frame, err := frames.Encode(step, func(h *initproc.Header) { h.ReadyFile = ready })
+	frame, err := frames.Encode(step, func(h *initproc.Header) { h.Capped = inst.OutputDir })
 	if err != nil {
 		drop()
 		return "", nil, err
 	}
-	pod, err := e.stepPodFor(step, claimMount{volume: "deps", claim: e.cfg.Cache.Claim, subPath: depsSubPath(tmp), target: inst.OutputDir})
+	cp := executor.InstallCopyStep(job, initDir+"/init")
+	cpFrame, err := frames.Encode(cp, func(h *initproc.Header) { h.ReadyFile = inst.OutputDir + "/" + depcache.ReadyFile })
 	if err != nil {
 		drop()
 		return "", nil, err
 	}
-	res, err := e.runPod(ctx, pod, step, frame)
+	pod, err := e.installPodFor(step, depsSubPath(tmp), inst)
+	if err != nil {
+		drop()
+		return "", nil, err
+	}
+	failed, err := e.runInstallPod(ctx, pod, step, frame, cp, cpFrame, inst)
 	if err != nil {
 		drop()
 		return "", nil, fmt.Errorf("install step: %w", err)
 	}
-	if failed := executor.InstallFailure(res); failed != nil {
+	if failed != nil {
 		drop()
 		return "", failed, nil
 	}
@@ -210,6 +226,99 @@ func (e *Executor) install(ctx context.Context, job executor.Job) (string, *exec
 		}
 	}
 	return inst.Key, nil, nil
+}
+
+// runInstallPod creates the install pod, runs the install in its run
+// container and, when it succeeded, the copy in its copy container; it
+// deletes the pod on every path. The result is the failed step's, or nil.
+func (e *Executor) runInstallPod(ctx context.Context, pod *corev1.Pod, step executor.Job, frame []byte, cp executor.Job, cpFrame []byte, inst *executor.Install) (*executor.Result, error) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	created, err := e.core.createPod(cctx, pod)
+	cancel()
+	if err != nil {
+		return nil, createError(err)
+	}
+	defer e.delete(ctx, created.Name)
+	if err := e.waitRunning(ctx, created.Name); err != nil {
+		return nil, err
+	}
+	res, err := e.attach(ctx, created.Name, step, frame)
+	if err != nil {
+		return nil, err
+	}
+	if failed := executor.InstallFailure(res, inst); failed != nil {
+		return failed, nil
+	}
+	if err := e.waitPod(ctx, created.Name, func(p *corev1.Pod) bool { return containerRunning(p, "copy") }); err != nil {
+		return nil, err
+	}
+	a, err := e.attachContainer(created.Name, "copy")
+	if err != nil {
+		return nil, err
+	}
+	cres, err := e.serve(ctx, created.Name, a, cp, cpFrame)
+	if err != nil {
+		return nil, fmt.Errorf("copy the install's output: %w", err)
+	}
+	if failed := executor.InstallFailure(cres, inst); failed != nil {
+		failed.Duration += res.Duration
+		return failed, nil
+	}
+	return nil, nil
+}
+
+// containerRunning reports whether the pod's container name runs.
+func containerRunning(p *corev1.Pod, name string) bool {
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == name && cs.State.Running != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// installPodFor is the install pod: the run container (the install step)
+// writes its output directory to a memory-backed emptyDir of
+// inst.DiskBytes and never sees the cache claim; the copy container, as
+// hardened, has that emptyDir read-only at executor.InstallSource and the
+// cache directory (the claim's subPath) writable at the output directory,
+// and its init waits for the copy's frame.
+func (e *Executor) installPodFor(step executor.Job, subPath string, inst *executor.Install) (*corev1.Pod, error) {
+	pod, err := e.stepPodFor(step)
+	if err != nil {
+		return nil, err
+	}
+	uid, gid := ids(step.User)
+	mem, cpu := resource.MustParse("128Mi"), resource.MustParse("500m")
+	pod.Spec.Volumes = append(pod.Spec.Volumes,
+		corev1.Volume{Name: "out", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+			Medium: corev1.StorageMediumMemory, SizeLimit: resource.NewQuantity(inst.DiskBytes, resource.BinarySI)}}},
+		corev1.Volume{Name: "copy-code", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+			Medium: corev1.StorageMediumMemory, SizeLimit: resource.NewQuantity(1<<20, resource.BinarySI)}}},
+		corev1.Volume{Name: "deps", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: e.cfg.Cache.Claim}}},
+	)
+	run := &pod.Spec.Containers[0]
+	run.VolumeMounts = append(run.VolumeMounts, corev1.VolumeMount{Name: "out", MountPath: inst.OutputDir})
+	pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{
+		Name:            "copy",
+		Image:           e.cfg.InitImage,
+		ImagePullPolicy: e.cfg.PullPolicy,
+		Command:         []string{initDir + "/init"},
+		Stdin:           true,
+		StdinOnce:       true,
+		SecurityContext: hardened(uid, gid),
+		Resources: corev1.ResourceRequirements{
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: mem, corev1.ResourceCPU: cpu},
+			Requests: corev1.ResourceList{corev1.ResourceMemory: mem, corev1.ResourceCPU: resource.MustParse("50m")},
+		},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: "runhost", MountPath: initDir, ReadOnly: true},
+			{Name: "copy-code", MountPath: executor.RunDir},
+			{Name: "out", MountPath: executor.InstallSource, ReadOnly: true},
+			{Name: "deps", MountPath: inst.OutputDir, SubPath: subPath},
+		},
+	})
+	return pod, nil
 }
 
 // makeWritable creates dir for an install step running as user (uid:gid).

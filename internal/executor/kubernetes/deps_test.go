@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/runhost/runhost/internal/egress"
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/executor/depcache"
 )
@@ -123,7 +124,60 @@ func TestEgressPodIsHardened(t *testing.T) {
 	if got := strings.Join(c.Command, " "); got != "/egress -listen :3128 -allow pypi.org -allow-cidrs 10.0.0.0/8" {
 		t.Errorf("command %q", got)
 	}
-	if c.ReadinessProbe == nil || c.ReadinessProbe.TCPSocket == nil {
-		t.Error("no readiness probe: installs could start before the proxy listens")
+	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != egress.HealthPath {
+		t.Error("no readiness probe asking the proxy itself: installs could use a proxy that does not answer")
+	}
+	// Its own uid, which no run or install pod has.
+	if *sc.RunAsUser != egress.UID || *sc.RunAsGroup != egress.GID || *pod.Spec.SecurityContext.RunAsUser != egress.UID {
+		t.Errorf("the proxy runs as %d:%d, want %d:%d", *sc.RunAsUser, *sc.RunAsGroup, egress.UID, egress.GID)
+	}
+}
+
+// The install step writes its output to a size-capped emptyDir and never
+// sees the cache claim; only the copy container has the claim (writable)
+// and the install's output (read-only).
+func TestInstallPodCapsTheOutputAndHidesTheCache(t *testing.T) {
+	e := &Executor{cfg: Config{InitImage: "init", Cache: CacheVolume{Claim: "deps", Root: "/cache"}}}
+	limits := executor.Limits{MemoryBytes: 1 << 30, NanoCPUs: 2e9, TmpBytes: 1 << 20, RunDirBytes: 1 << 20}
+	job := executor.Job{ID: "r1", Image: "img", User: "1000:1000", Limits: limits,
+		Install: &executor.Install{Image: "img", OutputDir: "/deps", DiskBytes: 256 << 20, Limits: limits}}
+	sub := depsSubPath(keyA + tmpMark + "x")
+	pod, err := e.installPodFor(executor.InstallStep(job), sub, job.Install)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pod.Spec.Containers) != 2 {
+		t.Fatalf("%d containers, want run and copy", len(pod.Spec.Containers))
+	}
+	volumes := map[string]corev1.Volume{}
+	for _, v := range pod.Spec.Volumes {
+		volumes[v.Name] = v
+	}
+	mounts := func(c corev1.Container) map[string]corev1.VolumeMount {
+		out := map[string]corev1.VolumeMount{}
+		for _, m := range c.VolumeMounts {
+			out[m.Name] = m
+		}
+		return out
+	}
+	run, cp := mounts(pod.Spec.Containers[0]), mounts(pod.Spec.Containers[1])
+	out := volumes["out"].EmptyDir
+	if out == nil || out.Medium != corev1.StorageMediumMemory || out.SizeLimit == nil || out.SizeLimit.Value() != 256<<20 {
+		t.Errorf("output volume %+v, want a 256 MiB memory emptyDir", volumes["out"])
+	}
+	if m, ok := run["out"]; !ok || m.MountPath != "/deps" || m.ReadOnly {
+		t.Errorf("the install's output mount %+v", m)
+	}
+	if _, ok := run["deps"]; ok {
+		t.Error("the install step sees the cache claim")
+	}
+	if m := cp["out"]; m.MountPath != executor.InstallSource || !m.ReadOnly {
+		t.Errorf("the copy's source %+v, want read-only at %s", m, executor.InstallSource)
+	}
+	if m := cp["deps"]; m.MountPath != "/deps" || m.SubPath != sub || m.ReadOnly {
+		t.Errorf("the copy's destination %+v", m)
+	}
+	if sc := pod.Spec.Containers[1].SecurityContext; sc == nil || *sc.RunAsUser != 1000 || !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation {
+		t.Errorf("copy container security context %+v", sc)
 	}
 }

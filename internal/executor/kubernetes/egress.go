@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/runhost/runhost/internal/egress"
 )
 
 // LabelEgress marks the egress proxy's pod; the install NetworkPolicy lets
@@ -100,12 +102,14 @@ func (e *Executor) startEgress(ctx context.Context) (name, addr string, deadline
 	return created.Name, addr, deadline, nil
 }
 
-// egressPodSpec is the proxy pod: the same hardening as a run pod, the
-// pod network (NetworkPolicy lets it reach out, and only install pods in),
-// and a readiness probe on its port.
+// egressPodSpec is the proxy pod: the same hardening as a run pod, but
+// its own uid (egress.UID, which no run or install pod has), the pod
+// network (NetworkPolicy lets it reach out, and only install pods in), and
+// a readiness probe that asks the proxy itself for its health answer: a
+// proxy that stops answering is not ready, and egressAddr replaces it.
 func (e *Executor) egressPodSpec(deadline time.Time) *corev1.Pod {
 	cfg := e.cfg.Egress
-	uid, gid := ids(e.cfg.User)
+	uid, gid := int64(egress.UID), int64(egress.GID)
 	yes, no := true, false
 	active := int64((egressLifetime + 10*time.Minute).Seconds())
 	mem, cpu, cpuRequest := resource.MustParse("128Mi"), resource.MustParse("500m"), resource.MustParse("50m")
@@ -123,6 +127,8 @@ func (e *Executor) egressPodSpec(deadline time.Time) *corev1.Pod {
 			TerminationGracePeriodSeconds: new(int64),
 			SecurityContext: &corev1.PodSecurityContext{
 				RunAsNonRoot:   &yes,
+				RunAsUser:      &uid,
+				RunAsGroup:     &gid,
 				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
 			Containers: []corev1.Container{{
@@ -138,8 +144,10 @@ func (e *Executor) egressPodSpec(deadline time.Time) *corev1.Pod {
 					Requests: corev1.ResourceList{corev1.ResourceMemory: mem, corev1.ResourceCPU: cpuRequest},
 				},
 				ReadinessProbe: &corev1.Probe{
-					ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(egressPort)}},
-					PeriodSeconds: 1,
+					ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: egress.HealthPath, Port: intstr.FromInt32(egressPort)}},
+					PeriodSeconds:    1,
+					TimeoutSeconds:   3,
+					FailureThreshold: 2,
 				},
 			}},
 		},

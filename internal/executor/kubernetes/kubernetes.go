@@ -358,7 +358,12 @@ type attachment struct {
 // attachPod attaches to the run container of pod name (SPDY, through the
 // API server and the kubelet). Writes to stdin fail once the stream ends.
 func (e *Executor) attachPod(name string) (*attachment, error) {
-	spdy, err := remotecommand.NewSPDYExecutor(e.rest, "POST", e.core.attachRequest(name).URL())
+	return e.attachContainer(name, "run")
+}
+
+// attachContainer attaches to one container of pod name.
+func (e *Executor) attachContainer(name, container string) (*attachment, error) {
+	spdy, err := remotecommand.NewSPDYExecutor(e.rest, "POST", e.core.attachContainer(name, container).URL())
 	if err != nil {
 		return nil, err
 	}
