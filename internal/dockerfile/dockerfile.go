@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
@@ -118,6 +119,10 @@ func Parse(src []byte, buildArgs map[string]string) (s *Summary, err error) {
 		if strings.HasPrefix(strings.ToUpper(name), buildArgPrefix) {
 			return nil, refused(0, "build argument %s configures BuildKit itself (%s* arguments pick frontends and sources); it is not allowed", name, buildArgPrefix)
 		}
+	}
+	// Text only: the shell lexer reports NUL and bad UTF-8 on stderr.
+	if !utf8.Valid(src) || bytes.IndexByte(src, 0) >= 0 {
+		return nil, invalid(0, "not UTF-8 text")
 	}
 	if _, _, loc, ok := parser.DetectSyntax(src); ok {
 		return nil, refused(lineOf(loc), "a syntax directive is not allowed: it names a frontend image the builder would fetch from a registry; runhost builds with its own Dockerfile frontend (remove the `# syntax=` line)")

@@ -23,7 +23,7 @@ func TestParse(t *testing.T) {
 		{in: "ghcr.io/o/i:1", str: "ghcr.io/o/i:1", full: "ghcr.io/o/i:1", repo: "o/i", familiar: "ghcr.io/o/i"},
 		{in: "localhost:5000/runhost/egress", str: "localhost:5000/runhost/egress:latest", repo: "runhost/egress"},
 		{in: "alpine@" + digest, str: "alpine@" + digest, repo: "library/alpine"},
-		{in: "cafe:1", str: "cafe:1"},                 // hex, but tagged: a name
+		{in: "cafe:1", str: "cafe:1"},                    // hex, but tagged: a name
 		{in: "runhost/cafe", str: "runhost/cafe:latest"}, // hex path below a namespace: a name
 		// IDs, in every spelling.
 		{in: digest, err: ErrID},
