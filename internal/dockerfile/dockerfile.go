@@ -96,6 +96,7 @@ type Summary struct {
 	EscapeToken rune
 
 	ast *parser.Node
+	lex *shell.Lex
 	// fromImage marks the COPY instructions, by node, whose --from names an image.
 	copyImage map[*parser.Node]string
 }
@@ -141,6 +142,7 @@ func Parse(src []byte, buildArgs map[string]string) (s *Summary, err error) {
 // read walks the instructions: stages, images and the rules.
 func (s *Summary) read(buildArgs map[string]string) error {
 	lex := shell.NewLex(s.EscapeToken)
+	s.lex = lex
 	lint := linter.New(&linter.Config{})
 	meta := defaultArgs(buildArgs)
 	seen := map[string]bool{}
@@ -216,6 +218,14 @@ func (s *Summary) stage(st *instructions.Stage, lex *shell.Lex, meta *metaArgs, 
 	if base.Result == "" {
 		return Stage{}, invalid(line, "FROM %s: the base name is empty after ARG expansion", st.BaseName)
 	}
+	for name := range base.Matched {
+		if meta.automatic(name) {
+			// The builder sets these for the platform it builds for, which
+			// need not be this host's: the name checked could differ from
+			// the name built.
+			return Stage{}, refused(line, "FROM %s: the base name uses %s, which the builder sets for its own platform; write the name out, or give %s as a build argument", st.BaseName, name, name)
+		}
+	}
 	out := Stage{Name: st.Name, Base: base.Result, BaseStage: s.stageIndex(base.Result, len(s.Stages)), Platform: st.Platform, Line: line}
 	for i, earlier := range s.Stages {
 		if st.Name != "" && earlier.Name == st.Name {
@@ -252,8 +262,16 @@ func (s *Summary) check(c instructions.Command, cur, line int, trigger bool) ([]
 			if strings.ContainsRune(src, '$') {
 				return nil, refused(line, "ADD source %q uses a variable: only a literal path is known not to be a URL; write the path out, or use COPY", src)
 			}
-			if err := checkSource("ADD", src, line); err != nil {
-				return nil, err
+			// The builder reads the source through the shell lexer:
+			// quotes and escapes go ("http\://h" is http://h).
+			word, _, err := s.lex.ProcessWord(src, noEnv{})
+			if err != nil {
+				return nil, invalid(line, "ADD source %q: %s", src, cleanErr(err))
+			}
+			for _, w := range []string{src, word} {
+				if err := checkSource("ADD", w, line); err != nil {
+					return nil, err
+				}
 			}
 		}
 	case *instructions.CopyCommand:
@@ -293,9 +311,16 @@ func (s *Summary) check(c instructions.Command, cur, line int, trigger bool) ([]
 
 // checkRun applies the rules to RUN's flags.
 func (s *Summary) checkRun(c *instructions.RunCommand, cur, line int, trigger bool) ([]Image, error) {
-	// Mount options are read once the parser has an expander; the identity
-	// keeps variables as written, so "type=$T" is no known type and refused.
-	if err := c.Expand(func(word string) (string, error) { return word, nil }); err != nil {
+	// Mount options are read once the parser has an expander. Quotes and
+	// escapes are processed as the builder does; a word with a variable is
+	// kept as written, so "type=$T" is no known type and refused.
+	if err := c.Expand(func(word string) (string, error) {
+		if strings.ContainsRune(word, '$') {
+			return word, nil
+		}
+		w, _, err := s.lex.ProcessWord(word, noEnv{})
+		return w, err
+	}); err != nil {
 		return nil, invalid(line, "RUN --mount: %s", cleanErr(err))
 	}
 	switch n := instructions.GetNetwork(c); n {
@@ -435,19 +460,20 @@ func (s *Summary) command(i int, config func(string) ([]string, []string, bool),
 type metaArgs struct {
 	keys []string
 	vals map[string]string
+	auto map[string]bool // platform arguments with the builder's own values
 }
 
 func defaultArgs(buildArgs map[string]string) *metaArgs {
-	m := &metaArgs{vals: map[string]string{}}
+	m := &metaArgs{vals: map[string]string{}, auto: map[string]bool{}}
 	platform := "linux/" + runtime.GOARCH
 	for _, kv := range [][2]string{
 		{"BUILDPLATFORM", platform}, {"BUILDOS", "linux"}, {"BUILDOSVERSION", ""}, {"BUILDARCH", runtime.GOARCH}, {"BUILDVARIANT", ""},
 		{"TARGETPLATFORM", platform}, {"TARGETOS", "linux"}, {"TARGETOSVERSION", ""}, {"TARGETARCH", runtime.GOARCH}, {"TARGETVARIANT", ""},
 		{"TARGETSTAGE", "default"},
 	} {
-		v := kv[1]
-		if o, ok := buildArgs[kv[0]]; ok {
-			v = o
+		v, ok := buildArgs[kv[0]]
+		if !ok {
+			v, m.auto[kv[0]] = kv[1], true
 		}
 		m.set(kv[0], v)
 	}
@@ -461,11 +487,15 @@ func (m *metaArgs) set(k, v string) {
 	m.vals[k] = v
 }
 
+// automatic reports whether k still has the builder's own platform value.
+func (m *metaArgs) automatic(k string) bool { return m.auto[k] }
+
 // add declares the ARGs of a, as BuildKit's buildMetaArgs does.
 func (m *metaArgs) add(a *instructions.ArgCommand, lex *shell.Lex, buildArgs map[string]string) error {
 	for _, kv := range a.Args {
 		if v, ok := buildArgs[kv.Key]; ok {
 			m.set(kv.Key, v)
+			delete(m.auto, kv.Key)
 			continue
 		}
 		if kv.Value == nil {
@@ -476,6 +506,12 @@ func (m *metaArgs) add(a *instructions.ArgCommand, lex *shell.Lex, buildArgs map
 			return err
 		}
 		m.set(kv.Key, res.Result)
+		delete(m.auto, kv.Key)
+		for name := range res.Matched {
+			if m.auto[name] {
+				m.auto[kv.Key] = true // derived from a platform argument
+			}
+		}
 	}
 	return nil
 }
@@ -485,6 +521,12 @@ func (m *metaArgs) Get(k string) (string, bool) { v, ok := m.vals[k]; return v, 
 
 // Keys implements shell.EnvGetter.
 func (m *metaArgs) Keys() []string { return m.keys }
+
+// noEnv is an empty environment for the shell lexer.
+type noEnv struct{}
+
+func (noEnv) Get(string) (string, bool) { return "", false }
+func (noEnv) Keys() []string            { return nil }
 
 func lineOf(loc []parser.Range) int {
 	if len(loc) == 0 {
