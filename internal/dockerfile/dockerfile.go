@@ -97,7 +97,7 @@ type Summary struct {
 
 	ast *parser.Node
 	lex *shell.Lex
-	// fromImage marks the COPY instructions, by node, whose --from names an image.
+	// copyImage holds, by node, the image a COPY --from names.
 	copyImage map[*parser.Node]string
 }
 
