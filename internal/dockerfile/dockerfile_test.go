@@ -322,3 +322,16 @@ func TestParserPanicsAreErrors(t *testing.T) {
 		_, _ = Parse([]byte(src), nil)
 	}
 }
+
+// BenchmarkParse is the rules' cost per build request: a typical
+// multi-stage Dockerfile.
+func BenchmarkParse(b *testing.B) {
+	src := []byte("ARG V=3.11\nFROM runhost/python:${V} AS build\nWORKDIR /app\nCOPY requirements.txt .\n" +
+		"RUN --mount=type=cache,target=/root/.cache pip install -r requirements.txt\nCOPY . .\n" +
+		"FROM runhost/python:${V}\nCOPY --from=build /app /app\nWORKDIR /app\nENV PYTHONUNBUFFERED=1\nCMD [\"python3\", \"app.py\"]\n")
+	for b.Loop() {
+		if _, err := Parse(src, map[string]string{"V": "3.13"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
