@@ -102,7 +102,7 @@ func specToProto(s Spec) *pluginpb.Spec {
 		out.Install = &pluginpb.Install{Command: i.Command, Files: filesToProto(i.Files), Env: i.Env, OutputDir: i.OutputDir, Network: i.Network}
 	}
 	if b := s.Build; b != nil {
-		out.Build = &pluginpb.Build{Dockerfile: b.Dockerfile, Context: filesToProto(b.Context), BuildArgs: b.BuildArgs}
+		out.Build = &pluginpb.Build{Dockerfile: b.Dockerfile, Context: filesToProto(b.Context), BuildArgs: b.BuildArgs, Cmd: b.Cmd, Args: b.Args}
 	}
 	return out
 }
@@ -124,7 +124,7 @@ func specFromProto(p *pluginpb.Spec) Spec {
 		s.Install = &Install{Command: i.GetCommand(), Files: filesFromProto(i.GetFiles()), Env: i.GetEnv(), OutputDir: i.GetOutputDir(), Network: i.GetNetwork()}
 	}
 	if b := p.GetBuild(); b != nil {
-		s.Build = &Build{Dockerfile: b.GetDockerfile(), Context: filesFromProto(b.GetContext()), BuildArgs: b.GetBuildArgs()}
+		s.Build = &Build{Dockerfile: b.GetDockerfile(), Context: filesFromProto(b.GetContext()), BuildArgs: b.GetBuildArgs(), Cmd: b.GetCmd(), Args: b.GetArgs()}
 	}
 	return s
 }

@@ -105,8 +105,10 @@ type Spec struct {
 	// content: the same install is done once.
 	Install *Install
 	// Build, when set, is built into an image first and the run uses that
-	// image; Image must then be empty. An empty Command runs the image's own
-	// entrypoint and command.
+	// image; Image must then be empty. Command, when set, replaces the
+	// image's whole argv (ENTRYPOINT and CMD); empty, the run is what
+	// docker run does: the image's ENTRYPOINT, Build.Cmd or else the
+	// image's CMD, then Build.Args.
 	Build *Build
 }
 
@@ -129,6 +131,11 @@ type Build struct {
 	Dockerfile string
 	Context    []File // the build context; paths relative to its root
 	BuildArgs  map[string]string
+	// Cmd replaces the image's CMD for the run (docker run IMAGE CMD...);
+	// the image's ENTRYPOINT stays. Empty: the image's CMD.
+	Cmd []string
+	// Args are appended to the run's argv, after the CMD.
+	Args []string
 }
 
 // Limits are resource limits. Zero means "no opinion".

@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/runhost/runhost/internal/admission"
+	"github.com/runhost/runhost/internal/dockerfile"
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/outbox"
 	"github.com/runhost/runhost/internal/pathguard"
@@ -108,6 +109,12 @@ func statusOf(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, "context_too_large"
 	case errors.Is(err, policy.ErrLimitExceeded):
 		return http.StatusBadRequest, "limit_exceeded"
+	case errors.Is(err, dockerfile.ErrRefused):
+		return http.StatusBadRequest, "dockerfile_refused"
+	case errors.Is(err, dockerfile.ErrInvalid):
+		return http.StatusBadRequest, "dockerfile_invalid"
+	case errors.Is(err, policy.ErrNoCommand):
+		return http.StatusBadRequest, "no_command"
 	case errors.Is(err, shared.ErrInvalidRequest):
 		return http.StatusBadRequest, "invalid_request"
 	case errors.Is(err, policy.ErrSpecRefused):

@@ -353,6 +353,7 @@ func PolicyConfig(cfg config.Config) (policy.Config, error) {
 		User:           cfg.RunUser,
 
 		AllowedImages:       cfg.AllowedImages,
+		InternalImages:      internalImages(cfg),
 		AllowInstallNetwork: cfg.AllowInstallNetwork,
 		InstallTimeout:      cfg.InstallTimeout,
 		InstallMemory:       cfg.InstallMemoryMB << 20,
@@ -375,6 +376,18 @@ func PolicyConfig(cfg config.Config) (policy.Config, error) {
 		pc.Grants = grants
 	}
 	return pc, nil
+}
+
+// internalImages are the configured images of runhost's own machinery,
+// beyond the policy's built-in list: no request may name them.
+func internalImages(cfg config.Config) []string {
+	var out []string
+	for _, img := range []string{cfg.K8sInitImage, cfg.K8sEgressImage, cfg.K8sBuilderImage, cfg.K8sBuildRepo} {
+		if img != "" {
+			out = append(out, img)
+		}
+	}
+	return out
 }
 
 // Handler is the HTTP API.

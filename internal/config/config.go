@@ -228,7 +228,7 @@ func settings() []Setting {
 		{"RUNHOST_DEPS_CACHE_ENTRIES", "100", "installed dependency sets kept (least recently used go first)", integer(func(c *Config) *int64 { return &c.DepsCacheEntries })},
 		{"RUNHOST_DEPS_CACHE_MB", "4096", "bytes of installed dependencies kept", integer(func(c *Config) *int64 { return &c.DepsCacheMB })},
 		{"RUNHOST_POLICY", "", "host policy file (JSON, strict) granting each plugin its images, networks and maximum limits; see docs/writing-plugins.md", str(func(c *Config) *string { return &c.PolicyFile })},
-		{"RUNHOST_ALLOWED_IMAGES", "", "comma-separated image patterns (`*` matches anything) a request may name with `image`; empty means the runtimes' own images", list(func(c *Config) *[]string { return &c.AllowedImages })},
+		{"RUNHOST_ALLOWED_IMAGES", "", "comma-separated image patterns (`*` matches anything) a request may name with `image` or in a Dockerfile (FROM, COPY --from, RUN --mount from=); empty means the runtimes' own images; image IDs and runhost's own images (runhost/build, runhost/egress, ...) are refused whatever it says", list(func(c *Config) *[]string { return &c.AllowedImages })},
 		{"RUNHOST_BUILD_TIMEOUT_MS", "300000", "wall-clock timeout of one Dockerfile build", dur(func(c *Config) *time.Duration { return &c.BuildTimeout }, time.Millisecond)},
 		{"RUNHOST_BUILD_MEMORY_MB", "2048", "memory limit of each build step's container", integer(func(c *Config) *int64 { return &c.BuildMemoryMB })},
 		{"RUNHOST_BUILD_NETWORK", "false", "whether RUN steps of a Dockerfile build get network access", boolean(func(c *Config) *bool { return &c.BuildNetwork })},

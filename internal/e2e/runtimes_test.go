@@ -183,7 +183,7 @@ func TestCustomImages(t *testing.T) {
 }
 
 func TestDockerfileBuilds(t *testing.T) {
-	h := startHost(t, "RUNHOST_MAX_CONTEXT_BYTES=4096")
+	h := startHost(t, "RUNHOST_MAX_CONTEXT_BYTES=4096", "RUNHOST_ALLOWED_IMAGES=runhost/python:*,runhost/shell:*,runhost/no-such-image:*")
 	// Built images outlive hosts (a content-keyed cache): a nonce makes this
 	// test's Dockerfile new, so its first build really builds.
 	dockerfile := fmt.Sprintf("FROM runhost/python:3.11\nLABEL test.nonce=%d\nCOPY app.py /app/\nWORKDIR /app\nCMD [\"python3\", \"app.py\"]\n", time.Now().UnixNano())
@@ -221,13 +221,13 @@ func TestDockerfileBuilds(t *testing.T) {
 		}
 	})
 	t.Run("a broken Dockerfile is a result with the log", func(t *testing.T) {
-		res := h.run("dockerfile", map[string]any{"dockerfile": "FROM runhost/shell:bookworm\nRUN echo building && exit 3\n"})
+		res := h.run("dockerfile", map[string]any{"dockerfile": "FROM runhost/shell:bookworm\nRUN echo building && exit 3\nCMD [\"true\"]\n"})
 		if res.Stage != "build" || res.ExitCode == 0 || !strings.Contains(res.Build.Log, "building") || !strings.Contains(res.Stderr, "returned a non-zero code: 3") {
 			t.Fatalf("%+v", res)
 		}
 	})
 	t.Run("a missing base image is named", func(t *testing.T) {
-		res := h.run("dockerfile", map[string]any{"dockerfile": "FROM runhost/no-such-image:1\n"})
+		res := h.run("dockerfile", map[string]any{"dockerfile": "FROM runhost/no-such-image:1\nCMD [\"true\"]\n"})
 		if res.Stage != "build" || !strings.Contains(res.Stderr, "runhost/no-such-image:1") {
 			t.Fatalf("%+v", res)
 		}

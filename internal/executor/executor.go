@@ -28,6 +28,10 @@ type Executor interface {
 	Ping(ctx context.Context) error
 	// ImageExists reports whether image is present on the engine.
 	ImageExists(ctx context.Context, image string) (bool, error)
+	// ResolveImage finds the image ref names exactly (the tag or digest it
+	// names, never an ID prefix) and says what to use to get exactly it.
+	// An image that is not there is ErrImageMissing.
+	ResolveImage(ctx context.Context, ref string) (ImageInfo, error)
 	// Build builds an image from a Dockerfile, or finds it already built.
 	// A Dockerfile that fails to build is a BuiltImage with Failed set.
 	Build(ctx context.Context, b Build) (BuiltImage, error)
@@ -124,7 +128,39 @@ type Build struct {
 	NanoCPUs    int64
 	LogBytes    int64
 	Labels      map[string]string
+	// Bases are the images the Dockerfile names (FROM, COPY --from,
+	// RUN --mount from=), checked by the policy. The executor builds so
+	// that each Name resolves to exactly its Ref and no other image is
+	// reachable.
+	Bases []BaseImage
 }
+
+// BaseImage is an image a Dockerfile names, pinned.
+type BaseImage struct {
+	Name string // as the Dockerfile names it, after ARG expansion
+	Ref  string // exactly what the build uses for Name (ImageInfo.Ref)
+}
+
+// ImageInfo is an image as the executor found it.
+type ImageInfo struct {
+	// Ref is what names exactly the image that was checked: the image ID
+	// (sha256:<64 hex>) where the executor can see the engine's images
+	// (Docker); the checked name, normalised, where it cannot (Kubernetes
+	// nodes pull by name).
+	Ref string
+	// Inspected says whether the fields below were read from the image;
+	// false where the executor cannot see images (Kubernetes).
+	Inspected  bool
+	Entrypoint []string
+	Cmd        []string
+	WorkingDir string
+	OnBuild    []string // ONBUILD triggers the image would run in a build
+}
+
+// BuildDockerfile is the Dockerfile's name inside a build context handed to
+// a builder; a context file of that name is refused, so it cannot stand in
+// for the Dockerfile the host checked.
+const BuildDockerfile = ".runhost.Dockerfile"
 
 // BuiltImage is the outcome of a Build.
 type BuiltImage struct {

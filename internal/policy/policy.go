@@ -17,7 +17,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runhost/runhost/internal/dockerfile"
 	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/imageref"
 	"github.com/runhost/runhost/internal/pathguard"
 	"github.com/runhost/runhost/internal/workspace"
 	"github.com/runhost/runhost/shared"
@@ -42,9 +44,14 @@ type Config struct {
 
 	User string // numeric uid:gid of every run
 
-	// Images a custom-image request may name (patterns, * matches any
-	// run of characters). Empty: the images the runtimes declare.
+	// Images a custom-image request or a Dockerfile may name (patterns, *
+	// matches any run of characters). Empty: the images the runtimes
+	// declare.
 	AllowedImages []string
+	// InternalImages are more of runhost's own images (the configured
+	// helper images and build repositories), refused like
+	// internalRepositories.
+	InternalImages []string
 
 	AllowInstallNetwork bool
 	InstallTimeout      time.Duration
@@ -98,6 +105,9 @@ type Input struct {
 	// dependencies, built images) is keyed by it, so one key never finds
 	// another key's entry (no cross-tenant oracle, no poisoning).
 	Owner string
+	// Resolve pins the images a request names (a custom image, a
+	// Dockerfile's bases) to what the engine has under that name.
+	Resolve Resolver
 }
 
 // Limits on a spec's shape; a request is held to tighter ones at the API edge.
@@ -140,13 +150,18 @@ func (e *SpecError) Error() string {
 }
 func (e *SpecError) Is(target error) bool { return target == ErrSpecRefused }
 
-// ImageError is a custom image outside RUNHOST_ALLOWED_IMAGES.
+// ImageError is an image a request may not use: outside
+// RUNHOST_ALLOWED_IMAGES, or refused for Reason.
 type ImageError struct {
 	Image   string
 	Allowed []string
+	Reason  string // empty: not on the allow-list
 }
 
 func (e *ImageError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("image %q is not allowed: %s", e.Image, e.Reason)
+	}
 	return fmt.Sprintf("image %q is not allowed: RUNHOST_ALLOWED_IMAGES permits %s", e.Image, strings.Join(e.Allowed, ", "))
 }
 func (e *ImageError) Is(target error) bool { return target == ErrImageNotAllowed }
@@ -202,7 +217,9 @@ func (p *Policy) Job(in Input) (executor.Job, error) {
 	}
 	command := spec.Command
 	if in.Built != nil && len(command) == 0 {
-		command = append(append([]string{}, in.Built.Entrypoint...), in.Built.Cmd...)
+		if command = builtCommand(in.Built, spec.Build); len(command) == 0 {
+			return executor.Job{}, &NoCommandError{"the built image has no ENTRYPOINT or CMD and the request gives no command: add CMD to the Dockerfile, or send command"}
+		}
 	}
 	if len(command) == 0 {
 		return refuse("command", "empty")
@@ -282,6 +299,25 @@ func (p *Policy) Job(in Input) (executor.Job, error) {
 	}, nil
 }
 
+// builtCommand is what a built image runs, as docker run does: the
+// image's ENTRYPOINT, then the request's command or else the image's CMD,
+// then the request's args. Empty when the image has neither ENTRYPOINT
+// nor a command.
+func builtCommand(built *executor.BuiltImage, b *shared.Build) []string {
+	cmd := built.Cmd
+	var args []string
+	if b != nil {
+		if len(b.Cmd) > 0 {
+			cmd = b.Cmd
+		}
+		args = b.Args
+	}
+	if len(built.Entrypoint) == 0 && len(cmd) == 0 {
+		return nil
+	}
+	return slices.Concat(built.Entrypoint, cmd, args)
+}
+
 // DefaultLimits are the limits and OCI runtime a request for runtime gets
 // when neither it nor the plugin asks for any: what a warm pool prepares.
 func (p *Policy) DefaultLimits(runtime string) (executor.Limits, string) {
@@ -315,23 +351,23 @@ func (p *Policy) image(in Input) (string, error) {
 		if g, ok := p.grantOf(in.Runtime); ok && len(g.Images) > 0 && !matchAny(g.Images, spec.Image) {
 			return "", &SpecError{in.Runtime, "image", fmt.Sprintf("%q is outside the images RUNHOST_POLICY grants the plugin (%s)", spec.Image, strings.Join(g.Images, ", "))}
 		}
+		if r, err := imageref.Parse(spec.Image); err != nil || p.isInternal(r) {
+			return "", &SpecError{in.Runtime, "image", fmt.Sprintf("%q is not an image a runtime may declare (an image ID, or one of runhost's own images)", spec.Image)}
+		}
 		return spec.Image, nil
 	case !slices.Contains(in.Capabilities, shared.CapCustomImage):
 		return "", &SpecError{in.Runtime, "image", fmt.Sprintf("%q is not the image of version %s (%q)", spec.Image, in.Version.Version, in.Version.Image)}
 	}
-	allowed := p.cfg.AllowedImages
-	if len(allowed) == 0 {
-		allowed = in.DeclaredImages
+	// A custom image the request named: allowed, then pinned.
+	r, err := p.CheckImage(in.Runtime, spec.Image, in.DeclaredImages)
+	if err != nil {
+		return "", err
 	}
-	if g, ok := p.grantOf(in.Runtime); ok && len(g.CustomImages) > 0 {
-		allowed = g.CustomImages
+	info, err := p.resolve(in, r)
+	if err != nil {
+		return "", fmt.Errorf("image %s: %w", spec.Image, err)
 	}
-	for _, pattern := range allowed {
-		if MatchImage(pattern, spec.Image) {
-			return spec.Image, nil
-		}
-	}
-	return "", &ImageError{Image: spec.Image, Allowed: allowed}
+	return info.Ref, nil
 }
 
 func matchAny(patterns []string, image string) bool {
@@ -459,7 +495,11 @@ func (p *Policy) install(in Input, image string) (*executor.Install, error) {
 const caFile = ".runhost-ca.pem"
 
 // Build decides how a spec's Dockerfile is built: the host's build limits,
-// no network unless the host allows it, and a context within its size cap.
+// no network unless the host allows it, a context within its size cap, and
+// a Dockerfile that passes the rules (internal/dockerfile) and names only
+// images the request may use, each pinned to what the engine has under
+// that name (in.Resolve). A run that would have nothing to run is refused
+// here, before building, where the base images' config says so.
 func (p *Policy) Build(in Input) (executor.Build, error) {
 	c := p.cfg
 	b := in.Spec.Build
@@ -480,6 +520,9 @@ func (p *Policy) Build(in Input) (executor.Build, error) {
 		if err := pathguard.Check(f.Path); err != nil {
 			return refuse("context", "%v", err)
 		}
+		if first, _, _ := strings.Cut(f.Path, "/"); first == executor.BuildDockerfile {
+			return executor.Build{}, shared.Invalidf("the build context may not have a file called %s: the builder reads the Dockerfile under that name", executor.BuildDockerfile)
+		}
 		size += int64(len(f.Content))
 	}
 	if size > c.MaxContextBytes {
@@ -497,13 +540,34 @@ func (p *Policy) Build(in Input) (executor.Build, error) {
 		args = append(args, k+"="+v)
 	}
 	sort.Strings(args)
+	df, err := dockerfile.Parse([]byte(b.Dockerfile), b.BuildArgs)
+	if err != nil {
+		return executor.Build{}, err
+	}
+	bases, configs, err := p.bases(in, df)
+	if err != nil {
+		return executor.Build{}, err
+	}
+	if len(in.Spec.Command) == 0 && len(b.Cmd) == 0 {
+		has, known := df.HasCommand(func(image string) ([]string, []string, bool) {
+			info := configs[image]
+			return info.Entrypoint, info.Cmd, info.Inspected
+		})
+		if known && !has {
+			return executor.Build{}, &NoCommandError{"the image this Dockerfile builds has no ENTRYPOINT or CMD (nor has its base image) and the request gives no command: add CMD to the Dockerfile, or send command"}
+		}
+	}
+	pins := make([]string, 0, len(bases))
+	for _, base := range bases {
+		pins = append(pins, base.Name+"="+base.Ref)
+	}
 	network := c.BuildNetwork
 	if g, ok := p.grantOf(in.Runtime); ok && g.BuildNetwork != nil {
 		network = *g.BuildNetwork
 	}
 	m := p.maxima(in.Runtime)
 	return executor.Build{
-		Key:         contentKey("build", in.Owner, b.Dockerfile, strings.Join(args, "\x00"), filesDigest(files), fmt.Sprint(network)),
+		Key:         contentKey("build", in.Owner, b.Dockerfile, strings.Join(args, "\x00"), filesDigest(files), fmt.Sprint(network), strings.Join(pins, "\x00")),
 		Dockerfile:  []byte(b.Dockerfile),
 		Context:     files,
 		BuildArgs:   b.BuildArgs,
@@ -513,7 +577,36 @@ func (p *Policy) Build(in Input) (executor.Build, error) {
 		NanoCPUs:    int64(c.MaxCPUs * 1e9),
 		LogBytes:    c.BuildLogBytes,
 		Labels:      map[string]string{"runhost.runtime": in.Runtime},
+		Bases:       bases,
 	}, nil
+}
+
+// bases checks every image the Dockerfile names and pins it: the images
+// for the executor, and their configs by the Dockerfile's names. An
+// allowed image the engine does not have is a *BaseMissingError.
+func (p *Policy) bases(in Input, df *dockerfile.Summary) ([]executor.BaseImage, map[string]executor.ImageInfo, error) {
+	out := make([]executor.BaseImage, 0, len(df.Images))
+	configs := make(map[string]executor.ImageInfo, len(df.Images))
+	for _, img := range df.Images {
+		at := fmt.Sprintf("dockerfile line %d: %s %s", img.Line, img.Use, img.Name)
+		r, err := p.CheckImage(in.Runtime, img.Name, in.DeclaredImages)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", at, err)
+		}
+		info, err := p.resolve(in, r)
+		if errors.Is(err, executor.ErrImageMissing) {
+			return nil, nil, &BaseMissingError{Line: img.Line, Use: img.Use, Image: img.Name, Allowed: p.allowedImages(in.Runtime, in.DeclaredImages), Err: err}
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", at, err)
+		}
+		if len(info.OnBuild) > 0 {
+			return nil, nil, fmt.Errorf("%s: %w", at, &ImageError{Image: img.Name, Reason: "it has ONBUILD triggers, which would run in this build unchecked"})
+		}
+		out = append(out, executor.BaseImage{Name: img.Name, Ref: info.Ref})
+		configs[img.Name] = info
+	}
+	return out, configs, nil
 }
 
 // contentKey hashes its parts into a cache key.

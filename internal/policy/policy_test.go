@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runhost/runhost/internal/dockerfile"
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/shared"
 )
@@ -23,8 +24,28 @@ func testConfig() Config {
 	}
 }
 
+// engineImages are the images the fake resolver finds, by the name the
+// engine lists them under.
+var engineImages = map[string]executor.ImageInfo{
+	"runhost/python:3.11":    {Ref: "sha256:py311", Inspected: true, Cmd: []string{"python3"}},
+	"runhost/node:20":        {Ref: "sha256:node20", Inspected: true, Entrypoint: []string{"node"}},
+	"runhost/shell:bookworm": {Ref: "sha256:shell", Inspected: true},
+	"alpine:3":               {Ref: "sha256:alpine3", Inspected: true, Cmd: []string{"/bin/sh"}},
+	"onbuild:1":              {Ref: "sha256:onbuild", Inspected: true, Cmd: []string{"x"}, OnBuild: []string{"ADD http://h/x /x"}},
+	"runhost/build:other":    {Ref: "sha256:other", Inspected: true, Cmd: []string{"x"}},
+	"runhost/egress:1":       {Ref: "sha256:egress", Inspected: true, Cmd: []string{"x"}},
+}
+
+func resolve(ref string) (executor.ImageInfo, error) {
+	if info, ok := engineImages[ref]; ok {
+		return info, nil
+	}
+	return executor.ImageInfo{}, fmt.Errorf("%w: %s", executor.ErrImageMissing, ref)
+}
+
 func input(mutate func(*Input)) Input {
 	in := Input{
+		Resolve: resolve,
 		RunID:   "r1",
 		Runtime: "python",
 		Version: shared.Version{Version: "3.11", Image: "runhost/python:3.11"},
@@ -150,21 +171,52 @@ func TestCustomImages(t *testing.T) {
 		{"declared image by default", nil, custom("runhost/node:20"), nil},
 		{"undeclared image refused by default", nil, custom("alpine:3"), ErrImageNotAllowed},
 		{"pattern allows", []string{"docker.io/library/*", "alpine:*"}, custom("alpine:3"), nil},
+		{"fully qualified matches the short pattern", []string{"alpine:*"}, custom("docker.io/library/alpine:3"), nil},
+		{"short matches the fully qualified pattern", []string{"docker.io/library/alpine:*"}, custom("alpine:3"), nil},
 		{"pattern refuses", []string{"alpine:*"}, custom("runhost/node:20"), ErrImageNotAllowed},
 		{"no capability: a plugin fault", nil, func(in *Input) { in.Spec.Image = "alpine:3" }, ErrSpecRefused},
+		{"allowed but not on the engine", []string{"*"}, custom("alpine:4"), executor.ErrImageMissing},
+		// Never, whatever the allow-list says.
+		{"another tenant's built image", []string{"*"}, custom("runhost/build:other"), ErrImageNotAllowed},
+		{"built image, fully qualified", []string{"*"}, custom("docker.io/runhost/build:other"), ErrImageNotAllowed},
+		{"built image from another registry", []string{"*"}, custom("registry.local:5000/runhost/build:other"), ErrImageNotAllowed},
+		{"the egress proxy", []string{"runhost/*"}, custom("runhost/egress:1"), ErrImageNotAllowed},
+		{"the init image", []string{"*"}, custom("runhost/init:abc"), ErrImageNotAllowed},
+		{"the owner image", []string{"*"}, custom("runhost/owner:deps-1000-1000"), ErrImageNotAllowed},
+		{"the builder", []string{"*"}, custom("runhost/builder:x"), ErrImageNotAllowed},
+		{"a configured helper image", []string{"*"}, custom("corp/k8s-init:1"), ErrImageNotAllowed},
+		{"the k8s build repository", []string{"*"}, custom("reg.example/tenant/builds:abc"), ErrImageNotAllowed},
+		{"an image ID", []string{"*"}, custom("sha256:4497b3dd19ef0000000000000000000000000000000000000000000000000000"), ErrImageNotAllowed},
+		{"a short ID", []string{"*"}, custom("4497b3dd19ef"), ErrImageNotAllowed},
+		{"a bare hex name", []string{"*"}, custom("cafe"), ErrImageNotAllowed},
+		{"a full ID without sha256:", []string{"*"}, custom("4497b3dd19ef0000000000000000000000000000000000000000000000000000"), ErrImageNotAllowed},
+		{"not a reference", []string{"*"}, custom("Alpine:3"), ErrImageNotAllowed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig()
 			cfg.AllowedImages = tt.allowed
-			_, err := New(cfg).Job(input(tt.mutate))
+			cfg.InternalImages = []string{"corp/k8s-init:1", "reg.example/tenant/builds"}
+			job, err := New(cfg).Job(input(tt.mutate))
 			if !errors.Is(err, tt.err) && !(tt.err == nil && err == nil) {
-				t.Fatalf("got %v, want %v", err, tt.err)
+				t.Fatalf("got image %s: %v, want %v", job.Image, err, tt.err)
 			}
-			if errors.Is(err, ErrImageNotAllowed) && !strings.Contains(err.Error(), "RUNHOST_ALLOWED_IMAGES") {
+			if err == nil && !strings.HasPrefix(job.Image, "sha256:") {
+				t.Errorf("the job runs %q, not the image the policy pinned", job.Image)
+			}
+			if errors.Is(err, ErrImageNotAllowed) && len(tt.allowed) == 0 && !strings.Contains(err.Error(), "RUNHOST_ALLOWED_IMAGES") {
 				t.Errorf("the refusal must name the setting: %v", err)
 			}
 		})
+	}
+}
+
+func TestDeclaredImageMayNotBeInternal(t *testing.T) {
+	for _, image := range []string{"runhost/egress:1", "4497b3dd19ef"} {
+		_, err := New(testConfig()).Job(input(func(in *Input) { in.Version.Image, in.Spec.Image = image, image }))
+		if !errors.Is(err, ErrSpecRefused) {
+			t.Errorf("a runtime declaring %s: %v", image, err)
+		}
 	}
 }
 
@@ -257,7 +309,8 @@ func TestBuild(t *testing.T) {
 		return func(in *Input) {
 			in.Capabilities = []shared.Capability{shared.CapDockerfile}
 			in.Spec.Image = ""
-			in.Spec.Build = &shared.Build{Dockerfile: "FROM x", Context: ctx}
+			in.Spec.Build = &shared.Build{Dockerfile: "FROM runhost/python:3.11", Context: ctx}
+			in.DeclaredImages = []string{"runhost/python:3.11"}
 		}
 	}
 	p := New(cfg)
@@ -270,6 +323,11 @@ func TestBuild(t *testing.T) {
 	}
 	if _, err := p.Build(input(withBuild([]shared.File{{Path: "../a"}}))); !errors.Is(err, ErrSpecRefused) {
 		t.Errorf("escaping context path: %v", err)
+	}
+	for _, path := range []string{executor.BuildDockerfile, executor.BuildDockerfile + "/x"} {
+		if _, err := p.Build(input(withBuild([]shared.File{{Path: path, Content: []byte("FROM evil")}}))); !errors.Is(err, shared.ErrInvalidRequest) {
+			t.Errorf("a context file standing in for the checked Dockerfile (%s): %v", path, err)
+		}
 	}
 	in := input(withBuild(nil))
 	in.Spec.Command = nil
@@ -308,7 +366,7 @@ func TestCacheKeysAreOwned(t *testing.T) {
 			in.Owner = owner
 			in.Capabilities = []shared.Capability{shared.CapDockerfile}
 			in.Spec.Image = ""
-			in.Spec.Build = &shared.Build{Dockerfile: "FROM x", Context: []shared.File{{Path: "a", Content: []byte("1")}}}
+			in.Spec.Build = &shared.Build{Dockerfile: "FROM scratch\nCOPY a /a\nCMD [\"/a\"]", Context: []shared.File{{Path: "a", Content: []byte("1")}}}
 		}))
 		if err != nil {
 			t.Fatal(err)
@@ -323,6 +381,143 @@ func TestCacheKeysAreOwned(t *testing.T) {
 		if alice == bob || alice == none {
 			t.Errorf("%s: two owners share a key", name)
 		}
+	}
+}
+
+// Every image a Dockerfile names is checked like a custom image and pinned;
+// the build says which exact image each name is.
+func TestBuildBases(t *testing.T) {
+	build := func(dockerfile string, mutate ...func(*Input)) Input {
+		return input(func(in *Input) {
+			in.Runtime = "dockerfile"
+			in.Capabilities = []shared.Capability{shared.CapDockerfile}
+			in.Spec = shared.Spec{Build: &shared.Build{Dockerfile: dockerfile}}
+			in.DeclaredImages = []string{"runhost/python:3.11", "runhost/node:20", "runhost/shell:bookworm"}
+			for _, m := range mutate {
+				m(in)
+			}
+		})
+	}
+	withCommand := func(in *Input) { in.Spec.Build.Cmd = []string{"true"} }
+	tests := []struct {
+		name    string
+		in      Input
+		allowed []string
+		err     error
+		bases   []executor.BaseImage
+	}{
+		{name: "a declared image", in: build("FROM runhost/python:3.11"),
+			bases: []executor.BaseImage{{Name: "runhost/python:3.11", Ref: "sha256:py311"}}},
+		{name: "every kind of reference", in: build("FROM runhost/node:20 AS n\nFROM runhost/python:3.11\nCOPY --from=runhost/shell:bookworm /bin/sh /x\nCOPY --from=n /a /b\n"),
+			bases: []executor.BaseImage{{Name: "runhost/node:20", Ref: "sha256:node20"}, {Name: "runhost/python:3.11", Ref: "sha256:py311"}, {Name: "runhost/shell:bookworm", Ref: "sha256:shell"}}},
+		{name: "ARG-expanded, from a build argument", in: build("ARG V=9\nFROM runhost/python:${V}", func(in *Input) { in.Spec.Build.BuildArgs = map[string]string{"V": "3.11"} }),
+			bases: []executor.BaseImage{{Name: "runhost/python:3.11", Ref: "sha256:py311"}}},
+		{name: "scratch needs nothing", in: build("FROM scratch\nCOPY a /a", withCommand), bases: []executor.BaseImage{}},
+		{name: "outside the allow-list", in: build("FROM alpine:3"), err: ErrImageNotAllowed},
+		{name: "allowed by pattern", in: build("FROM alpine:3"), allowed: []string{"alpine:*"},
+			bases: []executor.BaseImage{{Name: "alpine:3", Ref: "sha256:alpine3"}}},
+		{name: "another tenant's build", in: build("FROM runhost/build:other"), allowed: []string{"*"}, err: ErrImageNotAllowed},
+		{name: "COPY --from a helper image", in: build("FROM runhost/python:3.11\nCOPY --from=runhost/egress:1 /egress /x"), allowed: []string{"*"}, err: ErrImageNotAllowed},
+		{name: "RUN --mount from a helper image", in: build("FROM runhost/python:3.11\nRUN --mount=from=runhost/owner:x,target=/o true"), allowed: []string{"*"}, err: ErrImageNotAllowed},
+		{name: "an ID prefix", in: build("FROM 4497b3dd19ef"), allowed: []string{"*"}, err: ErrImageNotAllowed},
+		{name: "an ID", in: build("FROM sha256:4497b3dd19ef0000000000000000000000000000000000000000000000000000"), allowed: []string{"*"}, err: ErrImageNotAllowed},
+		{name: "an ID through an ARG", in: build("ARG I=4497b3dd19ef\nFROM $I"), allowed: []string{"*"}, err: ErrImageNotAllowed},
+		{name: "ONBUILD triggers in the base", in: build("FROM onbuild:1"), allowed: []string{"*"}, err: ErrImageNotAllowed},
+		{name: "a rule of the Dockerfile", in: build("FROM runhost/python:3.11\nADD http://127.0.0.1/x /x"), err: dockerfile.ErrRefused},
+		{name: "unparseable", in: build("FROM runhost/python:3.11\nNOPE x"), err: dockerfile.ErrInvalid},
+		{name: "BUILDKIT_SYNTAX build argument", in: build("FROM runhost/python:3.11", func(in *Input) { in.Spec.Build.BuildArgs = map[string]string{"BUILDKIT_SYNTAX": "evil/fe"} }), err: dockerfile.ErrRefused},
+		// Nothing to run, known before building.
+		{name: "no CMD anywhere", in: build("FROM runhost/shell:bookworm\nRUN sleep 3"), err: ErrNoCommand},
+		{name: "the base's CMD", in: build("FROM runhost/python:3.11\nRUN true"), bases: []executor.BaseImage{{Name: "runhost/python:3.11", Ref: "sha256:py311"}}},
+		{name: "the request's command", in: build("FROM runhost/shell:bookworm", withCommand), bases: []executor.BaseImage{{Name: "runhost/shell:bookworm", Ref: "sha256:shell"}}},
+		{name: "the request's whole argv", in: build("FROM runhost/shell:bookworm", func(in *Input) { in.Spec.Command = []string{"true"} }), bases: []executor.BaseImage{{Name: "runhost/shell:bookworm", Ref: "sha256:shell"}}},
+		{name: "args are not a command", in: build("FROM runhost/shell:bookworm", func(in *Input) { in.Spec.Build.Args = []string{"x"} }), err: ErrNoCommand},
+		{name: "config unknown (Kubernetes)", in: build("FROM runhost/shell:bookworm", func(in *Input) {
+			in.Resolve = func(ref string) (executor.ImageInfo, error) { return executor.ImageInfo{Ref: ref}, nil }
+		}), bases: []executor.BaseImage{{Name: "runhost/shell:bookworm", Ref: "runhost/shell:bookworm"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.MaxContextBytes, cfg.AllowedImages = 1<<20, tt.allowed
+			b, err := New(cfg).Build(tt.in)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("error %v, want %v", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(b.Bases) != fmt.Sprint(tt.bases) {
+				t.Errorf("bases %+v, want %+v", b.Bases, tt.bases)
+			}
+		})
+	}
+
+	// An allowed base the engine lacks names itself and what is allowed.
+	cfg := testConfig()
+	cfg.MaxContextBytes = 1 << 20
+	_, err := New(cfg).Build(build("FROM runhost/python:3.11\nCOPY --from=runhost/node:18 /a /b", func(in *Input) { in.DeclaredImages = append(in.DeclaredImages, "runhost/node:18") }))
+	var missing *BaseMissingError
+	if !errors.As(err, &missing) || missing.Line != 2 || !strings.Contains(err.Error(), "runhost/node:18") || !strings.Contains(err.Error(), "runhost/python:3.11") {
+		t.Errorf("missing base: %v", err)
+	}
+
+	// The key changes with the image a name is pinned to.
+	first, err := New(cfg).Build(build("FROM runhost/python:3.11"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved, err := New(cfg).Build(build("FROM runhost/python:3.11", func(in *Input) {
+		in.Resolve = func(string) (executor.ImageInfo, error) {
+			return executor.ImageInfo{Ref: "sha256:new", Inspected: true, Cmd: []string{"x"}}, nil
+		}
+	}))
+	if err != nil || moved.Key == first.Key {
+		t.Errorf("a re-tagged base reuses the old build: %v", err)
+	}
+}
+
+// A built image runs as docker run runs it.
+func TestBuiltCommand(t *testing.T) {
+	tests := []struct {
+		name              string
+		entrypoint, cmd   []string
+		spec, bcmd, bargs []string
+		want              string
+		err               error
+	}{
+		{name: "ENTRYPOINT and CMD", entrypoint: []string{"python3"}, cmd: []string{"app.py"}, want: "python3 app.py"},
+		{name: "command replaces CMD, keeps ENTRYPOINT", entrypoint: []string{"echo", "ep"}, cmd: []string{"c"}, bcmd: []string{"x", "y"}, want: "echo ep x y"},
+		{name: "args follow CMD", entrypoint: []string{"echo"}, cmd: []string{"c"}, bargs: []string{"a"}, want: "echo c a"},
+		{name: "args follow the command", entrypoint: []string{"echo"}, bcmd: []string{"x"}, bargs: []string{"a"}, want: "echo x a"},
+		{name: "args with an ENTRYPOINT alone", entrypoint: []string{"echo"}, bargs: []string{"a", "b"}, want: "echo a b"},
+		{name: "command without ENTRYPOINT", cmd: []string{"c"}, bcmd: []string{"ls", "-l"}, want: "ls -l"},
+		{name: "a whole argv replaces both", entrypoint: []string{"echo"}, cmd: []string{"c"}, spec: []string{"true"}, bargs: []string{"ignored"}, want: "true"},
+		{name: "nothing to run", err: ErrNoCommand},
+		{name: "args alone are nothing to run", bargs: []string{"a"}, err: ErrNoCommand},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := input(func(in *Input) {
+				in.Capabilities = []shared.Capability{shared.CapDockerfile}
+				in.Spec.Image, in.Spec.Command = "", tt.spec
+				in.Spec.Build = &shared.Build{Dockerfile: "FROM x", Cmd: tt.bcmd, Args: tt.bargs}
+				in.Built = &executor.BuiltImage{Ref: "runhost/build:k", Entrypoint: tt.entrypoint, Cmd: tt.cmd}
+			})
+			job, err := New(testConfig()).Job(in)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("error %v, want %v", err, tt.err)
+				}
+				return
+			}
+			if err != nil || strings.Join(job.Command, " ") != tt.want {
+				t.Fatalf("command %q (%v), want %q", job.Command, err, tt.want)
+			}
+		})
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -170,6 +171,9 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 		DeclaredImages: r.declaredImages(),
 		Workspace:      ws,
 		Owner:          req.Caller.Name,
+		Resolve: func(ref string) (executor.ImageInfo, error) {
+			return r.executor.ResolveImage(ctx, ref)
+		},
 	}
 	if ws != nil {
 		in.WorkspaceSource = r.workspaces.MountSource(*ws)
@@ -177,6 +181,13 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	out := Result{RunID: id, Runtime: desc.Name, Version: version.Version}
 	if spec.Build != nil {
 		built, failed, err := r.build(ctx, in)
+		var missing *policy.BaseMissingError
+		if errors.As(err, &missing) {
+			// An allowed base the engine lacks: the Dockerfile does not build.
+			out.Build = &BuildInfo{}
+			out.Result = executor.Result{Stage: executor.StageBuild, ExitCode: 1, Stderr: []byte(missing.Error() + "\n")}
+			return out, nil
+		}
 		if err != nil {
 			return Result{}, err
 		}
@@ -198,6 +209,9 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 		return Result{}, err
 	}
 	out.Image, out.Result, out.Limits = job.Image, res, job.Limits
+	if spec.Build == nil && spec.Image != "" {
+		out.Image = spec.Image // the name the request gave; the job runs the image it was pinned to
+	}
 	return out, nil
 }
 

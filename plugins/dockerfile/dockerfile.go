@@ -7,8 +7,8 @@ import (
 )
 
 // Dockerfile builds the request's Dockerfile with its files as the build
-// context, then runs the image: its own entrypoint and command, or the
-// request's command. The host builds (without network unless its policy
+// context, then runs the image: its ENTRYPOINT, the request's command or
+// else its CMD, then the request's args. The host builds (without network unless its policy
 // says otherwise), caches the image by content and runs it hardened like
 // every other run.
 type Dockerfile struct{}
@@ -34,7 +34,10 @@ func (Dockerfile) Describe(context.Context) (shared.Description, error) {
 	}, nil
 }
 
-// Plan implements shared.Runtime.
+// Plan implements shared.Runtime. The Dockerfile is dockerfile (or code),
+// else the build context's own Dockerfile, as docker build -f picks it; the
+// context keeps its files either way. The run is what docker run does:
+// command replaces the image's CMD (its ENTRYPOINT stays), args follow.
 func (Dockerfile) Plan(_ context.Context, req shared.RunRequest) (shared.Spec, error) {
 	dockerfile := req.Dockerfile
 	switch {
@@ -44,29 +47,30 @@ func (Dockerfile) Plan(_ context.Context, req shared.RunRequest) (shared.Spec, e
 		dockerfile = req.Code
 	}
 	if dockerfile == "" {
-		return shared.Spec{}, shared.Invalidf("no Dockerfile: give dockerfile (or code)")
-	}
-	for _, f := range req.Files {
-		if f.Path == "Dockerfile" {
-			return shared.Spec{}, shared.Invalidf("the build context has its own Dockerfile; give it as dockerfile instead")
+		for _, f := range req.Files {
+			if f.Path == "Dockerfile" {
+				dockerfile = string(f.Content)
+			}
 		}
 	}
-	var command []string
+	if dockerfile == "" {
+		return shared.Spec{}, shared.Invalidf("no Dockerfile: give dockerfile (or code), or put a Dockerfile at the root of the build context")
+	}
+	var cmd []string
 	switch {
 	case len(req.Command.Argv) > 0:
-		command = append(append([]string{}, req.Command.Argv...), req.Args...)
+		cmd = req.Command.Argv
 	case req.Command.Shell != "":
-		command = append([]string{"sh", "-c", req.Command.Shell, "sh"}, req.Args...)
-	case len(req.Args) > 0:
-		return shared.Spec{}, shared.Invalidf("args need a command: the image's own command cannot take them")
+		cmd = []string{"sh", "-c", req.Command.Shell, "sh"}
 	}
 	return shared.Spec{
-		Command: command,
-		Env:     req.Env,
+		Env: req.Env,
 		Build: &shared.Build{
 			Dockerfile: dockerfile,
 			Context:    req.Files,
 			BuildArgs:  req.BuildArgs,
+			Cmd:        cmd,
+			Args:       req.Args,
 		},
 	}, nil
 }

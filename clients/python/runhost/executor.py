@@ -212,7 +212,7 @@ class DindExecutor:
 
     def build_and_run(
         self,
-        dockerfile_content: str,
+        dockerfile_content: Optional[str],
         command: Optional[Union[str, Sequence[str]]] = None,
         context_path: Optional[str] = None,
         timeout: Optional[float] = None,
@@ -229,9 +229,15 @@ class DindExecutor:
         ``dockerfile``). The build context is ``context_path``, a directory
         of the shared workspace written as ``"<session>/<sub/dir>"`` (as in
         the seed; ``/workspaces/...`` and the ``workspace_path`` prefix are
-        accepted too), or ``files`` (path to content), or empty. Builds have
-        no network and the host reuses the image for the same Dockerfile and
-        context. ``command`` overrides the image's ``CMD``. The result has
+        accepted too), or ``files`` (path to content), or empty; with
+        ``dockerfile_content`` None or empty, the context's own ``Dockerfile``
+        is built (a given one wins, as ``docker build -f``). Builds have no
+        network and the host reuses the image for the same Dockerfile and
+        context. The run is what ``docker run`` does: the image's
+        ``ENTRYPOINT``, then ``command`` (or else the image's ``CMD``), then
+        ``args``. A Dockerfile that would have nothing to run and no
+        ``command`` raises ``RunhostError`` 400 ``no_command`` before
+        building. The result has
         ``build_log``; a Dockerfile that does not build is a result with
         ``stage == "build"`` and the error in ``stderr``. ``timeout`` (seconds)
         limits the run; the build has the host's own timeout."""
@@ -239,7 +245,7 @@ class DindExecutor:
             raise ValueError("give the build context as context_path or as files, not both")
         return self._run(
             "dockerfile",
-            dockerfile=dockerfile_content,
+            dockerfile=dockerfile_content or None,
             command=_command(command) if command else None,
             context_path=self._context_ref(context_path) if context_path is not None else None,
             files=dict(files) if files is not None else None,

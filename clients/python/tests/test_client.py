@@ -263,11 +263,25 @@ class Executor(_Base):
         self.assertIn("3.11", cm.exception.message)
 
     def test_build_failure_is_a_result(self):
-        result = self.executor.build_and_run("FROM runhost/shell:bookworm\nRUN echo building && exit 3\n")
+        result = self.executor.build_and_run("FROM runhost/shell:bookworm\nRUN echo building && exit 3\nCMD [\"true\"]\n")
         self.assertEqual(result["stage"], "build", result)
         self.assertNotEqual(result["returncode"], 0)
         self.assertFalse(result["success"])
         self.assertIn("building", result["build_log"])
+
+    def test_build_and_run_with_the_contexts_own_dockerfile(self):
+        session = self.claim_session("own-dockerfile")
+        self.client.put_file(session, "app/Dockerfile", b'FROM runhost/shell:bookworm\nENTRYPOINT ["echo", "ep"]\nCMD ["c"]\n')
+        result = self.executor.build_and_run(None, context_path=session + "/app")
+        self.assertEqual(result["stdout"], "ep c\n", result)
+        # command replaces CMD, the ENTRYPOINT stays, args follow (docker run)
+        result = self.executor.build_and_run(None, command=["x"], args=["a"], context_path=session + "/app")
+        self.assertEqual(result["stdout"], "ep x a\n", result)
+
+    def test_build_without_a_command_is_refused_before_building(self):
+        with self.assertRaises(RunhostError) as cm:
+            self.executor.build_and_run("FROM runhost/shell:bookworm\nRUN sleep 3\n")
+        self.assertEqual((cm.exception.status, cm.exception.code), (400, "no_command"))
 
     def test_build_and_run_with_files_and_command(self):
         result = self.executor.build_and_run(

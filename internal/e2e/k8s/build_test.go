@@ -45,6 +45,8 @@ func startBuildHost(t *testing.T, env ...string) *host {
 		"RUNHOST_K8S_BUILDER_IMAGE=" + os.Getenv("RUNHOST_K8S_BUILDER_IMAGE"),
 		"RUNHOST_K8S_BUILDKIT_CONFIG=" + toml,
 		"RUNHOST_BUILD_TIMEOUT_MS=300000",
+		// The runtimes' images, and the missing one a test names.
+		"RUNHOST_ALLOWED_IMAGES=runhost/python:*,runhost/node:*,runhost/shell:*," + reg + "/runhost/no-such-image:*",
 	}, env...)...)
 }
 
@@ -115,6 +117,32 @@ func TestDockerfileBuildsOnKubernetes(t *testing.T) {
 		r := h.build(map[string]any{"dockerfile": "FROM " + os.Getenv("RUNHOST_K8S_TEST_REGISTRY") + "/runhost/no-such-image:1\n"})
 		if r.Stage != "build" || !strings.Contains(r.Stderr, "runhost/no-such-image:1") {
 			t.Fatalf("%+v", r)
+		}
+	})
+	t.Run("the rules refuse before any build pod", func(t *testing.T) {
+		before := builds.Load()
+		for _, tt := range []struct {
+			dockerfile string
+			status     int
+			code       string
+		}{
+			{"FROM runhost/shell:bookworm\nADD http://127.0.0.1:9/x /x\nCMD [\"true\"]\n", 400, "dockerfile_refused"},
+			{"FROM runhost/shell:bookworm\nADD git@127.0.0.1:repo /src\nCMD [\"true\"]\n", 400, "dockerfile_refused"},
+			{"# syntax=127.0.0.1:9/frontend:1\nFROM runhost/shell:bookworm\nCMD [\"true\"]\n", 400, "dockerfile_refused"},
+			{"FROM " + first.Build.Image + "\nCMD [\"true\"]\n", 403, "image_not_allowed"},
+			{"FROM runhost/shell:bookworm\nCOPY --from=runhost/egress:x / /e\nCMD [\"true\"]\n", 403, "image_not_allowed"},
+		} {
+			status, body := h.post("/runtimes/dockerfile/run", map[string]any{"dockerfile": tt.dockerfile})
+			var e struct {
+				Error struct{ Code string } `json:"error"`
+			}
+			_ = json.Unmarshal(body, &e)
+			if status != tt.status || e.Error.Code != tt.code {
+				t.Errorf("%q: %d %s, want %d %s", tt.dockerfile, status, body, tt.status, tt.code)
+			}
+		}
+		if n := builds.Load(); n != before {
+			t.Errorf("%d build pods started for refused Dockerfiles", n-before)
 		}
 	})
 	t.Run("RUN steps have no network", func(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 
+	"github.com/runhost/runhost/internal/dockerfile"
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/executor/output"
 )
@@ -29,9 +30,9 @@ const LabelBuild = "runhost.build"
 // buildRepo is the repository built images are tagged in, by content key.
 const buildRepo = "runhost/build"
 
-// dockerfileName is the Dockerfile's name inside the build context; it
-// cannot clash with a context file called Dockerfile.
-const dockerfileName = ".runhost.Dockerfile"
+// dockerfileName is the Dockerfile's name inside the build context: not
+// Dockerfile (a context may have its own), and refused as a context file.
+const dockerfileName = executor.BuildDockerfile
 
 // buildCache remembers when each built image was last used and removes the
 // least recently used ones beyond its bounds. Concurrent builds of the same
@@ -129,6 +130,14 @@ func (e *Executor) builtImage(ctx context.Context, ref string) (executor.BuiltIm
 // build runs the engine's builder. A Dockerfile that does not build is a
 // result with Failed set and the log; errors mean the engine failed.
 func (e *Executor) build(ctx context.Context, b executor.Build, ref string) (executor.BuiltImage, error) {
+	pinned, err := pinBases(b)
+	if err != nil {
+		if errors.Is(err, dockerfile.ErrRefused) {
+			return executor.BuiltImage{Ref: ref, Failed: true, Error: err.Error()}, nil
+		}
+		return executor.BuiltImage{}, err
+	}
+	b.Dockerfile = pinned
 	buildCtx, err := contextTar(b)
 	if err != nil {
 		return executor.BuiltImage{}, err
@@ -187,6 +196,17 @@ func (e *Executor) build(ctx context.Context, b executor.Build, ref string) (exe
 		res.Failed, res.Error = true, e.explainBuildError(ctx, b.Dockerfile, buildErr.Error())
 	}
 	return res, nil
+}
+
+// pinBases rewrites b's Dockerfile so that the classic builder, which
+// looks image names up itself, gets exactly the images the host checked:
+// each base's name becomes its ID (b.Bases).
+func pinBases(b executor.Build) ([]byte, error) {
+	pins := make(map[string]string, len(b.Bases))
+	for _, base := range b.Bases {
+		pins[base.Name] = base.Ref
+	}
+	return dockerfile.PinClassic(b.Dockerfile, b.BuildArgs, pins)
 }
 
 // readBuildLog copies the builder's progress stream into log and returns the

@@ -40,9 +40,9 @@ const buildDiskBytes = 8 << 30
 // buildContextDir is where a build's context lands in the build pod.
 const buildContextDir = executor.RunDir + "/context"
 
-// dockerfileName is the Dockerfile's name inside the context; it cannot
-// clash with a context file called Dockerfile.
-const dockerfileName = ".runhost.Dockerfile"
+// dockerfileName is the Dockerfile's name inside the build context: not
+// Dockerfile (a context may have its own), and refused as a context file.
+const dockerfileName = executor.BuildDockerfile
 
 // buildCache remembers what this host built, and shares a build between
 // concurrent requests for the same key. The registry keeps the images.

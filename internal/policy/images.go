@@ -1,0 +1,125 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/imageref"
+)
+
+// internalRepositories are runhost's own images: built images (other
+// tenants' build contexts are in their layers), the helpers (init, egress
+// proxy, volume owner, builder) and the deployment's images (host, DinD,
+// code-server). No request reaches them, whatever the allow-list says.
+// They are compared by repository path, whatever the registry.
+var internalRepositories = []string{
+	"runhost/build",
+	"runhost/builder",
+	"runhost/builds",
+	"runhost/code-server",
+	"runhost/dind",
+	"runhost/egress",
+	"runhost/host",
+	"runhost/init",
+	"runhost/owner",
+}
+
+// ErrNoCommand marks a run of a built image that has nothing to run: no
+// ENTRYPOINT or CMD in the image and no command in the request (400).
+var ErrNoCommand = errors.New("nothing to run")
+
+// Resolver finds an image on the engine; see executor.Executor.ResolveImage.
+type Resolver func(ref string) (executor.ImageInfo, error)
+
+// isInternal reports whether r is one of runhost's own images: a
+// repository of internalRepositories or of Config.InternalImages.
+func (p *Policy) isInternal(r imageref.Ref) bool {
+	repo := r.Repository()
+	if slices.Contains(internalRepositories, repo) {
+		return true
+	}
+	for _, extra := range p.cfg.InternalImages {
+		if x, err := imageref.Parse(extra); err == nil && x.Repository() == repo {
+			return true
+		}
+	}
+	return false
+}
+
+// allowedImages are the patterns images a request names must match for
+// runtime: the grant's custom_images, else RUNHOST_ALLOWED_IMAGES, else
+// every image the runtimes declare.
+func (p *Policy) allowedImages(runtime string, declared []string) []string {
+	if g, ok := p.grantOf(runtime); ok && len(g.CustomImages) > 0 {
+		return g.CustomImages
+	}
+	if len(p.cfg.AllowedImages) > 0 {
+		return p.cfg.AllowedImages
+	}
+	return declared
+}
+
+// CheckImage decides whether a request of runtime may use the image ref
+// names (a custom image, a Dockerfile's base): it must be a name, not an
+// image ID or ID prefix; not one of runhost's own images; and match the
+// allow-list (as written, as the engine lists it, or fully qualified).
+func (p *Policy) CheckImage(runtime, ref string, declared []string) (imageref.Ref, error) {
+	allowed := p.allowedImages(runtime, declared)
+	r, err := imageref.Parse(ref)
+	switch {
+	case errors.Is(err, imageref.ErrID):
+		return imageref.Ref{}, &ImageError{Image: ref, Allowed: allowed, Reason: "image IDs and ID prefixes are not allowed; name the image by repository and tag"}
+	case err != nil:
+		return imageref.Ref{}, &ImageError{Image: ref, Allowed: allowed, Reason: err.Error()}
+	case p.isInternal(r):
+		return imageref.Ref{}, &ImageError{Image: ref, Allowed: allowed, Reason: "it is one of runhost's own images, which no request may use"}
+	}
+	for _, name := range r.Names(ref) {
+		if matchAny(allowed, name) {
+			return r, nil
+		}
+	}
+	return imageref.Ref{}, &ImageError{Image: ref, Allowed: allowed}
+}
+
+// resolve pins an allowed image: the exact image the engine has under
+// that name.
+func (p *Policy) resolve(in Input, r imageref.Ref) (executor.ImageInfo, error) {
+	if in.Resolve == nil {
+		return executor.ImageInfo{}, fmt.Errorf("policy: no image resolver for %s", r)
+	}
+	info, err := in.Resolve(r.String())
+	if err != nil {
+		return executor.ImageInfo{}, err
+	}
+	if info.Ref == "" {
+		return executor.ImageInfo{}, fmt.Errorf("policy: %s resolved to nothing", r)
+	}
+	return info, nil
+}
+
+// BaseMissingError is a Dockerfile naming an allowed image the engine does
+// not have: a build-stage result, not an error of the host.
+type BaseMissingError struct {
+	Line    int
+	Use     string // FROM, COPY --from, RUN --mount from
+	Image   string
+	Allowed []string
+	Err     error
+}
+
+func (e *BaseMissingError) Error() string {
+	return fmt.Sprintf("dockerfile line %d: %s %s: the image is not on the engine (%v); images this host allows: %s",
+		e.Line, e.Use, e.Image, e.Err, strings.Join(e.Allowed, ", "))
+}
+
+func (e *BaseMissingError) Unwrap() error { return e.Err }
+
+// NoCommandError says why a built image has nothing to run.
+type NoCommandError struct{ Msg string }
+
+func (e *NoCommandError) Error() string        { return e.Msg }
+func (e *NoCommandError) Is(target error) bool { return target == ErrNoCommand }
