@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -171,7 +172,16 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if errors.As(err, &refused) {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(refused.RetryAfter.Seconds()))))
 	}
-	if err := c.JSON(status, Error{ErrorBody{Code: code, Message: msg}}); err != nil {
+	var body any = Error{ErrorBody{Code: code, Message: msg}}
+	if p := c.Request().URL.Path; p == "/api/v2" || strings.HasPrefix(p, "/api/v2/") {
+		// Piston's clients read Piston's shape, whoever refused them; the
+		// code rides along for those that know runhost's.
+		body = struct {
+			Message string    `json:"message"`
+			Error   ErrorBody `json:"error"`
+		}{msg, ErrorBody{Code: code, Message: msg}}
+	}
+	if err := c.JSON(status, body); err != nil {
 		log.Debug("write error response", "error", err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -28,7 +27,7 @@ import (
 // The chunks are exactly the bytes the result holds: output caps, timeouts
 // and a client that goes away behave as without streaming.
 func wantsStream(c echo.Context) bool {
-	return strings.Contains(c.Request().Header.Get(echo.HeaderAccept), "text/event-stream")
+	return wantsEventStream(c.Request().Header.Get(echo.HeaderAccept))
 }
 
 // eventStream turns a run's output into server-sent events. The run's

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
@@ -96,18 +97,25 @@ func (s *Server) getFile(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if p == "" {
-		if _, ok := c.QueryParams()["list"]; !ok {
-			return badRequest("invalid_request", "name a file, or list the session with ?list")
-		}
-		list, err := s.workspaces.List(ref)
+	if _, ok := c.QueryParams()["list"]; ok {
+		// The session, or a directory in it; paths stay relative to the
+		// session, as the other routes take them.
+		dir := ref
+		dir.Dir = p
+		list, err := s.workspaces.List(dir)
 		if err != nil {
 			return err
 		}
 		if list == nil {
 			list = []workspace.Entry{}
 		}
+		for i := range list {
+			list[i].Path = path.Join(p, list[i].Path)
+		}
 		return c.JSON(http.StatusOK, FileList{Session: ref.Session, Files: list})
+	}
+	if p == "" {
+		return badRequest("invalid_request", "name a file, or list the session (or a directory: files/{dir}?list) with ?list")
 	}
 	f, info, err := s.workspaces.Open(ref, p)
 	if err != nil {

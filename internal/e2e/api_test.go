@@ -200,3 +200,33 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestAcceptIsNegotiated(t *testing.T) {
+	h := startHost(t)
+	for _, tc := range []struct {
+		accept, want string
+	}{
+		{"", "application/json"},
+		{"text/event-stream", "text/event-stream"},
+		{"TEXT/EVENT-STREAM", "text/event-stream"},
+		{"application/json, text/event-stream", "application/json"},
+		{"text/event-stream;q=0", "application/json"},
+		{"application/json;q=0.5, text/event-stream", "text/event-stream"},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, h.URL+"/runtimes/shell/run", strings.NewReader(`{"code":"echo hi"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if tc.accept != "" {
+			req.Header.Set("Accept", tc.accept)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
+		if resp.StatusCode != 200 || ct != tc.want || !strings.Contains(string(body), "hi") {
+			t.Errorf("Accept %q: %d %s, want %s (%.200s)", tc.accept, resp.StatusCode, ct, tc.want, body)
+		}
+	}
+}

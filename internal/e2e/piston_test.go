@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +22,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
 	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/runhost/runhost/internal/auth"
 )
 
 // Piston's v2 API under /api/v2, against a real host, real plugins and a
@@ -773,4 +777,44 @@ func BenchmarkPiston(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestPistonErrorsOnAKeyedHost: what the host refuses before Piston's own
+// code runs (no key, a wrong one) still answers in Piston's shape.
+func TestPistonErrorsOnAKeyedHost(t *testing.T) {
+	key := auth.NewKey()
+	keys := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(keys, []byte("piston "+auth.Hash(key)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startHost(t, "RUNHOST_API_KEYS_FILE="+keys)
+	for _, tc := range []struct{ method, path, body, key string }{
+		{"GET", "/api/v2/runtimes", "", ""},
+		{"POST", "/api/v2/execute", `{"language":"bash","version":"*","files":[{"content":"echo hi"}]}`, ""},
+		{"POST", "/api/v2/execute", `{"language":"bash","version":"*","files":[{"content":"echo hi"}]}`, "rh_wrong"},
+	} {
+		req, _ := http.NewRequest(tc.method, h.URL+tc.path, strings.NewReader(tc.body))
+		if tc.body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if tc.key != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct {
+			Message string `json:"message"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != 401 || err != nil || e.Message == "" {
+			t.Errorf("%s %s: %d, message %q (%v)", tc.method, tc.path, resp.StatusCode, e.Message, err)
+		}
+	}
+	h.Key = key
+	if status, body := h.do(context.Background(), http.MethodGet, "/api/v2/runtimes", nil); status != 200 {
+		t.Errorf("with the key: %d %s", status, body)
+	}
 }

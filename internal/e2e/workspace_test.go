@@ -85,6 +85,17 @@ func TestRunsShareTheWorkspace(t *testing.T) {
 	if got := strings.Join(paths, " "); got != "proj:dir proj/data:dir proj/data/in.txt:file proj/main.py:file proj/main.sh:file proj/out.txt:file" {
 		t.Errorf("list = %s", got)
 	}
+	// A directory lists like the session, its paths still from the session.
+	status, body = h.get("/workspaces/sess1/files/proj/data?list")
+	if status != 200 || !strings.Contains(string(body), `"path":"proj/data/in.txt"`) || strings.Contains(string(body), "main.py") {
+		t.Errorf("list a directory: %d %s", status, body)
+	}
+	if status, body := h.get("/workspaces/sess1/files/proj/main.py?list"); status != 400 || decodeError(t, body).Error.Code != "not_a_directory" {
+		t.Errorf("list a file: %d %s", status, body)
+	}
+	if status, body := h.get("/workspaces/sess1/files/nope?list"); status != 404 {
+		t.Errorf("list a directory that does not exist: %d %s", status, body)
+	}
 
 	if status, _ := h.do(context.Background(), http.MethodDelete, "/workspaces/sess1/files/proj/out.txt", nil); status != 204 {
 		t.Errorf("DELETE file: %d", status)

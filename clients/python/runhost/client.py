@@ -1,7 +1,9 @@
 """A standard-library client for the runhost HTTP API.
 
-Every route of the API (see the "API" section of runhost's README) has a
-method here. Errors come back from the server as
+Every route of the native API (see the "API" section of runhost's README)
+has a method here: runs (whole or streamed), sessions, workspace files,
+runtimes, probes and the operator routes. The Piston-compatible routes
+(``/api/v2``) are for Piston's own clients and are not wrapped. Errors come back from the server as
 ``{"error": {"code": ..., "message": ...}}`` and are raised as
 :class:`RunhostError`; a program that fails, times out, runs out of memory, a
 failed dependency install and a Dockerfile that does not build are *not*
@@ -17,7 +19,7 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 __all__ = ["RunhostClient", "RunhostError"]
 
@@ -240,41 +242,132 @@ class RunhostClient:
         ``run_timeout_margin`` (plus ``setup_timeout`` with dependencies or a
         Dockerfile) unless ``http_timeout`` says otherwise.
         """
-        payload: Dict[str, Any] = {}
-
-        def put(key: str, value: Any) -> None:
-            if value is not None:
-                payload[key] = value
-
-        put("code", code)
-        if files is not None:
-            payload["files"] = _files_payload(files)
-        put("entry", entry)
-        put("version", version)
-        put("stdin", stdin)
-        put("args", _str_list("args", args))
-        put("env", _str_map("env", env))
-        put("timeout_ms", None if timeout_ms is None else int(timeout_ms))
-        put("memory_mb", None if memory_mb is None else int(memory_mb))
-        put("cpus", cpus)
-        put("requirements", _str_list("requirements", requirements))
-        put("packages", _str_list("packages", packages))
-        put("image", image)
-        if command is not None:
-            payload["command"] = command if isinstance(command, str) else _str_list("command", command)
-        put("dockerfile", dockerfile)
-        put("build_args", _str_map("build_args", build_args))
-        put("workspace", workspace)
-        put("context_path", context_path)
-
+        payload = _run_payload(**{k: v for k, v in locals().items() if k not in ("self", "runtime", "http_timeout")})
         if http_timeout is None:
-            run_s = timeout_ms / 1000.0 if timeout_ms else self.default_run_timeout
-            http_timeout = run_s + self.run_timeout_margin
-            if requirements or packages:
-                http_timeout += self.setup_timeout
-            if dockerfile is not None or context_path is not None or runtime in ("dockerfile", "docker"):
-                http_timeout += self.setup_timeout
+            http_timeout = self._run_http_timeout(runtime, timeout_ms, requirements, packages, dockerfile, context_path)
         return self._json("POST", "/runtimes/" + _quote_segment(runtime) + "/run", payload, timeout=http_timeout)
+
+    def stream(
+        self,
+        runtime: str,
+        on_stdout: Optional[Callable[[Union[str, bytes]], None]] = None,
+        on_stderr: Optional[Callable[[Union[str, bytes]], None]] = None,
+        http_timeout: Optional[float] = None,
+        **fields: Any,
+    ) -> Dict[str, Any]:
+        """``POST /runtimes/{runtime}/run`` with ``Accept: text/event-stream``:
+        ``on_stdout`` and ``on_stderr`` get the output as the program writes
+        it (``str``, or ``bytes`` for output that is not UTF-8); returns the
+        result, as :meth:`run` does. ``fields`` are :meth:`run`'s."""
+        payload = _run_payload(**fields)
+        if http_timeout is None:
+            http_timeout = self._run_http_timeout(runtime, fields.get("timeout_ms"), fields.get("requirements"),
+                                                  fields.get("packages"), fields.get("dockerfile"), fields.get("context_path"))
+        return self._stream("/runtimes/" + _quote_segment(runtime) + "/run", payload, on_stdout, on_stderr, http_timeout)
+
+    def _run_http_timeout(self, runtime, timeout_ms, requirements, packages, dockerfile, context_path) -> float:
+        run_s = timeout_ms / 1000.0 if timeout_ms else self.default_run_timeout
+        t = run_s + self.run_timeout_margin
+        if requirements or packages:
+            t += self.setup_timeout
+        if dockerfile is not None or context_path is not None or runtime in ("dockerfile", "docker"):
+            t += self.setup_timeout
+        return t
+
+    def _stream(self, path: str, payload: Dict[str, Any], on_stdout, on_stderr, timeout: float) -> Dict[str, Any]:
+        """POST payload asking for server-sent events; hand output chunks to
+        the callbacks; return the result event's JSON."""
+        req = urllib.request.Request(self.base_url + path, data=json.dumps(payload).encode("utf-8"), method="POST")
+        req.add_header("Accept", "text/event-stream")
+        req.add_header("Content-Type", "application/json")
+        req.add_header("User-Agent", "runhost-python")
+        if self.api_key:
+            req.add_header("Authorization", "Bearer " + self.api_key)
+        try:
+            resp = self._opener.open(req, timeout=timeout)
+        except urllib.error.HTTPError as e:
+            data = e.read() if e.fp is not None else b""
+            raise self._error(e.code, data, e.headers) from None
+        except (urllib.error.URLError, OSError) as e:
+            raise RunhostError(0, "unreachable", f"POST {self.base_url}{path}: {e}") from None
+        with resp:
+            ctype = resp.headers.get("Content-Type", "")
+            if not ctype.startswith("text/event-stream"):
+                body = resp.read()
+                try:
+                    return json.loads(body.decode("utf-8"))
+                except (ValueError, UnicodeDecodeError):
+                    raise RunhostError(resp.status, "bad_response", "answer is neither a stream nor JSON", body) from None
+            event, data = "", []
+            for raw in resp:
+                line = raw.decode("utf-8").rstrip("\r\n")
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].lstrip())
+                elif line == "" and event:
+                    msg = json.loads("\n".join(data)) if data else {}
+                    if event in ("stdout", "stderr"):
+                        chunk = msg["text"] if "text" in msg else base64.b64decode(msg.get("base64", ""))
+                        cb = on_stdout if event == "stdout" else on_stderr
+                        if cb is not None:
+                            cb(chunk)
+                    elif event == "result":
+                        return msg
+                    elif event == "error":
+                        err = msg.get("error", {})
+                        raise RunhostError(resp.status, str(err.get("code", "error")), str(err.get("message", "")))
+                    else:
+                        self._on_event(event, msg)
+                    event, data = "", []
+        raise RunhostError(0, "bad_response", "the stream ended without a result")
+
+    def _on_event(self, event: str, msg: Any) -> None:
+        """Events a subclass may want (rich results of interpreter cells)."""
+
+    # -- sessions ------------------------------------------------------
+
+    def create_session(self, runtime: str, version: Optional[str] = None, workspace: Optional[str] = None,
+                       ttl_s: Optional[int] = None, memory_mb: Optional[int] = None,
+                       cpus: Optional[float] = None, **extra: Any) -> Dict[str, Any]:
+        """``POST /sessions``: a container that serves one run at a time and
+        keeps its files and ``/tmp`` between runs. Returns the session
+        (``id``, ``runtime``, ``version``, ``expires_at`` ...)."""
+        payload: Dict[str, Any] = {"runtime": runtime}
+        for k, v in (("version", version), ("workspace", workspace), ("ttl_s", ttl_s), ("memory_mb", memory_mb), ("cpus", cpus)):
+            if v is not None:
+                payload[k] = v
+        payload.update({k: v for k, v in extra.items() if v is not None})
+        return self._json("POST", "/sessions", payload, timeout=max(self.timeout, 60.0))
+
+    def sessions(self) -> List[Dict[str, Any]]:
+        """``GET /sessions``: the key's sessions, oldest first."""
+        out = self._json("GET", "/sessions")
+        return out.get("sessions", []) if isinstance(out, dict) else []
+
+    def session(self, session_id: str) -> Dict[str, Any]:
+        """``GET /sessions/{id}``."""
+        return self._json("GET", "/sessions/" + _quote_segment(session_id))
+
+    def run_in_session(self, session_id: str, code: Optional[str] = None,
+                       on_stdout: Optional[Callable[[Union[str, bytes]], None]] = None,
+                       on_stderr: Optional[Callable[[Union[str, bytes]], None]] = None,
+                       http_timeout: Optional[float] = None, **fields: Any) -> Dict[str, Any]:
+        """``POST /sessions/{id}/run``: ``code`` (or ``files``, ``entry``,
+        ``stdin``, ``args``, ``env``, ``timeout_ms`` ...) in the session. With
+        ``on_stdout``/``on_stderr`` the output streams to them as it comes."""
+        payload = _run_payload(code=code, **fields)
+        if http_timeout is None:
+            t = fields.get("timeout_ms")
+            http_timeout = (t / 1000.0 if t else self.default_run_timeout) + self.run_timeout_margin
+        path = "/sessions/" + _quote_segment(session_id) + "/run"
+        if on_stdout is not None or on_stderr is not None:
+            return self._stream(path, payload, on_stdout, on_stderr, http_timeout)
+        return self._json("POST", path, payload, timeout=http_timeout)
+
+    def end_session(self, session_id: str) -> None:
+        """``DELETE /sessions/{id}``: end the session and remove its container."""
+        self._request("DELETE", "/sessions/" + _quote_segment(session_id))
 
     # -- workspace files -----------------------------------------------
 
@@ -299,12 +392,20 @@ class RunhostClient:
         _, _, body = self._request("GET", self._file_url(session, path))
         return body
 
-    def list_files(self, session: str) -> List[Dict[str, Any]]:
+    def list_files(self, session: str, directory: Optional[str] = None) -> List[Dict[str, Any]]:
         """``GET /workspaces/{session}/files/?list``: every entry of the
-        session (``path``, ``type``, ``size``, ``mtime``). A session that does
-        not exist raises RunhostError 404 ``not_found``."""
-        out = self._json("GET", "/workspaces/" + _quote_segment(session) + "/files/?list")
+        session, or of ``directory`` in it (``path``, ``type``, ``size``,
+        ``mtime``; paths from the session). A session that does not exist
+        raises RunhostError 404 ``not_found``."""
+        where = _quote_path(directory.strip("/")) if directory else ""
+        out = self._json("GET", "/workspaces/" + _quote_segment(session) + "/files/" + where + "?list")
         return out.get("files", []) if isinstance(out, dict) else []
+
+    def workspaces(self) -> List[Dict[str, Any]]:
+        """``GET /workspaces``: the workspace names the key reaches
+        (``name``, ``shared``)."""
+        out = self._json("GET", "/workspaces")
+        return out.get("workspaces", []) if isinstance(out, dict) else []
 
     def delete_file(self, session: str, path: str) -> None:
         """``DELETE /workspaces/{session}/files/{path}``: a file or a directory tree."""
@@ -313,6 +414,56 @@ class RunhostClient:
     def delete_session(self, session: str) -> None:
         """``DELETE /workspaces/{session}``: the whole session (no error if absent)."""
         self._request("DELETE", "/workspaces/" + _quote_segment(session))
+
+
+def _run_payload(
+    code: Optional[str] = None,
+    files: Optional[Union[Sequence[Mapping[str, Any]], Mapping[str, FileSpec]]] = None,
+    version: Optional[str] = None,
+    stdin: Optional[str] = None,
+    args: Optional[Sequence[str]] = None,
+    env: Optional[Mapping[str, str]] = None,
+    timeout_ms: Optional[int] = None,
+    memory_mb: Optional[int] = None,
+    cpus: Optional[float] = None,
+    requirements: Optional[Sequence[str]] = None,
+    packages: Optional[Sequence[str]] = None,
+    image: Optional[str] = None,
+    command: Optional[Union[str, Sequence[str]]] = None,
+    dockerfile: Optional[str] = None,
+    build_args: Optional[Mapping[str, str]] = None,
+    workspace: Optional[str] = None,
+    context_path: Optional[str] = None,
+    entry: Optional[str] = None,
+) -> Dict[str, Any]:
+    """A run request's JSON; fields left as None are not sent."""
+    payload: Dict[str, Any] = {}
+
+    def put(key: str, value: Any) -> None:
+        if value is not None:
+            payload[key] = value
+
+    put("code", code)
+    if files is not None:
+        payload["files"] = _files_payload(files)
+    put("entry", entry)
+    put("version", version)
+    put("stdin", stdin)
+    put("args", _str_list("args", args))
+    put("env", _str_map("env", env))
+    put("timeout_ms", None if timeout_ms is None else int(timeout_ms))
+    put("memory_mb", None if memory_mb is None else int(memory_mb))
+    put("cpus", cpus)
+    put("requirements", _str_list("requirements", requirements))
+    put("packages", _str_list("packages", packages))
+    put("image", image)
+    if command is not None:
+        payload["command"] = command if isinstance(command, str) else _str_list("command", command)
+    put("dockerfile", dockerfile)
+    put("build_args", _str_map("build_args", build_args))
+    put("workspace", workspace)
+    put("context_path", context_path)
+    return payload
 
 
 def _files_payload(files: Union[Sequence[Mapping[str, Any]], Mapping[str, FileSpec]]) -> List[Dict[str, Any]]:

@@ -434,6 +434,39 @@ class Client(_Base):
         self.assertEqual(cm.exception.status, 404)
         self.client.delete_session(session)  # deleting again is fine
 
+    def test_list_a_directory_and_workspaces(self):
+        session = new_session("pylist")
+        self.addCleanup(self.client.delete_session, session)
+        self.client.put_file(session, "a/b.txt", "b")
+        self.client.put_file(session, "c.txt", "c")
+        self.assertEqual([f["path"] for f in self.client.list_files(session, "a")], ["a/b.txt"])
+        self.assertIn(session, [w["name"] for w in self.client.workspaces()])
+
+    def test_streaming(self):
+        out, err = [], []
+        res = self.client.stream("python", code="import sys, time\nprint('one', flush=True)\ntime.sleep(0.3)\nprint('two', flush=True)\nprint('e', file=sys.stderr)",
+                                 on_stdout=out.append, on_stderr=err.append)
+        self.assertEqual("".join(out), "one\ntwo\n")
+        self.assertEqual("".join(err), "e\n")
+        self.assertEqual((res["exit_code"], res["stdout"]), (0, "one\ntwo\n"), res)
+        self.assertGreaterEqual(len(out), 2, "the output arrived in one piece, not as it was written")
+
+    def test_sessions(self):
+        s = self.client.create_session("python")
+        self.addCleanup(self.client.end_session, s["id"])
+        self.assertIn(s["id"], [x["id"] for x in self.client.sessions()])
+        self.client.run_in_session(s["id"], code="open('/tmp/kept', 'w').write('yes')")
+        res = self.client.run_in_session(s["id"], code="print(open('/tmp/kept').read())")
+        self.assertEqual(res["stdout"], "yes\n", res)
+        out = []
+        res = self.client.run_in_session(s["id"], code="print('streamed')", on_stdout=out.append)
+        self.assertEqual(("".join(out), res["exit_code"]), ("streamed\n", 0), res)
+        self.assertEqual(self.client.session(s["id"])["runs"], 3)
+        self.client.end_session(s["id"])
+        with self.assertRaises(RunhostError) as cm:
+            self.client.session(s["id"])
+        self.assertEqual((cm.exception.status, cm.exception.code), (404, "session_not_found"))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -170,7 +170,7 @@ func onlyJSON(op *openapi3.Operation) bool {
 }
 
 func acceptsStream(r *http.Request) bool {
-	return bytes.Contains([]byte(r.Header.Get("Accept")), []byte("text/event-stream"))
+	return strings.Contains(strings.ToLower(r.Header.Get("Accept")), "text/event-stream")
 }
 
 // capture keeps the first maxCapture bytes written to it.
