@@ -453,7 +453,6 @@ class Client(_Base):
 
     def test_sessions(self):
         s = self.client.create_session("python")
-        self.addCleanup(self.client.end_session, s["id"])
         self.assertIn(s["id"], [x["id"] for x in self.client.sessions()])
         self.client.run_in_session(s["id"], code="open('/tmp/kept', 'w').write('yes')")
         res = self.client.run_in_session(s["id"], code="print(open('/tmp/kept').read())")
