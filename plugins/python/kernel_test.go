@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/base64"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,113 +47,38 @@ func startImage(t testing.TB, image, memory string) *kerneltest.Driver {
 	})
 }
 
-// step is one cell of a scenario and what it must produce. Steps run in
-// order in one driver, so they share its state.
+// step is a kerneltest.Step, short to write in tables.
 type step struct {
 	name  string
 	code  string
-	check func(t *testing.T, c kerneltest.Cell)
+	check kerneltest.Check
 }
 
 func runSteps(t *testing.T, d *kerneltest.Driver, steps []step) {
 	t.Helper()
-	for _, s := range steps {
-		c := d.Run(s.code)
-		t.Logf("%s: results %q, stdout %q, stderr %.300q, error %+v", s.name, c.Texts(), c.Stdout, c.Stderr, c.Error)
-		s.check(t, c)
-		if t.Failed() {
-			t.Fatalf("step %q failed", s.name)
-		}
+	ks := make([]kerneltest.Step, len(steps))
+	for i, s := range steps {
+		ks[i] = kerneltest.Step{Name: s.name, Code: s.code, Check: s.check}
 	}
-	if stray := d.Stray(); len(stray) > 0 {
-		t.Errorf("messages outside any cell: %q", stray)
-	}
+	kerneltest.RunSteps(t, d, ks)
 }
 
-// ok wants no error and these text/plain results.
-func ok(texts ...string) func(*testing.T, kerneltest.Cell) {
-	return func(t *testing.T, c kerneltest.Cell) {
-		t.Helper()
-		if c.Error != nil {
-			t.Errorf("error %+v, want none", c.Error)
-		}
-		if got := c.Texts(); !slices.Equal(got, texts) && !(len(got) == 0 && len(texts) == 0) {
-			t.Errorf("results %q, want %q", got, texts)
-		}
-	}
-}
-
-// stdout wants no error, no results and exactly this output.
-func stdout(out, errOut string) func(*testing.T, kerneltest.Cell) {
-	return func(t *testing.T, c kerneltest.Cell) {
-		t.Helper()
-		ok()(t, c)
-		if c.Stdout != out || c.Stderr != errOut {
-			t.Errorf("stdout %q stderr %q, want %q and %q", c.Stdout, c.Stderr, out, errOut)
-		}
-	}
-}
+var (
+	ok     = kerneltest.OK
+	stdout = kerneltest.Output
+	all    = kerneltest.All
+	mime   = kerneltest.Has
+	lacks  = kerneltest.Lacks
+	png    = kerneltest.PNG
+)
 
 // failed wants the error name, and a clean traceback whose last line names it.
-func failed(name string) func(*testing.T, kerneltest.Cell) {
+func failed(name string) kerneltest.Check {
 	return func(t *testing.T, c kerneltest.Cell) {
 		t.Helper()
-		if c.Error == nil || c.Error.Name != name {
-			t.Fatalf("error %+v, want %s", c.Error, name)
-		}
-		tb := c.Error.Traceback
-		if len(tb) == 0 || !strings.HasPrefix(tb[len(tb)-1], name) {
+		kerneltest.Failed(name, KernelFile)(t, c)
+		if tb := c.Error.Traceback; len(tb) == 0 || !strings.HasPrefix(tb[len(tb)-1], name) {
 			t.Errorf("traceback %q does not end with %s", tb, name)
-		}
-		for _, line := range tb {
-			if strings.Contains(line, KernelFile) || strings.Contains(line, "\x1b[") {
-				t.Errorf("traceback line %q shows the driver or ANSI colour", line)
-			}
-		}
-	}
-}
-
-func all(checks ...func(*testing.T, kerneltest.Cell)) func(*testing.T, kerneltest.Cell) {
-	return func(t *testing.T, c kerneltest.Cell) {
-		t.Helper()
-		for _, check := range checks {
-			check(t, c)
-		}
-	}
-}
-
-func mime(i int, mimeType, want string) func(*testing.T, kerneltest.Cell) {
-	return func(t *testing.T, c kerneltest.Cell) {
-		t.Helper()
-		if i >= len(c.Results) {
-			t.Fatalf("result %d missing: %d results", i, len(c.Results))
-		}
-		if got := c.Results[i].Text(mimeType); !strings.Contains(got, want) {
-			t.Errorf("result %d %s = %.200q, want it to contain %q", i, mimeType, got, want)
-		}
-	}
-}
-
-func lacks(i int, mimeType string) func(*testing.T, kerneltest.Cell) {
-	return func(t *testing.T, c kerneltest.Cell) {
-		t.Helper()
-		if i < len(c.Results) {
-			if _, has := c.Results[i].Data[mimeType]; has {
-				t.Errorf("result %d has %s: %s", i, mimeType, c.Results[i].Data[mimeType])
-			}
-		}
-	}
-}
-
-func png(i int) func(*testing.T, kerneltest.Cell) {
-	return func(t *testing.T, c kerneltest.Cell) {
-		t.Helper()
-		if i >= len(c.Results) {
-			t.Fatalf("result %d missing: %d results", i, len(c.Results))
-		}
-		b, err := base64.StdEncoding.DecodeString(c.Results[i].Text("image/png"))
-		if err != nil || !strings.HasPrefix(string(b), "\x89PNG\r\n\x1a\n") {
-			t.Errorf("result %d image/png is not a base64 PNG (%d bytes, %v)", i, len(b), err)
 		}
 	}
 }

@@ -86,7 +86,8 @@ type docker struct {
 
 // StartDocker starts the driver inside a container of opts.Image, with the
 // limits of a run (no network, read-only root, no capabilities, user 1000,
-// tmpfs /tmp and /code, /code the working directory, HOME=/tmp), and waits
+// tmpfs /tmp and /code, /code the working directory, HOME=/tmp, 1024 open
+// files), and waits
 // for its ready message. The container is removed when the test ends.
 func StartDocker(t testing.TB, opts DockerOptions) *Driver {
 	t.Helper()
@@ -101,8 +102,9 @@ func StartDocker(t testing.TB, opts DockerOptions) *Driver {
 		"--network", "none", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
 		"--user", "1000:1000", "--memory", memory, "--memory-swap", memory, "--pids-limit", "256",
 		"--tmpfs", "/tmp:rw,noexec,nosuid,nodev,size=256m,mode=1777",
-		"--tmpfs", "/code:rw,noexec,nosuid,nodev,size=64m,mode=1777",
-		"--tmpfs", ShimDir + ":rw,exec,nosuid,nodev,size=64m,mode=1777",
+		"--tmpfs", "/code:rw,noexec,nosuid,nodev,size=64m,mode=0755,uid=1000,gid=1000",
+		"--tmpfs", ShimDir + ":rw,exec,nosuid,nodev,size=64m,mode=0755,uid=1000,gid=1000",
+		"--ipc", "private", "--ulimit", "nofile=1024:1024",
 		"--workdir", "/code", "--env", "HOME=/tmp",
 		opts.Image, "sh", "-c", script}
 	cmd := exec.Command("docker", args...)
