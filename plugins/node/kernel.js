@@ -23,12 +23,14 @@
 // `require` resolves from the working directory; `import()` is not available
 // to evaluated code, `await importModule('name')` does its job.
 //
-// SIGINT interrupts the running cell: synchronous code is stopped (V8
-// terminates it, as `vm` does with breakOnSigint) and the cell ends with the
-// error "Interrupted"; a cell waiting on a promise stops waiting and ends the
-// same way (timers and callbacks it started keep running). Code that runs
-// later from the event loop (a callback's endless loop) cannot be
-// interrupted: init restarts the driver. Between cells SIGINT is ignored.
+// SIGINT interrupts the running cell, which ends with the error
+// "Interrupted": a cell without `await` is stopped even in a synchronous
+// endless loop (V8 terminates it, as `vm` does with breakOnSigint); a cell
+// with `await` stops waiting for its promise (timers and callbacks it
+// started keep running). Synchronous code that cannot be stopped: an endless
+// loop in a cell that also awaits, or in a callback or after an `await`
+// (it runs from the event loop, outside the cell); init restarts the driver
+// then. Between cells SIGINT is ignored.
 
 const fs = require('fs');
 const net = require('net');
@@ -123,6 +125,28 @@ class FdStream extends Writable {
     this.isTTY = false;
     this._isStdio = true;
     this.on('error', () => {});
+  }
+
+  // write goes straight to the descriptor, past Writable's bookkeeping: a
+  // cell stopped by SIGINT in the middle of a write leaves no stream state
+  // behind that would hold later writes back.
+  write(chunk, encoding, callback) {
+    if (typeof encoding === 'function') {
+      callback = encoding;
+      encoding = undefined;
+    }
+    let err = null;
+    if (this.destroyed || this.writableEnded) {
+      err = new Error('write after end');
+    } else {
+      try {
+        writeAll(this.fd, typeof chunk === 'string' ? Buffer.from(chunk, encoding || 'utf8') : chunk);
+      } catch (e) {
+        err = e;
+      }
+    }
+    if (typeof callback === 'function') process.nextTick(callback, err);
+    return true;
   }
 
   _write(chunk, encoding, callback) {
@@ -368,16 +392,29 @@ class CellError {
 }
 
 let interruptCell = null;
-process.on('SIGINT', () => {
+function onSigint() {
   if (interruptCell !== null) interruptCell();
-});
+}
 // Errors from callbacks and promises nobody awaits are reported on stderr;
 // they never end the driver.
 function describeThrown(err) {
   return err instanceof Error ? userStack(err.stack).join('\n') : plainText(err);
 }
-process.on('uncaughtException', (err) => warn(`uncaught exception: ${describeThrown(err)}`));
-process.on('unhandledRejection', (reason) => warn(`unhandled promise rejection: ${describeThrown(reason)}`));
+function onUncaught(err) {
+  warn(`uncaught exception: ${describeThrown(err)}`);
+}
+function onUnhandled(reason) {
+  warn(`unhandled promise rejection: ${describeThrown(reason)}`);
+}
+
+// installListeners (again, after a cell removed them) makes SIGINT an
+// interrupt and keeps stray errors from ending the driver.
+function installListeners() {
+  for (const [event, fn] of [['SIGINT', onSigint], ['uncaughtException', onUncaught], ['unhandledRejection', onUnhandled]]) {
+    if (!process.listeners(event).includes(fn)) process.on(event, fn);
+  }
+}
+installListeners();
 
 let pending = null;
 Object.defineProperty(globalThis, POST, {
@@ -426,7 +463,13 @@ function evaluate(id, code) {
       },
     };
     try {
-      runner.runInThisContext({ breakOnSigint: true, displayErrors: false });
+      // The synchronous part of a cell runs under vm's SIGINT watchdog,
+      // which stops it with ERR_SCRIPT_EXECUTION_INTERRUPTED. Node's
+      // watchdog can swallow a SIGINT that arrives as it stops; for a cell
+      // that then goes on waiting (one that awaits) that would be a lost
+      // interrupt, so those cells run without it and SIGINT reaches
+      // interruptCell through process.on('SIGINT').
+      runner.runInThisContext({ breakOnSigint: !/\bawait\b/.test(code), displayErrors: false });
     } catch (e) {
       if (e && e.code === 'ERR_SCRIPT_EXECUTION_INTERRUPTED') settle(reject, new Interrupted('Script execution was interrupted by `SIGINT`'));
       else settle(reject, e);
@@ -518,6 +561,7 @@ async function runCell(id, code) {
     await post('Runtime.releaseObjectGroup', { objectGroup: OBJECT_GROUP });
   } catch (e) { /* nothing held */ }
   restoreStdio();
+  installListeners();
   currentCell = null;
   send({ id, type: 'done', error });
 }

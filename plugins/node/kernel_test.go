@@ -145,6 +145,8 @@ for (const fd of [3, 4]) {
 	{"the driver goes on", "await new Promise((r) => setTimeout(r, 20)); x", ok("40")},
 	{"require resolves from the working directory", "require('fs').writeFileSync('mod.js', 'module.exports = 7'); require('./mod.js')", ok("7")},
 	{"importModule loads ES modules", "require('fs').writeFileSync('m.mjs', 'export const v = 8'); (await importModule('./m.mjs')).v + (await importModule('node:os')).EOL.length", ok("9")},
+	{"listeners removed by a cell come back", "for (const e of ['SIGINT', 'uncaughtException', 'unhandledRejection']) process.removeAllListeners(e); 1", ok("1")},
+	{"so a stray error still does not end the driver", "setTimeout(() => { throw new Error('again') }, 1); await new Promise((r) => setTimeout(r, 20)); 2", ok("2")},
 	{"names the driver uses are the user's own", "var send = null, runCell = null, session = null, queue = null, REQ = 3, EVT = 4, pending = 1", ok()},
 	{"the driver still works", "x + 1", ok("41")},
 	{"a huge result is capped by inspect, a huge display is sent whole", "display.html('x'.repeat(20_000_000)); 'y'.repeat(50_000)", func(t *testing.T, c kerneltest.Cell) {

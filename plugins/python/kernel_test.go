@@ -158,8 +158,10 @@ for fd in (3, 4):
         print(fd, 'open', os.readlink('/proc/self/fd/%d' % fd))
     except OSError as e:
         print(fd, 'refused', e.errno)`, func(t *testing.T, c kerneltest.Cell) {
-		if c.Stdout != "3 refused 9\n4 refused 9\n" {
-			t.Errorf("stdout %q, want fd 3 and fd 4 closed", c.Stdout)
+		// Closed, or reused by something the cell's libraries opened (IPython
+		// keeps /dev/null open), but never the protocol's pipes.
+		if strings.Count(c.Stdout, "\n") != 2 || strings.Contains(c.Stdout, "pipe:") {
+			t.Errorf("stdout %q, want fd 3 and fd 4 closed or not pipes", c.Stdout)
 		}
 	}},
 	{"a child process inherits no protocol descriptor", `
