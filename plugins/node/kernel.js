@@ -358,10 +358,13 @@ function post(method, params) {
 let taken;
 Object.defineProperty(globalThis, TAKE, { value: (v) => { taken = v; }, enumerable: false });
 
+let heldObjects = false;
+
 // valueOf turns a RemoteObject of this very process back into its value.
 async function valueOf(remote) {
   if (remote.type === 'undefined') return { has: false };
   if (remote.objectId !== undefined) {
+    heldObjects = true;
     taken = undefined;
     await post('Runtime.callFunctionOn', {
       objectId: remote.objectId,
@@ -458,7 +461,10 @@ function evaluate(id, code) {
       },
       callback: (err, res) => {
         if (err) settle(reject, err);
-        else if (res.exceptionDetails) settle(reject, res);
+        else if (res.exceptionDetails) {
+          heldObjects = true;
+          settle(reject, res);
+        }
         else settle(resolve, res.result);
       },
     };
@@ -557,9 +563,13 @@ async function runCell(id, code) {
       error = { name: 'Error', value: String(e2 && e2.message), traceback: [] };
     }
   }
-  try {
-    await post('Runtime.releaseObjectGroup', { objectGroup: OBJECT_GROUP });
-  } catch (e) { /* nothing held */ }
+  if (heldObjects) {
+    // The inspector keeps every object it described alive until released.
+    heldObjects = false;
+    try {
+      await post('Runtime.releaseObjectGroup', { objectGroup: OBJECT_GROUP });
+    } catch (e) { /* nothing held */ }
+  }
   restoreStdio();
   installListeners();
   currentCell = null;

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/runhost/runhost/internal/runner"
@@ -31,7 +32,26 @@ func startLocal(t testing.TB) *kerneltest.Driver {
 	if err := os.WriteFile(path, KernelSource, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return kerneltest.StartLocal(t, kerneltest.Options{Argv: KernelCommand(path), Env: pythonEnv, Dir: t.TempDir()})
+	argv := KernelCommand(path)
+	argv[0] = localPython(t)
+	return kerneltest.StartLocal(t, kerneltest.Options{Argv: argv, Env: pythonEnv, Dir: t.TempDir()})
+}
+
+var (
+	pythonOnce sync.Once
+	pythonPath string
+)
+
+// localPython is the interpreter python3 runs, so that a version manager's
+// shim script (pyenv's costs a second) is not measured as the driver's start.
+func localPython(t testing.TB) string {
+	pythonOnce.Do(func() {
+		pythonPath = "python3"
+		if out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output(); err == nil && len(out) > 1 {
+			pythonPath = strings.TrimSpace(string(out))
+		}
+	})
+	return pythonPath
 }
 
 func startImage(t testing.TB, image, memory string) *kerneltest.Driver {
