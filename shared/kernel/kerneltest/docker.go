@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -230,4 +231,16 @@ func (dk *docker) kill() {
 	dk.mu.Unlock()
 	_ = exec.Command("docker", "rm", "-f", dk.name).Run()
 	<-dk.exited
+}
+
+// leftover names the test's container if the engine still has it.
+func (dk *docker) leftover() string {
+	out, err := exec.Command("docker", "ps", "-aq", "--filter", "name=^"+dk.name+"$").Output()
+	if err != nil {
+		return ""
+	}
+	if id := strings.TrimSpace(string(out)); id != "" {
+		return dk.name + " (" + id + ")"
+	}
+	return ""
 }

@@ -356,6 +356,11 @@ func (d *Driver) cleanup() {
 		}
 	}
 	d.tr.kill()
+	if dk, ok := d.tr.(*docker); ok {
+		if left := dk.leftover(); left != "" {
+			d.t.Errorf("container left behind: %s", left)
+		}
+	}
 }
 
 // exitOf describes a finished process.
