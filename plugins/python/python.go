@@ -15,6 +15,28 @@ type Python struct{}
 var versions = []shared.Version{
 	version("3.11", "runhost/python:3.11", true),
 	version("3.13", "runhost/python:3.13", false),
+	dataVersion,
+}
+
+// dataVersion is Python 3.11 with numpy, pandas, matplotlib (Agg), scipy and
+// IPython, from Debian's packages. It is meant to be asked for by its exact
+// name: "3.11" matches 3.11 exactly and the default is 3.11, and "3" picks
+// the newest 3.x, which is 3.13 (TestDataVersionIsExactOnly checks all three
+// through the host's own resolver).
+var dataVersion = shared.Version{
+	Version: "3.11-data",
+	Image:   "runhost/python:3.11-data",
+	SelfTest: shared.SelfTest{
+		// Draws a chart as a run would, without a display, and checks the PNG.
+		Code: "import io, sys\n" +
+			"import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n" +
+			"import numpy as np, pandas as pd, scipy\n" +
+			"df = pd.DataFrame({'x': np.arange(5), 'y': np.arange(5) ** 2})\n" +
+			"fig, ax = plt.subplots()\nax.plot(df.x, df.y)\n" +
+			"buf = io.BytesIO()\nfig.savefig(buf, format='png')\npng = buf.getvalue()\n" +
+			"print('OK' if png.startswith(b'\\x89PNG') and len(png) > 1000 else 'BAD', '%d.%d' % sys.version_info[:2], int(df.y.sum()))\n",
+		ExpectedStdout: "OK 3.11 30\n",
+	},
 }
 
 func version(v, image string, def bool) shared.Version {
@@ -37,7 +59,7 @@ func (Python) Describe(context.Context) (shared.Description, error) {
 	return shared.Description{
 		Name:        "python",
 		Aliases:     []string{"py", "python3"},
-		Description: "Python 3 (CPython from Debian), with pip requirements",
+		Description: "Python 3 (CPython from Debian), with pip requirements; 3.11-data adds numpy, pandas, matplotlib, scipy and IPython",
 		Versions:    versions,
 		Capabilities: []shared.Capability{
 			shared.CapStdin, shared.CapArgs, shared.CapEnv, shared.CapFiles, shared.CapPackages,
