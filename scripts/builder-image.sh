@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The builder image Dockerfile builds run in on Kubernetes, made offline (no registry):
+# The builder image Dockerfile builds run in (on Docker and on Kubernetes), made offline (no registry):
 # BuildKit (buildkitd, buildctl) and rootlesskit built from the Go module proxy, crane (to
 # read back what a build pushed), on a debootstrapped Debian with runc and uidmap, and
-# images/builder's entry script and default buildkitd.toml. Prints the image name.
+# images/builder's entry script and default buildkitd.toml. Prints the image name, and tags it
+# runhost/builder:latest too (the Docker executor's default RUNHOST_BUILDER_IMAGE).
 #
 # Debian's newuidmap/newgidmap are setuid root and built without libcap: they would write
 # the uid map as root, which needs CAP_SYS_ADMIN. The image gives them file capabilities
@@ -17,9 +18,14 @@ CRANE=v0.22.1
 CACHE=${BUILDER_CACHE:-$ROOT/.cache/builder}
 TAG=$(cat images/builder/* scripts/builder-image.sh | sha256sum | cut -c1-12)
 IMAGE=runhost/builder:$TAG
+LATEST=runhost/builder:latest
+# What the host expects of the image's entry script (RUNHOST_BUILD_PROCESS_SANDBOX): the Docker
+# executor refuses a builder image without this label value (internal/executor/docker/builder.go).
+PROTOCOL=2
 log() { printf '[builder-image] %s\n' "$*" >&2; }
 
 if docker image inspect "$IMAGE" >/dev/null 2>&1; then
+	docker tag "$IMAGE" "$LATEST"
 	echo "$IMAGE"
 	exit 0
 fi
@@ -64,6 +70,7 @@ setcap cap_setgid=ep "$fs/usr/bin/newgidmap"
 # --xattrs keeps the file capabilities.
 tar --xattrs --xattrs-include='security.capability' -C "$fs" -c . |
 	docker import -c 'USER 1000:1000' -c 'ENV HOME=/home/build' -c 'WORKDIR /home/build' \
-		-c 'ENTRYPOINT ["/usr/local/bin/runhost-build"]' -c 'LABEL runhost.managed=true' - "$IMAGE" >/dev/null
+		-c 'ENTRYPOINT ["/usr/local/bin/runhost-build"]' -c "LABEL runhost.managed=true runhost.builder=$PROTOCOL" - "$IMAGE" >/dev/null
+docker tag "$IMAGE" "$LATEST"
 log "built $IMAGE"
 echo "$IMAGE"

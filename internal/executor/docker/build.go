@@ -1,8 +1,6 @@
 package docker
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,17 +8,16 @@ import (
 	"io"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 
 	"github.com/runhost/runhost/internal/executor"
-	"github.com/runhost/runhost/internal/executor/output"
 )
 
 // LabelBuild marks images runhost built, with their content key.
@@ -92,7 +89,7 @@ func (e *Executor) Build(ctx context.Context, b executor.Build) (executor.BuiltI
 	}()
 
 	start := time.Now()
-	res, err := e.build(ctx, b, ref)
+	res, err := e.sealedBuild(ctx, b, ref)
 	res.Duration = time.Since(start)
 	if err != nil || res.Failed {
 		return res, err
@@ -126,66 +123,63 @@ func (e *Executor) builtImage(ctx context.Context, ref string) (executor.BuiltIm
 	return out, true, nil
 }
 
-// build runs the engine's builder. A Dockerfile that does not build is a
-// result with Failed set and the log; errors mean the engine failed.
-func (e *Executor) build(ctx context.Context, b executor.Build, ref string) (executor.BuiltImage, error) {
-	buildCtx, err := contextTar(b)
-	if err != nil {
-		return executor.BuiltImage{}, err
-	}
-	bctx, cancel := context.WithTimeout(ctx, b.Timeout)
-	defer cancel()
+// fromLine and copyFrom find the images a Dockerfile names, for
+// fallbackBases.
+var (
+	fromLine  = regexp.MustCompile(`(?im)^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?`)
+	fromFlag  = regexp.MustCompile(`(?i)--from=([^\s,]+)`)
+	fromMount = regexp.MustCompile(`(?i)--mount=\S*\bfrom=([^\s,]+)`)
+)
 
-	args := make(map[string]*string, len(b.BuildArgs))
-	for k, v := range b.BuildArgs {
-		args[k] = &v
-	}
-	network := "none"
-	if b.Network {
-		network = "default"
-	}
-	labels := map[string]string{LabelManaged: "true", LabelBuild: b.Key}
-	for k, v := range b.Labels {
-		labels[k] = v
-	}
-	resp, err := e.engine.ImageBuild(bctx, buildCtx, build.ImageBuildOptions{
-		Tags:        []string{ref},
-		Dockerfile:  dockerfileName,
-		Remove:      true,
-		ForceRemove: true,
-		NetworkMode: network,
-		Memory:      b.MemoryBytes,
-		MemorySwap:  b.MemoryBytes,
-		CPUPeriod:   100000,
-		CPUQuota:    b.NanoCPUs / 10000,
-		BuildArgs:   args,
-		Labels:      labels,
-		Version:     build.BuilderV1,
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return executor.BuiltImage{}, ctx.Err()
+// fallbackBases pins the images b's Dockerfile names when the policy gave
+// no Bases: each FROM, COPY --from and RUN --mount from that is not a
+// stage (or scratch), resolved by the engine to its image ID. It is a
+// stand-in for the policy's own pinning (the Dockerfile rules, issue 14),
+// which refuses what is not allowed and expands ARGs; remove it once the
+// policy always sets Bases. missing names the images the engine lacks.
+func (e *Executor) fallbackBases(ctx context.Context, dockerfile []byte) (pinned []executor.BaseImage, missing string, err error) {
+	stages := map[string]bool{"scratch": true}
+	var names []string
+	for _, m := range fromLine.FindAllStringSubmatch(string(dockerfile), -1) {
+		if !stages[strings.ToLower(m[1])] {
+			names = append(names, m[1])
 		}
-		return executor.BuiltImage{}, engineError("build", err)
+		if m[2] != "" {
+			stages[strings.ToLower(m[2])] = true
+		}
 	}
-	defer resp.Body.Close()
-
-	log := output.NewCapped(b.LogBytes)
-	buildErr := readBuildLog(resp.Body, log)
-	res := executor.BuiltImage{Ref: ref, Log: log.Bytes(), LogTruncated: log.Truncated()}
-	switch {
-	case ctx.Err() != nil:
-		return res, ctx.Err()
-	case bctx.Err() != nil:
-		res.Failed, res.Error = true, fmt.Sprintf("the build did not finish within %s", b.Timeout)
-	case buildErr != nil:
-		res.Failed, res.Error = true, e.explainBuildError(ctx, b.Dockerfile, buildErr.Error())
+	for _, re := range []*regexp.Regexp{fromFlag, fromMount} {
+		for _, m := range re.FindAllStringSubmatch(string(dockerfile), -1) {
+			if _, err := strconv.Atoi(m[1]); err != nil && !stages[strings.ToLower(m[1])] {
+				names = append(names, m[1])
+			}
+		}
 	}
-	return res, nil
+	var absent []string
+	seen := map[string]bool{}
+	for _, name := range names {
+		if seen[name] || strings.Contains(name, "$") {
+			continue // ARGs: BuildKit will not find an unpinned name
+		}
+		seen[name] = true
+		info, err := e.engine.ImageInspect(ctx, name)
+		if cerrdefs.IsNotFound(err) {
+			absent = append(absent, name)
+			continue
+		}
+		if err != nil {
+			return nil, "", engineError("inspect base image", err)
+		}
+		pinned = append(pinned, executor.BaseImage{Name: name, Ref: info.ID})
+	}
+	if len(absent) > 0 {
+		missing = fmt.Sprintf("base image %s is not on the engine (builds never pull); use an image the engine has, e.g. one of GET /runtimes", strings.Join(absent, ", "))
+	}
+	return pinned, missing, nil
 }
 
-// readBuildLog copies the builder's progress stream into log and returns the
-// build's error, if it reported one.
+// readBuildLog copies the engine's progress stream (an image load's answer)
+// into log and returns the error it reported, if any.
 func readBuildLog(r io.Reader, log io.Writer) error {
 	dec := json.NewDecoder(r)
 	for {
@@ -200,7 +194,7 @@ func readBuildLog(r io.Reader, log io.Writer) error {
 		if err := dec.Decode(&msg); err == io.EOF {
 			return nil
 		} else if err != nil {
-			return fmt.Errorf("reading the build's output: %w", err)
+			return fmt.Errorf("reading the engine's output: %w", err)
 		}
 		switch {
 		case msg.ErrorDetail != nil && msg.ErrorDetail.Message != "":
@@ -215,63 +209,6 @@ func readBuildLog(r io.Reader, log io.Writer) error {
 			fmt.Fprintln(log, msg.Status)
 		}
 	}
-}
-
-var (
-	fromLine  = regexp.MustCompile(`(?im)^\s*FROM\s+(?:--\S+\s+)*(\S+)`)
-	fromStage = regexp.MustCompile(`(?im)^\s*FROM\s+.*\s+AS\s+(\S+)`)
-)
-
-// explainBuildError names the base images that are missing and could not be
-// pulled, the most common reason a build fails on a machine without a registry.
-func (e *Executor) explainBuildError(ctx context.Context, dockerfile []byte, msg string) string {
-	pullish := strings.Contains(msg, "pull access denied") || strings.Contains(msg, "registry") ||
-		strings.Contains(msg, "no such host") || strings.Contains(msg, "manifest unknown") || strings.Contains(msg, "not found")
-	if !pullish {
-		return msg
-	}
-	stages := map[string]bool{}
-	for _, m := range fromStage.FindAllStringSubmatch(string(dockerfile), -1) {
-		stages[strings.ToLower(m[1])] = true
-	}
-	var missing []string
-	for _, m := range fromLine.FindAllStringSubmatch(string(dockerfile), -1) {
-		img := m[1]
-		if stages[strings.ToLower(img)] || strings.EqualFold(img, "scratch") {
-			continue
-		}
-		if _, err := e.engine.ImageInspect(ctx, img); cerrdefs.IsNotFound(err) {
-			missing = append(missing, img)
-		}
-	}
-	if len(missing) == 0 {
-		return msg
-	}
-	return fmt.Sprintf("base image %s is not on the engine and could not be pulled (%s); use an image the engine has, e.g. one of GET /runtimes", strings.Join(missing, ", "), msg)
-}
-
-// contextTar packs the Dockerfile and the context files.
-func contextTar(b executor.Build) (io.Reader, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	add := func(name string, content []byte) error {
-		return errors.Join(
-			tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}),
-			func() error { _, err := tw.Write(content); return err }(),
-		)
-	}
-	if err := add(dockerfileName, b.Dockerfile); err != nil {
-		return nil, err
-	}
-	for _, f := range b.Context {
-		if err := add(f.Path, f.Content); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return &buf, nil
 }
 
 func (c *buildCache) touch(ref string) {

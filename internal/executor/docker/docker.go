@@ -22,12 +22,12 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
@@ -72,9 +72,12 @@ type engine interface {
 	VolumeList(ctx context.Context, options volume.ListOptions) (volume.ListResponse, error)
 	VolumeRemove(ctx context.Context, volumeID string, force bool) error
 	DiskUsage(ctx context.Context, options types.DiskUsageOptions) (types.DiskUsage, error)
-	ImageBuild(ctx context.Context, buildContext io.Reader, options build.ImageBuildOptions) (build.ImageBuildResponse, error)
 	ImageList(ctx context.Context, options image.ListOptions) ([]image.Summary, error)
 	ImageRemove(ctx context.Context, imageID string, options image.RemoveOptions) ([]image.DeleteResponse, error)
+	ImageSave(ctx context.Context, imageIDs []string, saveOpts ...client.ImageSaveOption) (io.ReadCloser, error)
+	ImageLoad(ctx context.Context, input io.Reader, loadOpts ...client.ImageLoadOption) (image.LoadResponse, error)
+	CopyFromContainer(ctx context.Context, containerID, srcPath string) (io.ReadCloser, container.PathStat, error)
+	Info(ctx context.Context) (system.Info, error)
 	Close() error
 }
 
@@ -94,6 +97,9 @@ type Config struct {
 	DepsCacheBytes    int64 // and their bytes
 	BuildCacheEntries int   // built images kept
 	BuildCacheBytes   int64 // and their bytes
+
+	BuilderImage    string // the rootless BuildKit image builds run in
+	BasesCacheBytes int64  // base images kept exported for builds
 }
 
 // Executor runs jobs on one Docker engine.
@@ -105,6 +111,7 @@ type Executor struct {
 	init     *initVolume
 	deps     *depcache.Cache
 	builds   *buildCache
+	builder  *builder
 	egress   *egressProxy
 	user     string
 
@@ -141,6 +148,7 @@ func newExecutor(eng engine, cfg Config) *Executor {
 		init:     newInitVolume(cfg.InitBinary),
 		deps:     depcache.New(volumeStore{eng}, cfg.DepsCacheEntries, cfg.DepsCacheBytes, log),
 		builds:   newBuildCache(cfg.BuildCacheEntries, cfg.BuildCacheBytes),
+		builder:  newBuilder(eng, cfg.BuilderImage, cfg.BasesCacheBytes, log),
 		egress:   &egressProxy{cfg: cfg.Egress},
 		user:     cmp.Or(cfg.User, "1000:1000"),
 	}
@@ -214,7 +222,7 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 			e.removeAsync(c.id)
 			return executor.Result{}, err
 		}
-		res, err := e.finish(ctx, c, job, frame)
+		res, err := e.finish(ctx, c, job, frame, nil)
 		e.removeAsync(c.id)
 		if err != nil {
 			return executor.Result{}, err
@@ -263,6 +271,12 @@ type step struct {
 	syncRemove bool
 	// session frames a run for a session container.
 	session bool
+	// stdout, when set, takes the program's stdout whole (a builder's
+	// image archive) instead of the result.
+	stdout io.Writer
+	// builder, when set, makes the container a builder's sandbox: the
+	// run's hardening with the relaxations rootless BuildKit needs.
+	builder *builderSandbox
 }
 
 // errNotReady means a step's mustExist path was missing.
@@ -281,7 +295,7 @@ func (e *Executor) runStep(ctx context.Context, s step) (executor.Result, error)
 		}
 		return executor.Result{}, err
 	}
-	res, err := e.finish(ctx, c, s.Job, frame)
+	res, err := e.finish(ctx, c, s.Job, frame, s.stdout)
 	if s.syncRemove {
 		e.remove(ctx, c.id)
 	} else {
@@ -367,7 +381,9 @@ func (e *Executor) start(ctx context.Context, s step) (*started, error) {
 
 // finish feeds the running container its frame and stdin, collects output
 // until it exits, is killed at the timeout, or the caller goes away.
-func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, frame []byte) (executor.Result, error) {
+// stdout, when not nil, takes the program's stdout whole instead of the
+// result (frames.Reader.StdoutTo).
+func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, frame []byte, stdout io.Writer) (executor.Result, error) {
 	defer c.cancel()
 	defer c.stream.Close()
 
@@ -382,6 +398,9 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 	}()
 
 	out := frames.NewReader(job.Limits.OutputBytes, job.Output)
+	if stdout != nil {
+		out.StdoutTo(stdout)
+	}
 	initStderr := output.NewCapped(64 << 10) // init's own words, before any frame
 	framed, pw := io.Pipe()
 	go func() {
@@ -627,6 +646,9 @@ func (e *Executor) containerConfig(s step) (*container.Config, *container.HostCo
 				{Name: "core", Soft: 0, Hard: 0},
 			},
 		},
+	}
+	if s.builder != nil {
+		s.builder.relax(hostCfg)
 	}
 	return cfg, hostCfg, nil
 }

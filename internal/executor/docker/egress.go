@@ -53,6 +53,16 @@ var proxyEnv = executor.ProxyEnv(proxyListen)
 // withEgress wires an install step to the proxy: no network of its own, the
 // proxy's socket mounted, init forwarding loopback to it, proxy variables set.
 func (e *Executor) withEgress(ctx context.Context, s *step) error {
+	if err := e.egressOnly(ctx, s); err != nil {
+		return err
+	}
+	s.Env = executor.MergeEnv(s.Env, proxyEnv)
+	return nil
+}
+
+// egressOnly is withEgress without the proxy variables: a builder passes
+// them to its RUN steps alone, so BuildKit itself never uses the proxy.
+func (e *Executor) egressOnly(ctx context.Context, s *step) error {
 	vol, err := e.ensureEgress(ctx)
 	if err != nil {
 		return err
@@ -60,7 +70,6 @@ func (e *Executor) withEgress(ctx context.Context, s *step) error {
 	s.network = ""
 	s.mounts = append(s.mounts, mount.Mount{Type: mount.TypeVolume, Source: vol, Target: egressDirInstall, VolumeOptions: &mount.VolumeOptions{NoCopy: true}})
 	s.forwardSocket = egressDirInstall + "/" + egressSocket
-	s.Env = executor.MergeEnv(s.Env, proxyEnv)
 	return nil
 }
 

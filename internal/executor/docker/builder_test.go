@@ -1,0 +1,158 @@
+package docker
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+
+	"github.com/runhost/runhost/internal/executor"
+)
+
+var (
+	idA = "sha256:" + strings.Repeat("a", 64)
+	idB = "sha256:" + strings.Repeat("b", 64)
+)
+
+func TestNamedContexts(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		pinned []executor.BaseImage
+		want   []namedContext
+		fails  bool
+	}{
+		{"familiar names as BuildKit keys them", []executor.BaseImage{
+			{Name: "runhost/python:3.11", Ref: idA},
+			{Name: "docker.io/library/debian:latest", Ref: idB},
+		}, []namedContext{{"debian", idB}, {"runhost/python:3.11", idA}}, false},
+		{"two spellings of one image are one context", []executor.BaseImage{
+			{Name: "debian", Ref: idB}, {Name: "docker.io/library/debian", Ref: idB},
+		}, []namedContext{{"debian", idB}}, false},
+		{"one name pinned twice", []executor.BaseImage{{Name: "debian", Ref: idA}, {Name: "debian:latest", Ref: idB}}, nil, true},
+		{"an ID prefix", []executor.BaseImage{{Name: "debian", Ref: "sha256:aaaa"}}, nil, true},
+		{"a name, not an ID", []executor.BaseImage{{Name: "debian", Ref: "debian"}}, nil, true},
+		{"upper-case hex", []executor.BaseImage{{Name: "debian", Ref: "sha256:" + strings.Repeat("A", 64)}}, nil, true},
+		{"a name that is not a reference", []executor.BaseImage{{Name: "Not A Name", Ref: idA}}, nil, true},
+		{"none", nil, []namedContext{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := namedContexts(tc.pinned)
+			if tc.fails {
+				if err == nil {
+					t.Fatalf("got %v, want an error", got)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Fatalf("got %v (%v), want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestBuilderJob(t *testing.T) {
+	b := executor.Build{
+		Key:        strings.Repeat("k", 64),
+		Dockerfile: []byte("FROM x\n"),
+		Context:    []executor.File{{Path: "app.py", Content: []byte("print(1)")}},
+		BuildArgs:  map[string]string{"B": "2", "A": "1"},
+		Timeout:    time.Minute, MemoryBytes: 1 << 30, NanoCPUs: 1e9, Pids: 256,
+		DiskBytes: 512 << 20, ImageBytes: 1 << 30, LogBytes: 4096,
+		Labels: map[string]string{"runhost.runtime": "dockerfile"},
+	}
+	opts := func(job executor.Job) []string {
+		var out []string
+		for i, a := range job.Command {
+			if a == "--opt" {
+				out = append(out, job.Command[i+1])
+			}
+		}
+		return out
+	}
+	job := builderJob(b, "runhost/builder:t", "runhost/build:x", []string{"--oci-layout", "base0=/l"})
+	if job.Image != "runhost/builder:t" || job.User != builderUser || job.Command[0] != builderEntry || !slices.Contains(job.Env, "RUNHOST_BUILD_PROCESS_SANDBOX=true") {
+		t.Errorf("job: user %s command %v env %v", job.User, job.Command[:1], job.Env)
+	}
+	if l := job.Limits; l.MemoryBytes != b.MemoryBytes+b.DiskBytes || l.Pids != 256 || l.OutputBytes != 4096 || l.Timeout != time.Minute {
+		t.Errorf("limits %+v", l)
+	}
+	got := opts(job)
+	for _, want := range []string{"force-network-mode=none", "build-arg:A=1", "build-arg:B=2",
+		"label:runhost.build=" + b.Key, "label:runhost.managed=true", "label:runhost.runtime=dockerfile"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("no --opt %s in %v", want, got)
+		}
+	}
+	if !slices.Contains(job.Command, "type=docker,name=runhost/build:x,dest=-,compression=uncompressed") || !slices.Contains(job.Command, "base0=/l") {
+		t.Errorf("command %v", job.Command)
+	}
+	for _, a := range got {
+		if strings.Contains(strings.ToLower(a), "proxy") {
+			t.Errorf("proxy argument %s without the network grant", a)
+		}
+	}
+
+	b.Network = true
+	got = opts(builderJob(b, "runhost/builder:t", "runhost/build:x", nil))
+	if slices.Contains(got, "force-network-mode=none") || !slices.Contains(got, "build-arg:HTTP_PROXY=http://"+proxyListen) || !slices.Contains(got, "build-arg:https_proxy=http://"+proxyListen) {
+		t.Errorf("with the grant: %v", got)
+	}
+	for _, e := range builderJob(b, "runhost/builder:t", "runhost/build:x", nil).Env {
+		if strings.Contains(strings.ToLower(e), "proxy=") {
+			t.Errorf("the builder itself gets %s: BuildKit would fetch through the proxy", e)
+		}
+	}
+}
+
+func TestBuildError(t *testing.T) {
+	for _, tc := range []struct{ log, want string }{
+		{"#5 [2/2] RUN false\n#5 ERROR: process did not complete\nerror: failed to solve: process \"/bin/sh -c false\" did not complete successfully: exit code: 1\n",
+			`failed to solve: process "/bin/sh -c false" did not complete successfully: exit code: 1`},
+		{"#5 dd: error writing '/big': No space left on device\nerror: failed to solve: exit code: 1\n",
+			"the build ran out of disk (RUNHOST_BUILD_DISK_MB, 512 MB): failed to solve: exit code: 1"},
+		{"something else\nlast words\n", "the Dockerfile did not build: last words"},
+	} {
+		if got := buildError([]byte(tc.log), 512<<20); got != tc.want {
+			t.Errorf("%q:\n got %q\nwant %q", tc.log, got, tc.want)
+		}
+	}
+}
+
+// inspectOnly is an engine that knows images by name and nothing else.
+type inspectOnly struct {
+	engine
+	ids map[string]string
+}
+
+func (f inspectOnly) ImageInspect(_ context.Context, ref string, _ ...client.ImageInspectOption) (image.InspectResponse, error) {
+	if id, ok := f.ids[ref]; ok {
+		return image.InspectResponse{ID: id}, nil
+	}
+	return image.InspectResponse{}, cerrdefs.ErrNotFound
+}
+
+func TestFallbackBases(t *testing.T) {
+	e := &Executor{engine: inspectOnly{ids: map[string]string{"runhost/python:3.11": idA, "runhost/shell:bookworm": idB}}}
+	dockerfile := `FROM --platform=linux/amd64 runhost/python:3.11 AS build
+RUN --mount=type=cache,target=/c --mount=from=runhost/shell:bookworm,target=/s true
+from scratch
+COPY --from=build /a /a
+COPY --from=0 /b /b
+COPY --from=runhost/shell:bookworm /bin/sh /sh
+FROM build
+`
+	pinned, missing, err := e.fallbackBases(context.Background(), []byte(dockerfile))
+	want := []executor.BaseImage{{Name: "runhost/python:3.11", Ref: idA}, {Name: "runhost/shell:bookworm", Ref: idB}}
+	if err != nil || missing != "" || !slices.Equal(pinned, want) {
+		t.Fatalf("got %v %q %v, want %v", pinned, missing, err, want)
+	}
+	_, missing, err = e.fallbackBases(context.Background(), []byte("FROM runhost/no-such-image:1\n"))
+	if err != nil || !strings.Contains(missing, "runhost/no-such-image:1") {
+		t.Fatalf("missing image: %q %v", missing, err)
+	}
+}
