@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
@@ -280,23 +281,99 @@ func TestBuildImageSizeIsCapped(t *testing.T) {
 }
 
 // Base images are exported once per image ID into a read-only cache
-// volume; a second build of another Dockerfile on the same base reuses it.
+// volume; a second build of another Dockerfile on the same base reuses it,
+// and so does another host (which reads the volume's layout index).
 func TestBuildBasesAreExportedOnce(t *testing.T) {
 	cli := dockerClient(t)
-	h := startBuildHost(t)
 	info, err := cli.ImageInspect(context.Background(), "runhost/shell:bookworm")
 	if err != nil {
 		t.Fatal(err)
 	}
 	label := "runhost.base=" + strings.TrimPrefix(info.ID, "sha256:")
-	for i := range 2 {
+	for i, h := range []*host{startBuildHost(t), startBuildHost(t), startBuildHost(t)} {
 		res := h.run("dockerfile", map[string]any{"dockerfile": "FROM runhost/shell:bookworm\n" + nonceLine(t) + "CMD [\"echo\", \"built\"]\n"})
 		if res.Stdout != "built\n" {
 			t.Fatalf("build %d: %+v", i, res)
 		}
-		list, err := cli.VolumeList(context.Background(), volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", label))})
-		if err != nil || len(list.Volumes) != 1 {
-			t.Fatalf("build %d: volumes of the base: %v %v", i, list.Volumes, err)
+		if got := volumesLabelled(t, cli, label); len(got) != 1 {
+			t.Fatalf("build %d: volumes of the base: %v", i, got)
 		}
 	}
+}
+
+// A base volume whose export never finished (no layout index) is replaced,
+// and the cache stays within RUNHOST_BUILD_BASES_CACHE_MB: the base of an
+// earlier build goes once no build uses it.
+func TestBuildBaseCacheRecoversAndIsBounded(t *testing.T) {
+	cli := dockerClient(t)
+	baseA, idA := testBaseImage(t, cli)
+	baseB, idB := testBaseImage(t, cli)
+	volA := "runhost-base-" + strings.TrimPrefix(idA, "sha256:")
+	if _, err := cli.VolumeCreate(context.Background(), volume.CreateOptions{Name: volA, Labels: map[string]string{
+		"runhost.managed": "true", "runhost.base": strings.TrimPrefix(idA, "sha256:")}}); err != nil {
+		t.Fatal(err)
+	}
+	h := startBuildHost(t, "RUNHOST_BUILD_BASES_CACHE_MB=1", "RUNHOST_ALLOWED_IMAGES=runhost-test/*,runhost/*")
+	build := func(base string) {
+		t.Helper()
+		res := h.run("dockerfile", map[string]any{"dockerfile": "FROM " + base + "\n" + nonceLine(t) + "CMD [\"echo\", \"built\"]\n"})
+		if res.Stdout != "built\n" {
+			t.Fatalf("build on %s: %+v", base, res)
+		}
+	}
+	build(baseA) // over the empty volume an earlier host left
+	if got := volumesLabelled(t, cli, "runhost.base="+strings.TrimPrefix(idA, "sha256:")); len(got) != 1 {
+		t.Fatalf("volumes of base A: %v", got)
+	}
+	build(baseB)
+	testenv.Eventually(t, 30*time.Second, "base A's volume to be evicted", func() bool {
+		return len(volumesLabelled(t, cli, "runhost.base="+strings.TrimPrefix(idA, "sha256:"))) == 0
+	})
+	if got := volumesLabelled(t, cli, "runhost.base="+strings.TrimPrefix(idB, "sha256:")); len(got) != 1 {
+		t.Fatalf("volumes of base B, the one in use last: %v", got)
+	}
+}
+
+// Without the builder image a build is a 503 that says how to make it.
+func TestBuildWithoutTheBuilderImageIs503(t *testing.T) {
+	h := startHost(t, "RUNHOST_BUILDER_IMAGE=runhost/builder:no-such-tag")
+	status, body := h.post("/runtimes/dockerfile/run", map[string]any{"dockerfile": "FROM runhost/shell:bookworm\nCMD [\"true\"]\n"})
+	if status != 503 || decodeError(t, body).Error.Code != "image_missing" || !strings.Contains(string(body), "make images") {
+		t.Fatalf("%d %s", status, body)
+	}
+}
+
+func volumesLabelled(t *testing.T, cli *client.Client, label string) []string {
+	t.Helper()
+	list, err := cli.VolumeList(context.Background(), volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", label))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, v := range list.Volumes {
+		names = append(names, v.Name)
+	}
+	return names
+}
+
+// testBaseImage makes an image of its own (runhost/shell:bookworm's layers
+// under a new ID), removed with its cache volume after the test.
+func testBaseImage(t *testing.T, cli *client.Client) (name, id string) {
+	t.Helper()
+	ctx := context.Background()
+	name = uniqueTestName("runhost-test/base:")
+	created, err := cli.ContainerCreate(ctx, &container.Config{Image: "runhost/shell:bookworm", Cmd: []string{"true"}, Labels: map[string]string{"runhost.test": "true"}}, nil, nil, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true})
+	committed, err := cli.ContainerCommit(ctx, created.ID, container.CommitOptions{Reference: name, Changes: []string{"LABEL runhost.test.base=" + name}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = cli.ImageRemove(context.Background(), name, image.RemoveOptions{Force: true})
+		_ = cli.VolumeRemove(context.Background(), "runhost-base-"+strings.TrimPrefix(committed.ID, "sha256:"), true)
+	})
+	return name, committed.ID
 }

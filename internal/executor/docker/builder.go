@@ -2,6 +2,7 @@ package docker
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -229,7 +230,7 @@ func (e *Executor) sealedBuild(ctx context.Context, b executor.Build, ref string
 	load := e.startLoad(stepCtx, ref, b.ImageBytes, stop)
 	s.stdout = load
 	res, runErr := e.runStep(stepCtx, s)
-	out := executor.BuiltImage{Ref: ref, Log: res.Stderr, LogTruncated: res.StderrTruncated}
+	out := executor.BuiltImage{Ref: ref, Log: withoutNoise(res.Stderr), LogTruncated: res.StderrTruncated}
 	built := runErr == nil && res.ExitCode == 0 && !res.TimedOut && !res.OOMKilled
 	loadErr := load.finish(built)
 	switch {
@@ -388,6 +389,20 @@ func buildError(stderr []byte, diskBytes int64) string {
 		msg = fmt.Sprintf("the build ran out of disk (RUNHOST_BUILD_DISK_MB, %d MB): %s", diskBytes>>20, msg)
 	}
 	return msg
+}
+
+// withoutNoise drops from a build log the lines that are about the
+// sandbox, not the build: buildctl warns that it cannot probe the
+// read-only base layouts for fs-verity.
+func withoutNoise(log []byte) []byte {
+	lines := bytes.SplitAfter(log, []byte("\n"))
+	out := lines[:0]
+	for _, l := range lines {
+		if !bytes.Contains(l, []byte(`msg="failed check for fsverity support"`)) {
+			out = append(out, l)
+		}
+	}
+	return bytes.Join(out, nil)
 }
 
 func lastLine(b []byte) string {

@@ -156,3 +156,13 @@ FROM build
 		t.Fatalf("missing image: %q %v", missing, err)
 	}
 }
+
+func TestWithoutNoise(t *testing.T) {
+	log := "time=\"2026-11-29T09:34:56Z\" level=warning msg=\"failed check for fsverity support\" error=\"mkdir /.runhost-bases/x: read-only file system\"\n#1 [internal] load build definition\n#1 DONE 0.0s\n"
+	if got := string(withoutNoise([]byte(log))); got != "#1 [internal] load build definition\n#1 DONE 0.0s\n" {
+		t.Errorf("got %q", got)
+	}
+	if got := string(withoutNoise([]byte("no newline at the end"))); got != "no newline at the end" {
+		t.Errorf("got %q", got)
+	}
+}
