@@ -3,6 +3,7 @@ package docker
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -225,7 +226,9 @@ func (e *Executor) sealedBuild(ctx context.Context, b executor.Build, ref string
 			return executor.BuiltImage{}, err
 		}
 	}
-	stepCtx, stop := context.WithCancel(ctx)
+	// init ends the build at its timeout; this bounds the step even if
+	// the engine stops answering (the image load included).
+	stepCtx, stop := context.WithTimeout(ctx, b.Timeout+time.Minute)
 	defer stop()
 	load := e.startLoad(stepCtx, ref, b.ImageBytes, stop)
 	s.stdout = load
@@ -233,11 +236,16 @@ func (e *Executor) sealedBuild(ctx context.Context, b executor.Build, ref string
 	out := executor.BuiltImage{Ref: ref, Log: withoutNoise(res.Stderr), LogTruncated: res.StderrTruncated}
 	built := runErr == nil && res.ExitCode == 0 && !res.TimedOut && !res.OOMKilled
 	loadErr := load.finish(built)
+	refused := loadErr != nil && runErr != nil && errors.Is(runErr, context.Canceled) // the load stopped the builder
 	switch {
 	case ctx.Err() != nil:
 		return out, ctx.Err()
 	case errors.Is(loadErr, imagearchive.ErrTooLarge):
 		out.Failed, out.Error = true, fmt.Sprintf("the built image is larger than RUNHOST_BUILD_IMAGE_MB (%d MB); nothing was loaded", b.ImageBytes>>20)
+	case refused:
+		return out, fmt.Errorf("load the built image: %w", loadErr)
+	case errors.Is(runErr, context.DeadlineExceeded):
+		out.Failed, out.Error = true, fmt.Sprintf("the build did not finish within %s", b.Timeout)
 	case runErr != nil:
 		return out, fmt.Errorf("builder container: %w", runErr)
 	case res.TimedOut:
@@ -431,22 +439,28 @@ type imageLoad struct {
 	max  int64
 	stop context.CancelFunc // stops the builder when its archive is refused
 
+	ctx    context.Context // the load's; done when the build's is, or the load is over
+	cancel context.CancelFunc
+
 	pw      *io.PipeWriter // the builder's stdout
 	dropped bool           // the archive was refused: the rest is discarded
 	done    chan struct{}  // run returned
 
 	// Set by run, read after done.
-	err        error
-	seal       func() error
-	lw         *io.PipeWriter // the engine's request body
-	cancelLoad context.CancelFunc
-	loaded     chan error // the engine's answer; nil if no load started
+	err    error
+	seal   func() error
+	lw     *io.PipeWriter // the engine's request body
+	loaded chan error     // the engine's answer; nil if no load started
 }
 
+// startLoad starts taking a builder's stdout. When ctx ends, so does the
+// load, and whatever still writes the stdout is let go.
 func (e *Executor) startLoad(ctx context.Context, ref string, max int64, stop context.CancelFunc) *imageLoad {
 	pr, pw := io.Pipe()
-	l := &imageLoad{e: e, ref: ref, max: max, stop: stop, pw: pw, done: make(chan struct{})}
-	go l.run(ctx, pr)
+	lctx, cancel := context.WithCancel(ctx)
+	l := &imageLoad{e: e, ref: ref, max: max, stop: stop, ctx: lctx, cancel: cancel, pw: pw, done: make(chan struct{})}
+	context.AfterFunc(lctx, func() { pw.CloseWithError(errLoadCut) })
+	go l.run(pr)
 	return l
 }
 
@@ -461,7 +475,7 @@ func (l *imageLoad) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (l *imageLoad) run(ctx context.Context, pr *io.PipeReader) {
+func (l *imageLoad) run(pr *io.PipeReader) {
 	defer close(l.done)
 	br := bufio.NewReaderSize(pr, 64<<10)
 	if _, err := br.Peek(1); err != nil {
@@ -469,10 +483,9 @@ func (l *imageLoad) run(ctx context.Context, pr *io.PipeReader) {
 		return // no archive: the build ended before its export
 	}
 	lr, lw := io.Pipe()
-	loadCtx, cancel := context.WithCancel(ctx)
-	l.lw, l.cancelLoad, l.loaded = lw, cancel, make(chan error, 1)
+	l.lw, l.loaded = lw, make(chan error, 1)
 	go func() {
-		resp, err := l.e.engine.ImageLoad(loadCtx, lr, client.ImageLoadWithQuiet(true))
+		resp, err := l.e.engine.ImageLoad(l.ctx, lr, client.ImageLoadWithQuiet(true))
 		if err == nil {
 			if resp.JSON {
 				err = readBuildLog(resp.Body, io.Discard)
@@ -481,20 +494,17 @@ func (l *imageLoad) run(ctx context.Context, pr *io.PipeReader) {
 			}
 			resp.Body.Close()
 		}
-		if err == nil {
-			err = errLoadEnded
+		if err != nil {
+			err = engineError("load the built image", err)
 		}
-		lr.CloseWithError(err) // a writer still writing stops
-		if errors.Is(err, errLoadEnded) {
-			err = nil
-		}
+		lr.CloseWithError(cmp.Or(err, errLoadCut)) // a writer still writing stops
 		l.loaded <- err
 	}()
 	seal, err := imagearchive.Loadable(br, lw, l.ref, l.max)
 	if err != nil {
 		l.err = err
 		lw.CloseWithError(err)
-		cancel()
+		l.cancel()
 		pr.CloseWithError(err)
 		l.stop()
 		return
@@ -503,19 +513,18 @@ func (l *imageLoad) run(ctx context.Context, pr *io.PipeReader) {
 	_, _ = io.Copy(io.Discard, br) // anything after the archive's end
 }
 
-var (
-	errLoadEnded   = errors.New("the engine answered the load")
-	errBuildFailed = errors.New("the build failed")
-)
+// errLoadCut ends a load that must not complete.
+var errLoadCut = errors.New("the build did not succeed: its image is not loaded")
 
 // finish ends the stream: with built, the archive is sealed and the
 // engine's answer awaited; without, the load is cut off so the engine
 // loads nothing. It returns why the image was not loaded, if it was not.
 func (l *imageLoad) finish(built bool) error {
+	defer l.cancel()
 	if built {
 		l.pw.Close()
 	} else {
-		l.pw.CloseWithError(errBuildFailed)
+		l.pw.CloseWithError(errLoadCut)
 	}
 	<-l.done
 	if l.loaded == nil {
@@ -524,18 +533,16 @@ func (l *imageLoad) finish(built bool) error {
 		}
 		return l.err
 	}
-	defer l.cancelLoad()
-	if l.err != nil || !built {
-		l.lw.CloseWithError(errBuildFailed)
-		l.cancelLoad()
-		<-l.loaded
-		return l.err
+	if l.err == nil && built {
+		l.err = l.seal()
 	}
-	if err := l.seal(); err != nil {
-		l.lw.CloseWithError(err)
-		l.cancelLoad()
-		<-l.loaded
-		return err
+	if l.err != nil || !built {
+		l.lw.CloseWithError(errLoadCut)
+		l.cancel()
+		if err := <-l.loaded; l.err == nil && built {
+			return err
+		}
+		return l.err
 	}
 	l.lw.Close()
 	return <-l.loaded

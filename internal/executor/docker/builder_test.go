@@ -1,7 +1,11 @@
 package docker
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"errors"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +16,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/executor/imagearchive"
 )
 
 var (
@@ -164,5 +169,126 @@ func TestWithoutNoise(t *testing.T) {
 	}
 	if got := string(withoutNoise([]byte("no newline at the end"))); got != "no newline at the end" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// loadRecorder is an engine whose ImageLoad reads the archive it is sent
+// and records how the stream ended.
+type loadRecorder struct {
+	engine
+	got    chan loadSeen
+	answer string
+}
+
+type loadSeen struct {
+	body []byte
+	err  error // the body's read error: nil for a clean end
+}
+
+func (f loadRecorder) ImageLoad(ctx context.Context, input io.Reader, _ ...client.ImageLoadOption) (image.LoadResponse, error) {
+	body, err := io.ReadAll(input)
+	f.got <- loadSeen{body, err}
+	if err != nil {
+		return image.LoadResponse{}, err
+	}
+	return image.LoadResponse{Body: io.NopCloser(strings.NewReader(f.answer)), JSON: true}, nil
+}
+
+func builtArchive(t *testing.T, size int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct {
+		name string
+		body []byte
+	}{
+		{"blobs/sha256/layer", bytes.Repeat([]byte{'x'}, size)},
+		{"manifest.json", []byte(`[{"Config":"blobs/sha256/c","RepoTags":["runhost/python:3.11"],"Layers":["blobs/sha256/layer"]}]`)},
+	} {
+		_ = tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.body)), Typeflag: tar.TypeReg})
+		_, _ = tw.Write(f.body)
+	}
+	_ = tw.Close()
+	return buf.Bytes()
+}
+
+func TestImageLoadOnlyWhenBuilt(t *testing.T) {
+	archive := builtArchive(t, 100<<10)
+	for _, tc := range []struct {
+		name     string
+		built    bool
+		max      int64
+		answer   string
+		wantErr  error
+		complete bool // the engine got a whole archive, cleanly ended
+		stopped  bool // the builder was stopped
+	}{
+		{"built", true, 1 << 20, `{"stream":"Loaded image: runhost/build:x\n"}`, nil, true, false},
+		{"the build failed after its export", false, 1 << 20, "", nil, false, false},
+		{"over the cap", true, 50 << 10, "", imagearchive.ErrTooLarge, false, true},
+		{"the engine refused it", true, 1 << 20, `{"errorDetail":{"message":"no space left on device"}}`, errors.New("no space left on device"), true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eng := loadRecorder{got: make(chan loadSeen, 1), answer: tc.answer}
+			e := &Executor{engine: eng}
+			stopped := false
+			l := e.startLoad(context.Background(), "runhost/build:x", tc.max, func() { stopped = true })
+			for p := archive; len(p) > 0; p = p[min(len(p), 7000):] {
+				_, _ = l.Write(p[:min(len(p), 7000)])
+			}
+			err := l.finish(tc.built)
+			switch {
+			case tc.wantErr == nil && tc.built && err != nil:
+				t.Fatalf("finish: %v", err)
+			case tc.wantErr != nil && (err == nil || !errors.Is(err, tc.wantErr) && !strings.Contains(err.Error(), tc.wantErr.Error())):
+				t.Fatalf("finish: %v, want %v", err, tc.wantErr)
+			}
+			seen := <-eng.got
+			if complete := seen.err == nil; complete != tc.complete {
+				t.Fatalf("the engine's body ended with %v; want a clean end: %v", seen.err, tc.complete)
+			}
+			if tc.complete {
+				tr := tar.NewReader(bytes.NewReader(seen.body))
+				var names []string
+				for {
+					hdr, err := tr.Next()
+					if err != nil {
+						if err != io.EOF {
+							t.Fatal(err)
+						}
+						break
+					}
+					names = append(names, hdr.Name)
+					if hdr.Name == "manifest.json" {
+						b, _ := io.ReadAll(tr)
+						if !strings.Contains(string(b), `"RepoTags":["runhost/build:x"]`) || strings.Contains(string(b), "python") {
+							t.Errorf("manifest.json as loaded: %s", b)
+						}
+					}
+				}
+				if !slices.Contains(names, "blobs/sha256/layer") {
+					t.Errorf("loaded %v", names)
+				}
+			}
+			if stopped != tc.stopped {
+				t.Errorf("builder stopped: %v, want %v", stopped, tc.stopped)
+			}
+		})
+	}
+}
+
+func TestImageLoadWithoutAnArchive(t *testing.T) {
+	eng := loadRecorder{got: make(chan loadSeen, 1)}
+	l := (&Executor{engine: eng}).startLoad(context.Background(), "runhost/build:x", 1<<20, func() {})
+	if err := l.finish(false); err != nil {
+		t.Fatalf("a build that failed before its export: %v", err)
+	}
+	if err := (&Executor{engine: eng}).startLoad(context.Background(), "r", 1<<20, func() {}).finish(true); err == nil {
+		t.Fatal("a build that reported success without an image: no error")
+	}
+	select {
+	case seen := <-eng.got:
+		t.Fatalf("the engine was asked to load %d bytes", len(seen.body))
+	default:
 	}
 }
