@@ -64,7 +64,9 @@ chroot "$fs" sh -c 'useradd -u 1000 -m -s /bin/sh build && echo build:100000:655
 install -m 0644 images/builder/buildkitd.toml "$fs/etc/buildkit/buildkitd.toml"
 install -m 0755 images/builder/runhost-build "$BIN/buildkitd" "$BIN/buildctl" "$BIN/rootlesskit" "$BIN/crane" "$fs/usr/local/bin/"
 rm -rf "$fs"/usr/share/doc/* "$fs"/usr/share/man/* "$fs"/var/cache/apt/*
-chmod u-s "$fs/usr/bin/newuidmap" "$fs/usr/bin/newgidmap"
+# No setuid or setgid program at all (newuidmap/newgidmap included): the Docker executor runs the
+# builder without no-new-privileges (file capabilities need it), so none may make a process root.
+find "$fs" -xdev -type f -perm /6000 -exec chmod ug-s {} +
 setcap cap_setuid=ep "$fs/usr/bin/newuidmap"
 setcap cap_setgid=ep "$fs/usr/bin/newgidmap"
 # --xattrs keeps the file capabilities.

@@ -116,8 +116,8 @@ func uniqueTestName(prefix string) string {
 func TestBuildRunStepsSeeOnlyTheirOwnProcesses(t *testing.T) {
 	h := startBuildHost(t)
 	res := h.run("dockerfile", map[string]any{"dockerfile": "FROM runhost/shell:bookworm\n" + nonceLine(t) +
-		"RUN for p in /proc/[0-9]*; do echo \"proc $(basename $p): $(tr '\\0' ' ' < $p/cmdline)\"; done > /procs\n" +
-		"CMD [\"cat\", \"/procs\"]\n"})
+		"RUN for p in /proc/[0-9]*; do echo \"proc $(basename $p): $(tr '\\0' ' ' < $p/cmdline)\"; done > /home/runner/procs\n" +
+		"CMD [\"cat\", \"/home/runner/procs\"]\n"})
 	if res.Stage != "run" || !strings.Contains(res.Stdout, "proc 1: /bin/sh -c") {
 		t.Fatalf("%+v", res)
 	}
@@ -158,7 +158,7 @@ except OSError:
 print(json.dumps(res))
 `, strings.Split(outside, ":")[0], strings.Split(outside, ":")[1])
 	res := h.run("dockerfile", map[string]any{
-		"dockerfile": "FROM runhost/python:3.11\n" + nonceLine(t) + "COPY probe.py /\nRUN python3 /probe.py > /probe.json\nCMD [\"cat\", \"/probe.json\"]\n",
+		"dockerfile": "FROM runhost/python:3.11\n" + nonceLine(t) + "COPY probe.py /\nRUN python3 /probe.py > /home/runner/probe.json\nCMD [\"cat\", \"/home/runner/probe.json\"]\n",
 		"files":      []map[string]string{{"path": "probe.py", "content": probe}},
 	})
 	var got map[string]any
@@ -200,7 +200,7 @@ except OSError:
 print(json.dumps(res))
 `, idx.PipIndexURL, host, port, host, port)
 	res := h.run("dockerfile", map[string]any{
-		"dockerfile": "FROM runhost/python:3.11\n" + nonceLine(t) + "COPY probe.py /\nRUN python3 /probe.py > /probe.json\nCMD [\"cat\", \"/probe.json\"]\n",
+		"dockerfile": "FROM runhost/python:3.11\n" + nonceLine(t) + "COPY probe.py /\nRUN python3 /probe.py > /home/runner/probe.json\nCMD [\"cat\", \"/home/runner/probe.json\"]\n",
 		"files":      []map[string]string{{"path": "probe.py", "content": probe}},
 	})
 	var got map[string]any
@@ -235,7 +235,7 @@ func TestBuildForkBombFails(t *testing.T) {
 	line, label := nonce(t)
 	// Bounded, so the classic builder (no pids limit) survives it too.
 	res := h.run("dockerfile", map[string]any{"dockerfile": "FROM runhost/shell:bookworm\n" + line +
-		"RUN i=0; while [ $i -lt 1500 ]; do sleep 30 & i=$((i+1)); done; echo spawned $i\n"})
+		"RUN i=0; while [ $i -lt 1500 ]; do sleep 30 & i=$((i+1)); done; echo spawned $i\nCMD [\"true\"]\n"})
 	if res.Stage != "build" || strings.Contains(res.Build.Log, "spawned 1500") {
 		t.Fatalf("the fork bomb built: %+v", res)
 	}
@@ -253,7 +253,7 @@ func TestBuildForkBombFails(t *testing.T) {
 func TestBuildDiskIsBounded(t *testing.T) {
 	h := startBuildHost(t, "RUNHOST_BUILD_DISK_MB=400")
 	res := h.run("dockerfile", map[string]any{"dockerfile": "FROM runhost/shell:bookworm\n" + nonceLine(t) +
-		"RUN dd if=/dev/zero of=/big bs=1M count=600\n"})
+		"RUN dd if=/dev/zero of=/home/runner/big bs=1M count=600\nCMD [\"true\"]\n"})
 	if res.Stage != "build" || !strings.Contains(res.Stderr, "ran out of disk") || !strings.Contains(res.Build.Log, "No space left on device") {
 		t.Fatalf("%+v", res)
 	}
@@ -266,7 +266,7 @@ func TestBuildImageSizeIsCapped(t *testing.T) {
 	h := startBuildHost(t, "RUNHOST_BUILD_IMAGE_MB=150")
 	line, label := nonce(t)
 	res := h.run("dockerfile", map[string]any{"dockerfile": "FROM runhost/shell:bookworm\n" + line +
-		"RUN head -c 80000000 /dev/urandom > /blob\n"})
+		"RUN head -c 80000000 /dev/urandom > /home/runner/blob\nCMD [\"true\"]\n"})
 	if res.Stage != "build" || !strings.Contains(res.Stderr, "larger than RUNHOST_BUILD_IMAGE_MB") {
 		t.Fatalf("%+v", res)
 	}
@@ -274,8 +274,8 @@ func TestBuildImageSizeIsCapped(t *testing.T) {
 		t.Errorf("%d images of the refused build are on the engine", n)
 	}
 	// Under the cap the same base builds.
-	ok := h.run("dockerfile", map[string]any{"dockerfile": "FROM runhost/shell:bookworm\n" + nonceLine(t) + "RUN head -c 1000000 /dev/urandom > /blob\nCMD [\"wc\", \"-c\", \"/blob\"]\n"})
-	if ok.Stdout != "1000000 /blob\n" {
+	ok := h.run("dockerfile", map[string]any{"dockerfile": "FROM runhost/shell:bookworm\n" + nonceLine(t) + "RUN head -c 1000000 /dev/urandom > /home/runner/blob\nCMD [\"wc\", \"-c\", \"/home/runner/blob\"]\n"})
+	if ok.Stdout != "1000000 /home/runner/blob\n" {
 		t.Fatalf("a build under the cap: %+v", ok)
 	}
 }
@@ -302,7 +302,7 @@ func TestBuildBasesAreExportedOnce(t *testing.T) {
 }
 
 // A base volume whose export never finished (no layout index) is replaced,
-// and the cache stays within RUNHOST_BUILD_BASES_CACHE_MB: the base of an
+// so is one removed under a running host, and the cache stays within RUNHOST_BUILD_BASES_CACHE_MB: the base of an
 // earlier build goes once no build uses it.
 func TestBuildBaseCacheRecoversAndIsBounded(t *testing.T) {
 	cli := dockerClient(t)
@@ -324,6 +324,14 @@ func TestBuildBaseCacheRecoversAndIsBounded(t *testing.T) {
 	build(baseA) // over the empty volume an earlier host left
 	if got := volumesLabelled(t, cli, "runhost.base="+strings.TrimPrefix(idA, "sha256:")); len(got) != 1 {
 		t.Fatalf("volumes of base A: %v", got)
+	}
+	// Removed by hand under the running host, it is exported again.
+	if err := cli.VolumeRemove(context.Background(), volA, true); err != nil {
+		t.Fatal(err)
+	}
+	build(baseA)
+	if got := volumesLabelled(t, cli, "runhost.base="+strings.TrimPrefix(idA, "sha256:")); len(got) != 1 {
+		t.Fatalf("volumes of base A after its removal: %v", got)
 	}
 	build(baseB)
 	testenv.Eventually(t, 30*time.Second, "base A's volume to be evicted", func() bool {

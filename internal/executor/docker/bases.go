@@ -143,6 +143,16 @@ func (e *Executor) acquireBase(ctx context.Context, id, helperImage string) (hel
 	}
 }
 
+// forgetBase drops the cache's entry for the image whose ID's hex is hex,
+// and removes its volume: it turned out incomplete or gone.
+func (e *Executor) forgetBase(ctx context.Context, hex string) {
+	b := e.builder.bases
+	b.mu.Lock()
+	delete(b.manifests, "sha256:"+hex)
+	b.mu.Unlock()
+	b.cache.Discard(ctx, "sha256:"+hex)
+}
+
 // releaseBase ends a build's hold on a base volume.
 func (e *Executor) releaseBase(h heldBase) {
 	e.builder.bases.cache.Release(h.held)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -156,6 +157,19 @@ func (e *Executor) engineHasAppArmor(ctx context.Context) (bool, error) {
 // engine as ref. A Dockerfile that does not build is a result with Failed
 // set and the log; errors mean the builder or the engine failed.
 func (e *Executor) sealedBuild(ctx context.Context, b executor.Build, ref string) (executor.BuiltImage, error) {
+	out, err := e.buildOnce(ctx, b, ref)
+	var nr *notReady
+	if errors.As(err, &nr) {
+		// A base volume went away under the cache (removed by hand, say):
+		// export that base again, once.
+		e.forgetBase(ctx, strings.TrimPrefix(path.Dir(nr.path), basesDir+"/"))
+		out, err = e.buildOnce(ctx, b, ref)
+	}
+	return out, err
+}
+
+// buildOnce is sealedBuild's one attempt.
+func (e *Executor) buildOnce(ctx context.Context, b executor.Build, ref string) (executor.BuiltImage, error) {
 	if err := e.checkBuilder(ctx); err != nil {
 		return executor.BuiltImage{}, err
 	}
@@ -188,7 +202,7 @@ func (e *Executor) sealedBuild(ctx context.Context, b executor.Build, ref string
 	}()
 	// One read-only layout store per image; one named context per name.
 	stores := map[string]string{} // image ID → "<store>@<manifest digest>"
-	var args []string
+	var args, layouts []string
 	var mounts []mount.Mount
 	for _, c := range contexts {
 		store, ok := stores[c.ref]
@@ -205,6 +219,7 @@ func (e *Executor) sealedBuild(ctx context.Context, b executor.Build, ref string
 				VolumeOptions: &mount.VolumeOptions{NoCopy: true},
 			})
 			args = append(args, "--oci-layout", name+"="+dir)
+			layouts = append(layouts, dir+"/"+imagearchive.LayoutIndex)
 			store = name + "@" + h.manifest
 			stores[c.ref] = store
 		}
@@ -214,6 +229,7 @@ func (e *Executor) sealedBuild(ctx context.Context, b executor.Build, ref string
 	s := step{
 		Job:        builderJob(b, e.builder.image, ref, args),
 		mounts:     mounts,
+		mustExist:  layouts,
 		syncRemove: true,
 		builder:    &builderSandbox{stateBytes: b.DiskBytes, apparmor: apparmor},
 	}

@@ -213,7 +213,7 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 			ReadOnly: true, VolumeOptions: &mount.VolumeOptions{NoCopy: true},
 		})
 		if !deps.Verified {
-			run.mustExist = job.Install.OutputDir + "/" + depcache.ReadyFile
+			run.mustExist = []string{job.Install.OutputDir + "/" + depcache.ReadyFile}
 		}
 	}
 	if c := e.takePooled(job); c != nil {
@@ -263,7 +263,7 @@ type step struct {
 	network   string        // Docker network; empty means none
 	mounts    []mount.Mount // besides the tmpfs and the init volume
 	readyFile string        // init creates it when the command succeeds
-	mustExist string        // checked after create; errNotReady when missing
+	mustExist []string      // checked after create; a notReady error when one is missing
 	// forwardSocket, when set, makes init forward proxyListen to it.
 	forwardSocket string
 	// syncRemove removes the container before runStep returns (an install
@@ -281,6 +281,12 @@ type step struct {
 
 // errNotReady means a step's mustExist path was missing.
 var errNotReady = errors.New("cache volume not ready")
+
+// notReady is errNotReady for one path.
+type notReady struct{ path string }
+
+func (e *notReady) Error() string        { return errNotReady.Error() + ": " + e.path + " is missing" }
+func (e *notReady) Is(target error) bool { return target == errNotReady }
 
 // runStep runs one container from create to remove.
 func (e *Executor) runStep(ctx context.Context, s step) (executor.Result, error) {
@@ -348,10 +354,10 @@ func (e *Executor) start(ctx context.Context, s step) (*started, error) {
 	if err := ctx.Err(); err != nil {
 		return c, err
 	}
-	if s.mustExist != "" {
-		if _, err := e.engine.ContainerStatPath(ctx, c.id, s.mustExist); err != nil {
+	for _, p := range s.mustExist {
+		if _, err := e.engine.ContainerStatPath(ctx, c.id, p); err != nil {
 			if cerrdefs.IsNotFound(err) {
-				return c, errNotReady
+				return c, &notReady{p}
 			}
 			return c, engineError("check cache volume", err)
 		}
