@@ -285,13 +285,11 @@ func TestBuildImageSizeIsCapped(t *testing.T) {
 // and so does another host (which reads the volume's layout index).
 func TestBuildBasesAreExportedOnce(t *testing.T) {
 	cli := dockerClient(t)
-	info, err := cli.ImageInspect(context.Background(), "runhost/shell:bookworm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	label := "runhost.base=" + strings.TrimPrefix(info.ID, "sha256:")
-	for i, h := range []*host{startBuildHost(t), startBuildHost(t), startBuildHost(t)} {
-		res := h.run("dockerfile", map[string]any{"dockerfile": "FROM runhost/shell:bookworm\n" + nonceLine(t) + "CMD [\"echo\", \"built\"]\n"})
+	base, id := testBaseImage(t, cli)
+	label := "runhost.base=" + strings.TrimPrefix(id, "sha256:")
+	env := "RUNHOST_ALLOWED_IMAGES=runhost-test/*,runhost/*"
+	for i, h := range []*host{startBuildHost(t, env), startBuildHost(t, env), startBuildHost(t, env)} {
+		res := h.run("dockerfile", map[string]any{"dockerfile": "FROM " + base + "\n" + nonceLine(t) + "CMD [\"echo\", \"built\"]\n"})
 		if res.Stdout != "built\n" {
 			t.Fatalf("build %d: %+v", i, res)
 		}
