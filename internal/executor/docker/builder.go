@@ -65,9 +65,17 @@ type builder struct {
 	image string
 	bases *bases
 
-	mu          sync.Mutex
-	apparmorSet bool
-	apparmor    bool
+	mu     sync.Mutex
+	facts  *engineFacts // asked once
+}
+
+// engineFacts are what builds need to know of the engine.
+type engineFacts struct {
+	apparmor bool // it confines containers with AppArmor
+	// layerStore: images are kept as layers by diff ID (the graph-driver
+	// store), so an image load may leave out layers the engine has; the
+	// containerd image store wants every blob.
+	layerStore bool
 }
 
 func newBuilder(eng engine, image string, basesBytes int64, log hclog.Logger) *builder {
@@ -131,26 +139,31 @@ func (e *Executor) checkBuilder(ctx context.Context) error {
 	return nil
 }
 
-// engineHasAppArmor reports whether the engine confines containers with
-// AppArmor (asked once).
-func (e *Executor) engineHasAppArmor(ctx context.Context) (bool, error) {
+// engineFacts returns what builds need to know of the engine (asked once).
+func (e *Executor) engineFacts(ctx context.Context) (engineFacts, error) {
 	b := e.builder
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.apparmorSet {
-		return b.apparmor, nil
+	if b.facts != nil {
+		return *b.facts, nil
 	}
 	info, err := e.engine.Info(ctx)
 	if err != nil {
-		return false, engineError("engine info", err)
+		return engineFacts{}, engineError("engine info", err)
 	}
+	f := engineFacts{layerStore: true}
 	for _, opt := range info.SecurityOptions {
 		if strings.Contains(opt, "name=apparmor") {
-			b.apparmor = true
+			f.apparmor = true
 		}
 	}
-	b.apparmorSet = true
-	return b.apparmor, nil
+	for _, kv := range info.DriverStatus {
+		if strings.Contains(kv[1], "io.containerd.snapshotter") {
+			f.layerStore = false
+		}
+	}
+	b.facts = &f
+	return f, nil
 }
 
 // sealedBuild builds b in a builder container and loads the image into the
@@ -176,7 +189,7 @@ func (e *Executor) buildOnce(ctx context.Context, b executor.Build, ref string) 
 	if err := e.init.ensure(ctx, e.engine, e.labels(nil, time.Hour)); err != nil {
 		return executor.BuiltImage{}, err
 	}
-	apparmor, err := e.engineHasAppArmor(ctx)
+	facts, err := e.engineFacts(ctx)
 	if err != nil {
 		return executor.BuiltImage{}, err
 	}
@@ -226,12 +239,33 @@ func (e *Executor) buildOnce(ctx context.Context, b executor.Build, ref string) 
 		args = append(args, "--opt", "context:"+c.name+"=oci-layout://"+store)
 	}
 
+	// The bases' layers: the engine has them, so the image may come back
+	// without them (on a layer store the builder leaves them out), and no
+	// other layer may be named without its content.
+	reusable := map[string]bool{}
+	for _, h := range held {
+		info, err := e.engine.ImageInspect(ctx, h.id)
+		if err != nil {
+			return executor.BuiltImage{}, engineError("inspect base image", err)
+		}
+		for _, l := range info.RootFS.Layers {
+			reusable[l] = true
+		}
+	}
+	job := builderJob(b, e.builder.image, ref, args)
+	if facts.layerStore && len(reusable) > 0 {
+		skip := make([]string, 0, len(reusable))
+		for _, l := range sortedKeys(reusable) {
+			skip = append(skip, strings.TrimPrefix(l, "sha256:"))
+		}
+		job.Env = append(job.Env, "RUNHOST_BUILD_SKIP_BLOBS="+strings.Join(skip, " "))
+	}
 	s := step{
-		Job:        builderJob(b, e.builder.image, ref, args),
+		Job:        job,
 		mounts:     mounts,
 		mustExist:  layouts,
 		syncRemove: true,
-		builder:    &builderSandbox{stateBytes: b.DiskBytes, apparmor: apparmor},
+		builder:    &builderSandbox{stateBytes: b.DiskBytes, apparmor: facts.apparmor},
 	}
 	if b.Network {
 		// The builder has no network either way. With the grant, RUN steps
@@ -246,7 +280,7 @@ func (e *Executor) buildOnce(ctx context.Context, b executor.Build, ref string) 
 	// the engine stops answering (the image load included).
 	stepCtx, stop := context.WithTimeout(ctx, b.Timeout+time.Minute)
 	defer stop()
-	load := e.startLoad(stepCtx, ref, b.ImageBytes, stop)
+	load := e.startLoad(stepCtx, ref, b.ImageBytes, reusable, stop)
 	s.stdout = load
 	res, runErr := e.runStep(stepCtx, s)
 	out := executor.BuiltImage{Ref: ref, Log: withoutNoise(res.Stderr), LogTruncated: res.StderrTruncated}
@@ -450,10 +484,11 @@ func sortedKeys[V any](m map[string]V) []string {
 // the request is cut before the archive ends, and the engine, which reads
 // a whole archive before it loads anything, keeps nothing.
 type imageLoad struct {
-	e    *Executor
-	ref  string
-	max  int64
-	stop context.CancelFunc // stops the builder when its archive is refused
+	e        *Executor
+	ref      string
+	max      int64
+	reusable map[string]bool    // layers the image may name without carrying
+	stop     context.CancelFunc // stops the builder when its archive is refused
 
 	ctx    context.Context // the load's; done when the build's is, or the load is over
 	cancel context.CancelFunc
@@ -471,10 +506,10 @@ type imageLoad struct {
 
 // startLoad starts taking a builder's stdout. When ctx ends, so does the
 // load, and whatever still writes the stdout is let go.
-func (e *Executor) startLoad(ctx context.Context, ref string, max int64, stop context.CancelFunc) *imageLoad {
+func (e *Executor) startLoad(ctx context.Context, ref string, max int64, reusable map[string]bool, stop context.CancelFunc) *imageLoad {
 	pr, pw := io.Pipe()
 	lctx, cancel := context.WithCancel(ctx)
-	l := &imageLoad{e: e, ref: ref, max: max, stop: stop, ctx: lctx, cancel: cancel, pw: pw, done: make(chan struct{})}
+	l := &imageLoad{e: e, ref: ref, max: max, reusable: reusable, stop: stop, ctx: lctx, cancel: cancel, pw: pw, done: make(chan struct{})}
 	context.AfterFunc(lctx, func() { pw.CloseWithError(errLoadCut) })
 	go l.run(pr)
 	return l
@@ -516,7 +551,7 @@ func (l *imageLoad) run(pr *io.PipeReader) {
 		lr.CloseWithError(cmp.Or(err, errLoadCut)) // a writer still writing stops
 		l.loaded <- err
 	}()
-	seal, err := imagearchive.Loadable(br, lw, l.ref, l.max)
+	seal, err := imagearchive.Loadable(br, lw, l.ref, l.max, l.reusable)
 	if err != nil {
 		l.err = err
 		lw.CloseWithError(err)

@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"slices"
@@ -196,14 +198,25 @@ func (f loadRecorder) ImageLoad(ctx context.Context, input io.Reader, _ ...clien
 
 func builtArchive(t *testing.T, size int) []byte {
 	t.Helper()
+	layer := func(content []byte) []byte {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		_ = tw.WriteHeader(&tar.Header{Name: "blob", Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg})
+		_, _ = tw.Write(content)
+		_ = tw.Close()
+		return buf.Bytes()
+	}(bytes.Repeat([]byte{'x'}, size))
+	sum := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+	config := []byte(`{"rootfs":{"type":"layers","diff_ids":["sha256:` + sum(layer) + `"]}}`)
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, f := range []struct {
 		name string
 		body []byte
 	}{
-		{"blobs/sha256/layer", bytes.Repeat([]byte{'x'}, size)},
-		{"manifest.json", []byte(`[{"Config":"blobs/sha256/c","RepoTags":["runhost/python:3.11"],"Layers":["blobs/sha256/layer"]}]`)},
+		{"blobs/sha256/" + sum(layer), layer},
+		{"blobs/sha256/" + sum(config), config},
+		{"manifest.json", []byte(`[{"Config":"blobs/sha256/` + sum(config) + `","RepoTags":["runhost/python:3.11"],"Layers":["blobs/sha256/` + sum(layer) + `"]}]`)},
 	} {
 		_ = tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.body)), Typeflag: tar.TypeReg})
 		_, _ = tw.Write(f.body)
@@ -232,7 +245,7 @@ func TestImageLoadOnlyWhenBuilt(t *testing.T) {
 			eng := loadRecorder{got: make(chan loadSeen, 1), answer: tc.answer}
 			e := &Executor{engine: eng}
 			stopped := false
-			l := e.startLoad(context.Background(), "runhost/build:x", tc.max, func() { stopped = true })
+			l := e.startLoad(context.Background(), "runhost/build:x", tc.max, nil, func() { stopped = true })
 			for p := archive; len(p) > 0; p = p[min(len(p), 7000):] {
 				_, _ = l.Write(p[:min(len(p), 7000)])
 			}
@@ -266,7 +279,7 @@ func TestImageLoadOnlyWhenBuilt(t *testing.T) {
 						}
 					}
 				}
-				if !slices.Contains(names, "blobs/sha256/layer") {
+				if len(names) != 3 {
 					t.Errorf("loaded %v", names)
 				}
 			}
@@ -279,11 +292,11 @@ func TestImageLoadOnlyWhenBuilt(t *testing.T) {
 
 func TestImageLoadWithoutAnArchive(t *testing.T) {
 	eng := loadRecorder{got: make(chan loadSeen, 1)}
-	l := (&Executor{engine: eng}).startLoad(context.Background(), "runhost/build:x", 1<<20, func() {})
+	l := (&Executor{engine: eng}).startLoad(context.Background(), "runhost/build:x", 1<<20, nil, func() {})
 	if err := l.finish(false); err != nil {
 		t.Fatalf("a build that failed before its export: %v", err)
 	}
-	if err := (&Executor{engine: eng}).startLoad(context.Background(), "r", 1<<20, func() {}).finish(true); err == nil {
+	if err := (&Executor{engine: eng}).startLoad(context.Background(), "r", 1<<20, nil, func() {}).finish(true); err == nil {
 		t.Fatal("a build that reported success without an image: no error")
 	}
 	select {

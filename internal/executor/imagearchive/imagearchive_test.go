@@ -267,62 +267,105 @@ func TestRunAsRoot(t *testing.T) {
 }
 
 // dockerOutput is BuildKit's type=docker output, as containerd's archive
-// exporter writes it (names sorted).
-func dockerOutput(t *testing.T, tags ...string) []byte {
-	layer := layerTar(t, "greeting", "hi")
-	return archive(t,
-		entry{name: "blobs/", typeflag: tar.TypeDir},
-		entry{name: "blobs/sha256/", typeflag: tar.TypeDir},
+// exporter writes it (names sorted): a base layer and a new one, or only
+// the new one when the base's is left out.
+func dockerOutput(t *testing.T, withBase bool, tags ...string) []byte {
+	t.Helper()
+	base, layer := layerTar(t, "etc/os-release", "base"), layerTar(t, "greeting", "hi")
+	cfg := jsonOf(t, map[string]any{"config": map[string]any{"Cmd": []string{"sh"}},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{"sha256:" + sum(base), "sha256:" + sum(layer)}}})
+	entries := []entry{
+		{name: "blobs/", typeflag: tar.TypeDir},
+		{name: "blobs/sha256/", typeflag: tar.TypeDir},
+	}
+	if withBase {
+		entries = append(entries, entry{name: "blobs/sha256/" + sum(base), content: base})
+	}
+	entries = append(entries,
 		entry{name: "blobs/sha256/" + sum(layer), content: layer},
-		entry{name: "blobs/sha256/" + sum(config), content: config},
+		entry{name: "blobs/sha256/" + sum(cfg), content: cfg},
 		entry{name: "index.json", content: []byte(`{"schemaVersion":2,"manifests":[{"annotations":{"io.containerd.image.name":"docker.io/runhost/python:3.11"}}]}`)},
-		entry{name: "manifest.json", content: jsonOf(t, []map[string]any{{"Config": "blobs/sha256/" + sum(config), "RepoTags": tags, "Layers": []string{"blobs/sha256/" + sum(layer)}}})},
+		entry{name: "manifest.json", content: jsonOf(t, []map[string]any{{"Config": "blobs/sha256/" + sum(cfg), "RepoTags": tags,
+			"Layers": []string{"blobs/sha256/" + sum(base), "blobs/sha256/" + sum(layer)}}})},
 		entry{name: "oci-layout", content: []byte(`{"imageLayoutVersion":"1.0.0"}`)},
 	)
+	return archive(t, entries...)
+}
+
+// baseLayer is dockerOutput's base layer, as a diff ID.
+func baseLayer(t *testing.T) map[string]bool {
+	return map[string]bool{"sha256:" + sum(layerTar(t, "etc/os-release", "base")): true}
 }
 
 func TestLoadable(t *testing.T) {
-	in := dockerOutput(t, "runhost/python:3.11", "runhost/egress:x")
-	var out bytes.Buffer
-	seal, err := Loadable(bytes.NewReader(in), &out, "runhost/build:abc", int64(len(in)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	unsealed := out.Len()
-	if err := seal(); err != nil {
-		t.Fatal(err)
-	}
-	if out.Len() <= unsealed {
-		t.Error("seal wrote no end marker")
-	}
-	names := map[string][]byte{}
-	tr := tar.NewReader(&out)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		names[hdr.Name], _ = io.ReadAll(tr)
-	}
-	for _, dropped := range []string{"index.json", "oci-layout"} {
-		if _, ok := names[dropped]; ok {
-			t.Errorf("%s passed; it can name images", dropped)
-		}
-	}
-	var m []struct{ RepoTags []string }
-	if err := json.Unmarshal(names["manifest.json"], &m); err != nil || len(m) != 1 || strings.Join(m[0].RepoTags, ",") != "runhost/build:abc" {
-		t.Errorf("manifest.json: %s", names["manifest.json"])
-	}
-	if _, ok := names["blobs/sha256/"+sum(config)]; !ok {
-		t.Error("the config blob did not pass")
+	for _, tc := range []struct {
+		name     string
+		withBase bool
+	}{{"the whole image", true}, {"without the base layer the engine has", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := dockerOutput(t, tc.withBase, "runhost/python:3.11", "runhost/egress:x")
+			var out bytes.Buffer
+			seal, err := Loadable(bytes.NewReader(in), &out, "runhost/build:abc", int64(len(in)), baseLayer(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			unsealed := out.Len()
+			if err := seal(); err != nil {
+				t.Fatal(err)
+			}
+			if out.Len() <= unsealed {
+				t.Error("seal wrote no end marker")
+			}
+			names := map[string][]byte{}
+			tr := tar.NewReader(&out)
+			for {
+				hdr, err := tr.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				names[hdr.Name], _ = io.ReadAll(tr)
+			}
+			for _, dropped := range []string{"index.json", "oci-layout"} {
+				if _, ok := names[dropped]; ok {
+					t.Errorf("%s passed; it can name images", dropped)
+				}
+			}
+			var m []struct{ RepoTags []string }
+			if err := json.Unmarshal(names["manifest.json"], &m); err != nil || len(m) != 1 || strings.Join(m[0].RepoTags, ",") != "runhost/build:abc" {
+				t.Errorf("manifest.json: %s", names["manifest.json"])
+			}
+			if len(names) != 5+btoi(tc.withBase) { // two directories, the layers, config, manifest.json
+				t.Errorf("passed %d entries", len(names))
+			}
+		})
 	}
 }
 
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func TestLoadableRefuses(t *testing.T) {
-	good := dockerOutput(t)
+	good := dockerOutput(t, true)
+	layer := layerTar(t, "greeting", "hi")
+	cfg := func(diffIDs ...string) []byte {
+		return jsonOf(t, map[string]any{"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs}})
+	}
+	image := func(cfg []byte, manifest map[string]any, blobs ...[]byte) []byte {
+		entries := []entry{{name: "blobs/sha256/" + sum(cfg), content: cfg}}
+		for _, b := range blobs {
+			entries = append(entries, entry{name: "blobs/sha256/" + sum(b), content: b})
+		}
+		manifest["Config"] = "blobs/sha256/" + sum(cfg)
+		return archive(t, append(entries, entry{name: "manifest.json", content: jsonOf(t, []map[string]any{manifest})})...)
+	}
+	other := "sha256:" + strings.Repeat("e", 64)
 	for _, tc := range []struct {
 		name string
 		in   []byte
@@ -337,12 +380,22 @@ func TestLoadableRefuses(t *testing.T) {
 		{"two images", archive(t, entry{name: "manifest.json", content: []byte(`[{},{}]`)}), 1 << 20, ErrBadArchive},
 		{"truncated", good[:len(good)/2], 1 << 20, ErrBadArchive},
 		{"truncated in a file", good[:512+100], 1 << 20, ErrBadArchive},
+		{"a layer of another image, left out", image(cfg(other), map[string]any{"Layers": []string{"blobs/sha256/" + other[7:]}}), 1 << 20, ErrBadArchive},
+		{"a layer whose content is not its diff ID", image(cfg(other), map[string]any{"Layers": []string{"blobs/sha256/" + sum(layer)}}, layer), 1 << 20, ErrBadArchive},
+		{"more layers than the config names", image(cfg(), map[string]any{"Layers": []string{"blobs/sha256/" + sum(layer)}}, layer), 1 << 20, ErrBadArchive},
+		{"foreign layer sources", image(cfg("sha256:"+sum(layer)), map[string]any{"Layers": []string{"blobs/sha256/" + sum(layer)},
+			"LayerSources": map[string]any{"sha256:" + sum(layer): map[string]any{"urls": []string{"http://127.0.0.1/x"}}}}, layer), 1 << 20, ErrBadArchive},
+		{"no config", archive(t, entry{name: "manifest.json", content: []byte(`[{"Config":"blobs/sha256/none","Layers":[]}]`)}), 1 << 20, ErrBadArchive},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Loadable(bytes.NewReader(tc.in), io.Discard, "runhost/build:abc", tc.max)
+			_, err := Loadable(bytes.NewReader(tc.in), io.Discard, "runhost/build:abc", tc.max, baseLayer(t))
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
 		})
+	}
+	// A base layer left out is refused when it is not a pinned base's.
+	if _, err := Loadable(bytes.NewReader(dockerOutput(t, false)), io.Discard, "r", 1<<20, nil); !errors.Is(err, ErrBadArchive) {
+		t.Errorf("a base layer left out without being reusable: %v", err)
 	}
 }
