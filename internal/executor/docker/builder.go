@@ -65,8 +65,8 @@ type builder struct {
 	image string
 	bases *bases
 
-	mu     sync.Mutex
-	facts  *engineFacts // asked once
+	mu    sync.Mutex
+	facts *engineFacts // asked once
 }
 
 // engineFacts are what builds need to know of the engine.
