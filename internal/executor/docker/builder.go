@@ -170,6 +170,7 @@ func (e *Executor) engineFacts(ctx context.Context) (engineFacts, error) {
 // engine as ref. A Dockerfile that does not build is a result with Failed
 // set and the log; errors mean the builder or the engine failed.
 func (e *Executor) sealedBuild(ctx context.Context, b executor.Build, ref string) (executor.BuiltImage, error) {
+	b = bounded(b)
 	out, err := e.buildOnce(ctx, b, ref)
 	var nr *notReady
 	if errors.As(err, &nr) {
@@ -310,6 +311,27 @@ func (e *Executor) buildOnce(ctx context.Context, b executor.Build, ref string) 
 		return out, fmt.Errorf("load the built image: %w", loadErr)
 	}
 	return out, nil
+}
+
+// bounded gives every bound of b a value: zero would mean no limit to the
+// engine (pids, tmpfs size), and the policy always sets them, so a zero
+// is a caller's slip, not a grant.
+func bounded(b executor.Build) executor.Build {
+	def := func(v *int64, d int64) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&b.MemoryBytes, 2<<30)
+	def(&b.NanoCPUs, 1e9)
+	def(&b.Pids, 512)
+	def(&b.DiskBytes, 2<<30)
+	def(&b.ImageBytes, 2<<30)
+	def(&b.LogBytes, 64<<10)
+	if b.Timeout <= 0 {
+		b.Timeout = 5 * time.Minute
+	}
+	return b
 }
 
 // builderJob is the build as a job for the builder image's runhost-build:

@@ -305,3 +305,14 @@ func TestImageLoadWithoutAnArchive(t *testing.T) {
 	default:
 	}
 }
+
+func TestBoundedLeavesNoLimitOpen(t *testing.T) {
+	b := bounded(executor.Build{})
+	if b.MemoryBytes <= 0 || b.NanoCPUs <= 0 || b.Pids <= 0 || b.DiskBytes <= 0 || b.ImageBytes <= 0 || b.LogBytes <= 0 || b.Timeout <= 0 {
+		t.Errorf("an unset bound stays open: %+v", b)
+	}
+	set := executor.Build{MemoryBytes: 1, NanoCPUs: 2, Pids: 3, DiskBytes: 4, ImageBytes: 5, LogBytes: 6, Timeout: 7}
+	if got := bounded(set); got.MemoryBytes != 1 || got.Pids != 3 || got.DiskBytes != 4 || got.ImageBytes != 5 || got.Timeout != 7 {
+		t.Errorf("set bounds changed: %+v", got)
+	}
+}
