@@ -39,9 +39,10 @@ build:
 engine:
 	@scripts/ensure-engine.sh
 
-## images: build the runtime images the engine lacks (offline when no registry answers)
+## images: build the runtime images and the builder image (Dockerfile builds) the engine lacks (offline when no registry answers)
 images: engine
 	@images/images.sh
+	@GO=$(GO) scripts/builder-image.sh >/dev/null
 
 ## examples: the out-of-tree example plugins (own Go modules) into bin/examples/, and their images
 examples: engine

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The builder image Dockerfile builds run in on Kubernetes, made offline (no registry):
+# The builder image Dockerfile builds run in (on Docker and on Kubernetes), made offline (no registry):
 # BuildKit (buildkitd, buildctl) and rootlesskit built from the Go module proxy, crane (to
 # read back what a build pushed), on a debootstrapped Debian with runc and uidmap, and
-# images/builder's entry script and default buildkitd.toml. Prints the image name.
+# images/builder's entry script and default buildkitd.toml. Prints the image name, and tags it
+# runhost/builder:latest too (the Docker executor's default RUNHOST_BUILDER_IMAGE).
 #
 # Debian's newuidmap/newgidmap are setuid root and built without libcap: they would write
 # the uid map as root, which needs CAP_SYS_ADMIN. The image gives them file capabilities
@@ -17,9 +18,14 @@ CRANE=v0.22.1
 CACHE=${BUILDER_CACHE:-$ROOT/.cache/builder}
 TAG=$(cat images/builder/* scripts/builder-image.sh | sha256sum | cut -c1-12)
 IMAGE=runhost/builder:$TAG
+LATEST=runhost/builder:latest
+# What the host expects of the image's entry script (RUNHOST_BUILD_PROCESS_SANDBOX): the Docker
+# executor refuses a builder image without this label value (internal/executor/docker/builder.go).
+PROTOCOL=2
 log() { printf '[builder-image] %s\n' "$*" >&2; }
 
 if docker image inspect "$IMAGE" >/dev/null 2>&1; then
+	docker tag "$IMAGE" "$LATEST"
 	echo "$IMAGE"
 	exit 0
 fi
@@ -58,12 +64,15 @@ chroot "$fs" sh -c 'useradd -u 1000 -m -s /bin/sh build && echo build:100000:655
 install -m 0644 images/builder/buildkitd.toml "$fs/etc/buildkit/buildkitd.toml"
 install -m 0755 images/builder/runhost-build "$BIN/buildkitd" "$BIN/buildctl" "$BIN/rootlesskit" "$BIN/crane" "$fs/usr/local/bin/"
 rm -rf "$fs"/usr/share/doc/* "$fs"/usr/share/man/* "$fs"/var/cache/apt/*
-chmod u-s "$fs/usr/bin/newuidmap" "$fs/usr/bin/newgidmap"
+# No setuid or setgid program at all (newuidmap/newgidmap included): the Docker executor runs the
+# builder without no-new-privileges (file capabilities need it), so none may make a process root.
+find "$fs" -xdev -type f -perm /6000 -exec chmod ug-s {} +
 setcap cap_setuid=ep "$fs/usr/bin/newuidmap"
 setcap cap_setgid=ep "$fs/usr/bin/newgidmap"
 # --xattrs keeps the file capabilities.
 tar --xattrs --xattrs-include='security.capability' -C "$fs" -c . |
 	docker import -c 'USER 1000:1000' -c 'ENV HOME=/home/build' -c 'WORKDIR /home/build' \
-		-c 'ENTRYPOINT ["/usr/local/bin/runhost-build"]' -c 'LABEL runhost.managed=true' - "$IMAGE" >/dev/null
+		-c 'ENTRYPOINT ["/usr/local/bin/runhost-build"]' -c "LABEL runhost.managed=true runhost.builder=$PROTOCOL" - "$IMAGE" >/dev/null
+docker tag "$IMAGE" "$LATEST"
 log "built $IMAGE"
 echo "$IMAGE"

@@ -107,7 +107,7 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 				Repository:     cfg.K8sBuildRepo,
 				Insecure:       cfg.K8sBuildInsecure,
 				Namespace:      cfg.K8sBuildNamespace,
-				Image:          cfg.K8sBuilderImage,
+				Image:          cmp.Or(cfg.K8sBuilderImage, cfg.BuilderImage),
 				Seccomp:        cfg.K8sBuilderSeccomp,
 				BuildkitConfig: buildkitConfig,
 			},
@@ -131,6 +131,8 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 			DepsCacheBytes:    cfg.DepsCacheMB << 20,
 			BuildCacheEntries: int(cfg.BuildCacheEntries),
 			BuildCacheBytes:   cfg.BuildCacheMB << 20,
+			BuilderImage:      cfg.BuilderImage,
+			BasesCacheBytes:   cfg.BuildBasesCacheMB << 20,
 		})
 		exec = dock
 	}
@@ -367,6 +369,9 @@ func PolicyConfig(cfg config.Config) (policy.Config, error) {
 		BuildNetwork:    cfg.BuildNetwork,
 		MaxContextBytes: cfg.MaxContextBytes,
 		BuildLogBytes:   cfg.BuildLogBytes,
+		BuildPids:       cfg.BuildPids,
+		BuildDisk:       cfg.BuildDiskMB << 20,
+		BuildImageBytes: cfg.BuildImageMB << 20,
 	}
 	if cfg.PolicyFile != "" {
 		grants, err := policy.LoadGrants(cfg.PolicyFile, pc)

@@ -85,6 +85,11 @@ type Config struct {
 	BuildLogBytes     int64
 	BuildCacheEntries int64
 	BuildCacheMB      int64
+	BuilderImage      string // the rootless BuildKit image builds run in
+	BuildPids         int64
+	BuildDiskMB       int64
+	BuildImageMB      int64
+	BuildBasesCacheMB int64
 
 	SelfTestOnStart bool
 
@@ -230,8 +235,13 @@ func settings() []Setting {
 		{"RUNHOST_POLICY", "", "host policy file (JSON, strict) granting each plugin its images, networks and maximum limits; see docs/writing-plugins.md", str(func(c *Config) *string { return &c.PolicyFile })},
 		{"RUNHOST_ALLOWED_IMAGES", "", "comma-separated image patterns (`*` matches anything) a request may name with `image` or in a Dockerfile (FROM, COPY --from, RUN --mount from=); empty means the runtimes' own images; image IDs and runhost's own images (runhost/build, runhost/egress, ...) are refused whatever it says", list(func(c *Config) *[]string { return &c.AllowedImages })},
 		{"RUNHOST_BUILD_TIMEOUT_MS", "300000", "wall-clock timeout of one Dockerfile build", dur(func(c *Config) *time.Duration { return &c.BuildTimeout }, time.Millisecond)},
-		{"RUNHOST_BUILD_MEMORY_MB", "2048", "memory limit of each build step's container", integer(func(c *Config) *int64 { return &c.BuildMemoryMB })},
-		{"RUNHOST_BUILD_NETWORK", "false", "whether RUN steps of a Dockerfile build get network access", boolean(func(c *Config) *bool { return &c.BuildNetwork })},
+		{"RUNHOST_BUILD_MEMORY_MB", "2048", "memory limit of a build: BuildKit and every RUN step together (RUNHOST_BUILD_DISK_MB comes on top)", integer(func(c *Config) *int64 { return &c.BuildMemoryMB })},
+		{"RUNHOST_BUILD_NETWORK", "false", "whether RUN steps of a Dockerfile build reach the network, only through the egress proxy (RUNHOST_EGRESS_ALLOW); without it they have no network at all", boolean(func(c *Config) *bool { return &c.BuildNetwork })},
+		{"RUNHOST_BUILD_PIDS_LIMIT", "512", "processes and threads of one build, BuildKit's own included", integer(func(c *Config) *int64 { return &c.BuildPids })},
+		{"RUNHOST_BUILD_DISK_MB", "2048", "BuildKit's working storage in a build (base layers, snapshots, the exported image): a tmpfs, so it counts as memory", integer(func(c *Config) *int64 { return &c.BuildDiskMB })},
+		{"RUNHOST_BUILD_IMAGE_MB", "2048", "largest image a build may hand the engine: the layers it adds (the bases' the engine has are not sent again; with the containerd image store they are, and count); counted as it streams, and the engine loads nothing of a larger one", integer(func(c *Config) *int64 { return &c.BuildImageMB })},
+		{"RUNHOST_BUILD_BASES_CACHE_MB", "4096", "bytes of base images kept exported for builds (a volume per image ID; least recently used go first)", integer(func(c *Config) *int64 { return &c.BuildBasesCacheMB })},
+		{"RUNHOST_BUILDER_IMAGE", "runhost/builder:latest", "the image Dockerfile builds run in: rootless BuildKit, made by `make images` (`scripts/builder-image.sh`)", str(func(c *Config) *string { return &c.BuilderImage })},
 		{"RUNHOST_MAX_CONTEXT_BYTES", "10485760", "largest build context (413 above it)", integer(func(c *Config) *int64 { return &c.MaxContextBytes })},
 		{"RUNHOST_BUILD_LOG_BYTES", "65536", "cap on the build log returned with a run", integer(func(c *Config) *int64 { return &c.BuildLogBytes })},
 		{"RUNHOST_BUILD_CACHE_ENTRIES", "50", "built images kept (least recently used go first)", integer(func(c *Config) *int64 { return &c.BuildCacheEntries })},
@@ -273,7 +283,7 @@ func settings() []Setting {
 		{"RUNHOST_K8S_BUILD_REPOSITORY", "", "repository Dockerfile builds push their images to and the nodes pull them from (e.g. `registry.example.com/runhost/builds`); empty: no Dockerfile builds on Kubernetes", str(func(c *Config) *string { return &c.K8sBuildRepo })},
 		{"RUNHOST_K8S_BUILD_REGISTRY_INSECURE", "false", "the build repository's registry speaks plain HTTP", boolean(func(c *Config) *bool { return &c.K8sBuildInsecure })},
 		{"RUNHOST_K8S_BUILD_NAMESPACE", "runhost-builds", "namespace of the build pods (Pod Security `baseline`)", str(func(c *Config) *string { return &c.K8sBuildNamespace })},
-		{"RUNHOST_K8S_BUILDER_IMAGE", "", "the builder image of build pods (rootless BuildKit; `scripts/builder-image.sh` makes it)", str(func(c *Config) *string { return &c.K8sBuilderImage })},
+		{"RUNHOST_K8S_BUILDER_IMAGE", "", "the builder image of build pods as the nodes pull it; empty: RUNHOST_BUILDER_IMAGE", str(func(c *Config) *string { return &c.K8sBuilderImage })},
 		{"RUNHOST_K8S_BUILDER_SECCOMP", "runhost-builder.json", "seccomp profile of build pods: a Localhost profile installed on every node (`deploy/kubernetes/seccomp`), or `Unconfined`", str(func(c *Config) *string { return &c.K8sBuilderSeccomp })},
 		{"RUNHOST_K8S_BUILDKIT_CONFIG", "", "buildkitd.toml file for every build (registry mirrors, plain-HTTP registries); empty: the builder image's", str(func(c *Config) *string { return &c.K8sBuildkitConfig })},
 		{"RUNHOST_WORKSPACE_ROOT", "", "where this host sees the shared workspace volume (the seed's `/app/workspace`); empty disables workspaces", str(func(c *Config) *string { return &c.WorkspaceRoot })},
@@ -284,7 +294,7 @@ func settings() []Setting {
 		{"RUNHOST_WORKSPACE_FILE_BYTES", "10485760", "largest file the files API accepts in one upload", integer(func(c *Config) *int64 { return &c.WorkspaceFileBytes })},
 		{"DIND_ENABLED", "false", "the engine is a Docker-in-Docker daemon: `DOCKER_HOST` must then use TLS (`tcp://...:2376` with `DOCKER_TLS_VERIFY=1`)", boolean(func(c *Config) *bool { return &c.DindEnabled })},
 		{"RUNHOST_ALLOW_INSECURE_DOCKER", "false", "start even though `DIND_ENABLED=true` and `DOCKER_HOST` is plain TCP (anyone who reaches the port owns the daemon)", boolean(func(c *Config) *bool { return &c.AllowInsecureDocker })},
-		{"DOCKER_BUILDKIT", "", "read by the Docker CLI (code-server's terminal); runhost's own builds use the engine's classic builder", nil},
+		{"DOCKER_BUILDKIT", "", "read by the Docker CLI (code-server's terminal); runhost's own builds never use the engine's builder: they run BuildKit in a builder container (RUNHOST_BUILDER_IMAGE)", nil},
 		{"RUNHOST_IMAGE_SOURCE", "auto", "`make images`: `auto` tries a registry and falls back to an offline Debian build; `registry` or `offline` forces one", nil},
 		{"RUNHOST_IMAGE_CACHE", ".cache/images", "`make images`: where debootstrap root filesystems and .debs are cached", nil},
 		{"RUNHOST_DEBIAN_MIRROR", "http://deb.debian.org/debian", "`make images`: the Debian mirror offline builds use", nil},
@@ -416,6 +426,8 @@ func (c *Config) validate() error {
 	check(c.BuildTimeout > 0 && c.BuildMemoryMB >= MinMemoryMB, "build timeout and memory must be positive")
 	check(c.DepsCacheEntries > 0 && c.DepsCacheMB > 0 && c.BuildCacheEntries > 0 && c.BuildCacheMB > 0, "cache sizes must be positive")
 	check(c.MaxContextBytes > 0 && c.BuildLogBytes > 0, "RUNHOST_MAX_CONTEXT_BYTES and RUNHOST_BUILD_LOG_BYTES must be positive")
+	check(c.BuildPids >= 64, "RUNHOST_BUILD_PIDS_LIMIT must be at least 64 (BuildKit's own threads count)")
+	check(c.BuildDiskMB >= 64 && c.BuildImageMB > 0 && c.BuildBasesCacheMB > 0, "RUNHOST_BUILD_DISK_MB must be at least 64, RUNHOST_BUILD_IMAGE_MB and RUNHOST_BUILD_BASES_CACHE_MB positive")
 	for _, t := range c.Pool {
 		name, n, ok := strings.Cut(t, "=")
 		count, err := strconv.Atoi(n)

@@ -74,7 +74,7 @@ func BenchmarkDependencies(b *testing.B) {
 // BenchmarkDockerfile measures a Dockerfile run: "build" builds every
 // iteration (a distinct Dockerfile), "cached" reuses the built image.
 func BenchmarkDockerfile(b *testing.B) {
-	h := startHost(b)
+	h := startBuildHost(b)
 	df := "FROM runhost/python:3.11\nCOPY app.py /app/\nWORKDIR /app\nCMD [\"python3\", \"app.py\"]\n"
 	files := []map[string]string{{"path": "app.py", "content": "print('built')"}}
 	b.Run("build", func(b *testing.B) {

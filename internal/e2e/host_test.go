@@ -60,6 +60,7 @@ func startHostWith(t testing.TB, cli *client.Client, env ...string) *host {
 		"RUNHOST_EGRESS_PATH=" + bins.Egress,
 		"RUNHOST_SELFTEST_ON_START=false",
 		"RUNHOST_POOL=off",
+		"RUNHOST_BUILDER_IMAGE=" + testenv.BuilderImage(),
 	}, env...))
 	if err != nil {
 		t.Fatal(err)

@@ -230,6 +230,7 @@ func TestSymlinksPlantedByARun(t *testing.T) {
 }
 
 func TestBuildFromAWorkspaceContext(t *testing.T) {
+	requireBuilder(t)
 	h, _ := startWorkspaceHost(t)
 	h.put("/workspaces/s2/files/my-app/app.py", "print('from the workspace context')")
 	res := h.run("dockerfile", map[string]any{

@@ -118,21 +118,24 @@ type Install struct {
 
 // Build is an image build, cached by Key.
 type Build struct {
-	Key         string // content hash of Dockerfile, context and build args
-	Dockerfile  []byte
-	Context     []File
-	BuildArgs   map[string]string
-	Network     bool // RUN steps get network access
+	Key        string // content hash of Dockerfile, context and build args
+	Dockerfile []byte
+	Context    []File
+	BuildArgs  map[string]string
+	// Bases are the images the Dockerfile names (FROM, COPY --from,
+	// RUN --mount from), each pinned to the exact image the host checked.
+	// The executor builds so that a name resolves to its Ref and nothing
+	// else is reachable.
+	Bases       []BaseImage
+	Network     bool // RUN steps reach the network, through the egress proxy
 	Timeout     time.Duration
 	MemoryBytes int64
 	NanoCPUs    int64
+	Pids        int64 // processes and threads of the whole build, builder included
+	DiskBytes   int64 // the builder's working storage (layers, snapshots)
+	ImageBytes  int64 // the built image, as it is handed to the engine
 	LogBytes    int64
 	Labels      map[string]string
-	// Bases are the images the Dockerfile names (FROM, COPY --from,
-	// RUN --mount from=), checked by the policy. The executor builds so
-	// that each Name resolves to exactly its Ref and no other image is
-	// reachable.
-	Bases []BaseImage
 }
 
 // BaseImage is an image a Dockerfile names, pinned.

@@ -74,6 +74,9 @@ type Config struct {
 	BuildNetwork    bool
 	MaxContextBytes int64
 	BuildLogBytes   int64
+	BuildPids       int64
+	BuildDisk       int64
+	BuildImageBytes int64
 }
 
 // Requested are the limits a caller asked for; zero means "the default".
@@ -575,6 +578,9 @@ func (p *Policy) Build(in Input) (executor.Build, error) {
 		Timeout:     c.BuildTimeout,
 		MemoryBytes: min(c.BuildMemory, m.memory),
 		NanoCPUs:    int64(c.MaxCPUs * 1e9),
+		Pids:        c.BuildPids,
+		DiskBytes:   c.BuildDisk,
+		ImageBytes:  c.BuildImageBytes,
 		LogBytes:    c.BuildLogBytes,
 		Labels:      map[string]string{"runhost.runtime": in.Runtime},
 		Bases:       bases,

@@ -172,7 +172,7 @@ CMD ["python3", "app.py"]
         self.assertTrue(result["success"], result)
         self.assertIn("build_log", result)
         if not result["build"]["cached"]:  # a reused image has no new log
-            self.assertIn("Step 1/", result["build_log"])
+            self.assertIn("COPY . /app", result["build_log"])
         self.assertTrue(result["build"]["image"].startswith("runhost/build:"), result["build"])
 
 

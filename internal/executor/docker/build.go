@@ -1,27 +1,21 @@
 package docker
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 
-	"github.com/runhost/runhost/internal/dockerfile"
 	"github.com/runhost/runhost/internal/executor"
-	"github.com/runhost/runhost/internal/executor/output"
 )
 
 // LabelBuild marks images runhost built, with their content key.
@@ -30,9 +24,6 @@ const LabelBuild = "runhost.build"
 // buildRepo is the repository built images are tagged in, by content key.
 const buildRepo = "runhost/build"
 
-// dockerfileName is the Dockerfile's name inside the build context: not
-// Dockerfile (a context may have its own), and refused as a context file.
-const dockerfileName = executor.BuildDockerfile
 
 // buildCache remembers when each built image was last used and removes the
 // least recently used ones beyond its bounds. Concurrent builds of the same
@@ -93,7 +84,7 @@ func (e *Executor) Build(ctx context.Context, b executor.Build) (executor.BuiltI
 	}()
 
 	start := time.Now()
-	res, err := e.build(ctx, b, ref)
+	res, err := e.sealedBuild(ctx, b, ref)
 	res.Duration = time.Since(start)
 	if err != nil || res.Failed {
 		return res, err
@@ -127,90 +118,8 @@ func (e *Executor) builtImage(ctx context.Context, ref string) (executor.BuiltIm
 	return out, true, nil
 }
 
-// build runs the engine's builder. A Dockerfile that does not build is a
-// result with Failed set and the log; errors mean the engine failed.
-func (e *Executor) build(ctx context.Context, b executor.Build, ref string) (executor.BuiltImage, error) {
-	pinned, err := pinBases(b)
-	if err != nil {
-		if errors.Is(err, dockerfile.ErrRefused) {
-			return executor.BuiltImage{Ref: ref, Failed: true, Error: err.Error()}, nil
-		}
-		return executor.BuiltImage{}, err
-	}
-	b.Dockerfile = pinned
-	buildCtx, err := contextTar(b)
-	if err != nil {
-		return executor.BuiltImage{}, err
-	}
-	bctx, cancel := context.WithTimeout(ctx, b.Timeout)
-	defer cancel()
-
-	args := make(map[string]*string, len(b.BuildArgs))
-	for k, v := range b.BuildArgs {
-		args[k] = &v
-	}
-	network := "none"
-	if b.Network {
-		network = "default"
-	}
-	labels := map[string]string{LabelManaged: "true", LabelBuild: b.Key}
-	for k, v := range b.Labels {
-		labels[k] = v
-	}
-	resp, err := e.engine.ImageBuild(bctx, buildCtx, build.ImageBuildOptions{
-		Tags:        []string{ref},
-		Dockerfile:  dockerfileName,
-		Remove:      true,
-		ForceRemove: true,
-		// The engine's layer cache is keyed by instruction and parent, not
-		// by owner: another key's identical steps would answer "Using cache"
-		// (an oracle of what it built) and hand over its layers. Whole
-		// images are reused per owner and content (the tag), never layers.
-		NoCache:     true,
-		NetworkMode: network,
-		Memory:      b.MemoryBytes,
-		MemorySwap:  b.MemoryBytes,
-		CPUPeriod:   100000,
-		CPUQuota:    b.NanoCPUs / 10000,
-		BuildArgs:   args,
-		Labels:      labels,
-		Version:     build.BuilderV1,
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return executor.BuiltImage{}, ctx.Err()
-		}
-		return executor.BuiltImage{}, engineError("build", err)
-	}
-	defer resp.Body.Close()
-
-	log := output.NewCapped(b.LogBytes)
-	buildErr := readBuildLog(resp.Body, log)
-	res := executor.BuiltImage{Ref: ref, Log: log.Bytes(), LogTruncated: log.Truncated()}
-	switch {
-	case ctx.Err() != nil:
-		return res, ctx.Err()
-	case bctx.Err() != nil:
-		res.Failed, res.Error = true, fmt.Sprintf("the build did not finish within %s", b.Timeout)
-	case buildErr != nil:
-		res.Failed, res.Error = true, e.explainBuildError(ctx, b.Dockerfile, buildErr.Error())
-	}
-	return res, nil
-}
-
-// pinBases rewrites b's Dockerfile so that the classic builder, which
-// looks image names up itself, gets exactly the images the host checked:
-// each base's name becomes its ID (b.Bases).
-func pinBases(b executor.Build) ([]byte, error) {
-	pins := make(map[string]string, len(b.Bases))
-	for _, base := range b.Bases {
-		pins[base.Name] = base.Ref
-	}
-	return dockerfile.PinClassic(b.Dockerfile, b.BuildArgs, pins)
-}
-
-// readBuildLog copies the builder's progress stream into log and returns the
-// build's error, if it reported one.
+// readBuildLog copies the engine's progress stream (an image load's answer)
+// into log and returns the error it reported, if any.
 func readBuildLog(r io.Reader, log io.Writer) error {
 	dec := json.NewDecoder(r)
 	for {
@@ -225,7 +134,7 @@ func readBuildLog(r io.Reader, log io.Writer) error {
 		if err := dec.Decode(&msg); err == io.EOF {
 			return nil
 		} else if err != nil {
-			return fmt.Errorf("reading the build's output: %w", err)
+			return fmt.Errorf("reading the engine's output: %w", err)
 		}
 		switch {
 		case msg.ErrorDetail != nil && msg.ErrorDetail.Message != "":
@@ -240,63 +149,6 @@ func readBuildLog(r io.Reader, log io.Writer) error {
 			fmt.Fprintln(log, msg.Status)
 		}
 	}
-}
-
-var (
-	fromLine  = regexp.MustCompile(`(?im)^\s*FROM\s+(?:--\S+\s+)*(\S+)`)
-	fromStage = regexp.MustCompile(`(?im)^\s*FROM\s+.*\s+AS\s+(\S+)`)
-)
-
-// explainBuildError names the base images that are missing and could not be
-// pulled, the most common reason a build fails on a machine without a registry.
-func (e *Executor) explainBuildError(ctx context.Context, dockerfile []byte, msg string) string {
-	pullish := strings.Contains(msg, "pull access denied") || strings.Contains(msg, "registry") ||
-		strings.Contains(msg, "no such host") || strings.Contains(msg, "manifest unknown") || strings.Contains(msg, "not found")
-	if !pullish {
-		return msg
-	}
-	stages := map[string]bool{}
-	for _, m := range fromStage.FindAllStringSubmatch(string(dockerfile), -1) {
-		stages[strings.ToLower(m[1])] = true
-	}
-	var missing []string
-	for _, m := range fromLine.FindAllStringSubmatch(string(dockerfile), -1) {
-		img := m[1]
-		if stages[strings.ToLower(img)] || strings.EqualFold(img, "scratch") {
-			continue
-		}
-		if _, err := e.engine.ImageInspect(ctx, img); cerrdefs.IsNotFound(err) {
-			missing = append(missing, img)
-		}
-	}
-	if len(missing) == 0 {
-		return msg
-	}
-	return fmt.Sprintf("base image %s is not on the engine and could not be pulled (%s); use an image the engine has, e.g. one of GET /runtimes", strings.Join(missing, ", "), msg)
-}
-
-// contextTar packs the Dockerfile and the context files.
-func contextTar(b executor.Build) (io.Reader, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	add := func(name string, content []byte) error {
-		return errors.Join(
-			tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}),
-			func() error { _, err := tw.Write(content); return err }(),
-		)
-	}
-	if err := add(dockerfileName, b.Dockerfile); err != nil {
-		return nil, err
-	}
-	for _, f := range b.Context {
-		if err := add(f.Path, f.Content); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return &buf, nil
 }
 
 func (c *buildCache) touch(ref string) {

@@ -24,12 +24,12 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
@@ -74,9 +74,12 @@ type engine interface {
 	VolumeList(ctx context.Context, options volume.ListOptions) (volume.ListResponse, error)
 	VolumeRemove(ctx context.Context, volumeID string, force bool) error
 	DiskUsage(ctx context.Context, options types.DiskUsageOptions) (types.DiskUsage, error)
-	ImageBuild(ctx context.Context, buildContext io.Reader, options build.ImageBuildOptions) (build.ImageBuildResponse, error)
 	ImageList(ctx context.Context, options image.ListOptions) ([]image.Summary, error)
 	ImageRemove(ctx context.Context, imageID string, options image.RemoveOptions) ([]image.DeleteResponse, error)
+	ImageSave(ctx context.Context, imageIDs []string, saveOpts ...client.ImageSaveOption) (io.ReadCloser, error)
+	ImageLoad(ctx context.Context, input io.Reader, loadOpts ...client.ImageLoadOption) (image.LoadResponse, error)
+	CopyFromContainer(ctx context.Context, containerID, srcPath string) (io.ReadCloser, container.PathStat, error)
+	Info(ctx context.Context) (system.Info, error)
 	Close() error
 }
 
@@ -96,6 +99,9 @@ type Config struct {
 	DepsCacheBytes    int64 // and their bytes
 	BuildCacheEntries int   // built images kept
 	BuildCacheBytes   int64 // and their bytes
+
+	BuilderImage    string // the rootless BuildKit image builds run in
+	BasesCacheBytes int64  // base images kept exported for builds
 }
 
 // Executor runs jobs on one Docker engine.
@@ -107,6 +113,7 @@ type Executor struct {
 	init     *initVolume
 	deps     *depcache.Cache
 	builds   *buildCache
+	builder  *builder
 	egress   *egressProxy
 	user     string
 
@@ -143,6 +150,7 @@ func newExecutor(eng engine, cfg Config) *Executor {
 		init:     newInitVolume(cfg.InitBinary),
 		deps:     depcache.New(volumeStore{eng}, cfg.DepsCacheEntries, cfg.DepsCacheBytes, log),
 		builds:   newBuildCache(cfg.BuildCacheEntries, cfg.BuildCacheBytes),
+		builder:  newBuilder(eng, cfg.BuilderImage, cfg.BasesCacheBytes, log),
 		egress:   &egressProxy{cfg: cfg.Egress},
 		user:     cmp.Or(cfg.User, "1000:1000"),
 	}
@@ -207,7 +215,7 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 			ReadOnly: true, VolumeOptions: &mount.VolumeOptions{NoCopy: true},
 		})
 		if !deps.Verified {
-			run.mustExist = job.Install.OutputDir + "/" + depcache.ReadyFile
+			run.mustExist = []string{job.Install.OutputDir + "/" + depcache.ReadyFile}
 		}
 	}
 	if c := e.takePooled(job); c != nil {
@@ -216,7 +224,7 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 			e.removeAsync(c.id)
 			return executor.Result{}, err
 		}
-		res, err := e.finish(ctx, c, job, frame)
+		res, err := e.finish(ctx, c, job, frame, nil)
 		e.removeAsync(c.id)
 		if err != nil {
 			return executor.Result{}, err
@@ -257,7 +265,7 @@ type step struct {
 	network   string        // Docker network; empty means none
 	mounts    []mount.Mount // besides the tmpfs and the init volume
 	readyFile string        // init creates it when the command succeeds
-	mustExist string        // checked after create; errNotReady when missing
+	mustExist []string      // checked after create; a notReady error when one is missing
 	// forwardSocket, when set, makes init forward proxyListen to it.
 	forwardSocket string
 	// syncRemove removes the container before runStep returns (an install
@@ -269,10 +277,22 @@ type step struct {
 	// caller removes it); capped is a size-capped directory init watches.
 	hold   bool
 	capped string
+	// stdout, when set, takes the program's stdout whole (a builder's
+	// image archive) instead of the result.
+	stdout io.Writer
+	// builder, when set, makes the container a builder's sandbox: the
+	// run's hardening with the relaxations rootless BuildKit needs.
+	builder *builderSandbox
 }
 
 // errNotReady means a step's mustExist path was missing.
 var errNotReady = errors.New("cache volume not ready")
+
+// notReady is errNotReady for one path.
+type notReady struct{ path string }
+
+func (e *notReady) Error() string        { return errNotReady.Error() + ": " + e.path + " is missing" }
+func (e *notReady) Is(target error) bool { return target == errNotReady }
 
 // runStep runs one container from create to remove.
 func (e *Executor) runStep(ctx context.Context, s step) (executor.Result, error) {
@@ -304,7 +324,7 @@ func (e *Executor) runHeld(ctx context.Context, s step) (executor.Result, string
 		}
 		return executor.Result{}, "", err
 	}
-	res, err := e.finish(ctx, c, s.Job, frame)
+	res, err := e.finish(ctx, c, s.Job, frame, s.stdout)
 	return res, c.id, err
 }
 
@@ -355,10 +375,10 @@ func (e *Executor) start(ctx context.Context, s step) (*started, error) {
 	if err := ctx.Err(); err != nil {
 		return c, err
 	}
-	if s.mustExist != "" {
-		if _, err := e.engine.ContainerStatPath(ctx, c.id, s.mustExist); err != nil {
+	for _, p := range s.mustExist {
+		if _, err := e.engine.ContainerStatPath(ctx, c.id, p); err != nil {
 			if cerrdefs.IsNotFound(err) {
-				return c, errNotReady
+				return c, &notReady{p}
 			}
 			return c, engineError("check cache volume", err)
 		}
@@ -388,7 +408,9 @@ func (e *Executor) start(ctx context.Context, s step) (*started, error) {
 
 // finish feeds the running container its frame and stdin, collects output
 // until it exits, is killed at the timeout, or the caller goes away.
-func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, frame []byte) (executor.Result, error) {
+// stdout, when not nil, takes the program's stdout whole instead of the
+// result (frames.Reader.StdoutTo).
+func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, frame []byte, stdout io.Writer) (executor.Result, error) {
 	defer c.cancel()
 	defer c.stream.Close()
 
@@ -403,6 +425,9 @@ func (e *Executor) finish(ctx context.Context, c *started, job executor.Job, fra
 	}()
 
 	out := frames.NewReader(job.Limits.OutputBytes, job.Output)
+	if stdout != nil {
+		out.StdoutTo(stdout)
+	}
 	initStderr := output.NewCapped(64 << 10) // init's own words, before any frame
 	framed, pw := io.Pipe()
 	go func() {
@@ -689,6 +714,9 @@ func (e *Executor) containerConfig(s step, volumes []string) (*container.Config,
 			continue
 		}
 		hostCfg.Tmpfs[v] = fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d,mode=0755,uid=%s,gid=%s", l.TmpBytes, uid, gid)
+	}
+	if s.builder != nil {
+		s.builder.relax(hostCfg)
 	}
 	return cfg, hostCfg, nil
 }

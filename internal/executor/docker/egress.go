@@ -70,6 +70,16 @@ var proxyEnv = executor.ProxyEnv(proxyListen)
 // no write access to its filesystem; renaming, removing or binding beside it
 // does), init forwarding loopback to it, proxy variables set.
 func (e *Executor) withEgress(ctx context.Context, s *step) error {
+	if err := e.egressOnly(ctx, s); err != nil {
+		return err
+	}
+	s.Env = executor.MergeEnv(s.Env, proxyEnv)
+	return nil
+}
+
+// egressOnly is withEgress without the proxy variables: a builder passes
+// them to its RUN steps alone, so BuildKit itself never uses the proxy.
+func (e *Executor) egressOnly(ctx context.Context, s *step) error {
 	vol, err := e.ensureEgress(ctx)
 	if err != nil {
 		return err
@@ -77,7 +87,6 @@ func (e *Executor) withEgress(ctx context.Context, s *step) error {
 	s.network = ""
 	s.mounts = append(s.mounts, mount.Mount{Type: mount.TypeVolume, Source: vol, Target: egressDirInstall, ReadOnly: true, VolumeOptions: &mount.VolumeOptions{NoCopy: true}})
 	s.forwardSocket = egressDirInstall + "/" + egressSocket
-	s.Env = executor.MergeEnv(s.Env, proxyEnv)
 	return nil
 }
 

@@ -59,6 +59,7 @@ func Encode(job executor.Job, extra func(*initproc.Header)) ([]byte, error) {
 type Reader struct {
 	stdout, stderr *output.Capped
 	sink           func(executor.Stream, []byte)
+	rawStdout      io.Writer
 	exit           chan initproc.Exit
 	done           chan struct{}
 }
@@ -74,6 +75,12 @@ func NewReader(limit int64, sink func(executor.Stream, []byte)) *Reader {
 		done:   make(chan struct{}),
 	}
 }
+
+// StdoutTo sends the program's stdout to w as it comes, whole: nothing of
+// it is kept, capped or given to the sink, and the result's Stdout stays
+// empty (a builder's image archive, streamed to the engine). A slow w
+// slows the program down. Call it before Read.
+func (f *Reader) StdoutTo(w io.Writer) { f.rawStdout = w }
 
 // Exit delivers the exit frame, once.
 func (f *Reader) Exit() <-chan initproc.Exit { return f.exit }
@@ -92,6 +99,10 @@ func (f *Reader) Read(r io.Reader) {
 		}
 		switch kind {
 		case initproc.FrameStdout:
+			if f.rawStdout != nil {
+				_, _ = f.rawStdout.Write(p)
+				continue
+			}
 			f.emit(executor.Stdout, f.stdout.Keep(p))
 		case initproc.FrameStderr:
 			f.emit(executor.Stderr, f.stderr.Keep(p))
