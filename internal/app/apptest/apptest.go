@@ -8,6 +8,7 @@
 package apptest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -108,6 +109,24 @@ func (h *Host) Do(ctx context.Context, key, method, path, body string) (int, []b
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
+}
+
+// PutFile uploads content to path in key's workspace session through the
+// files API and returns the status.
+func (h *Host) PutFile(key, session, path string, content []byte) int {
+	h.t.Helper()
+	req, err := http.NewRequest(http.MethodPut, h.URL+"/workspaces/"+session+"/files/"+path, bytes.NewReader(content))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // Post sends body to path as Alice.
