@@ -60,24 +60,46 @@ type engine interface {
 
 // New builds the host and starts its plugins.
 func New(ctx context.Context, cfg config.Config, log hclog.Logger) (*App, error) {
-	return newApp(ctx, cfg, log, nil)
+	return newApp(ctx, cfg, log, nil, nil)
 }
 
-// newApp builds the host; files, when set, are the only plugins it serves.
-func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []string) (*App, error) {
-	initBinary, err := os.ReadFile(cfg.InitPath)
-	if err != nil {
-		return nil, fmt.Errorf("read the init binary (build it with `make build`, or set RUNHOST_INIT_PATH): %w", err)
+// NewWithExecutor builds the host around exec instead of the engine the
+// configuration names (RUNHOST_EXECUTOR and the init and egress binaries
+// are not used): tests wire a fake executor (internal/executor/fakeexec)
+// to the real plugins, policy, runner, sessions and API. The host closes
+// exec when it has a Close method.
+func NewWithExecutor(ctx context.Context, cfg config.Config, log hclog.Logger, exec executor.Executor) (*App, error) {
+	e, ok := exec.(engine)
+	if !ok {
+		e = bareEngine{exec}
 	}
-	egressBinary, err := os.ReadFile(cfg.EgressPath)
-	if err != nil {
-		log.Warn("no egress proxy binary: installs that need the network will fail (build it with `make build`, or set RUNHOST_EGRESS_PATH)", "error", err)
+	return newApp(ctx, cfg, log, nil, e)
+}
+
+// bareEngine is an executor without a sweep or a client to close.
+type bareEngine struct{ executor.Executor }
+
+func (bareEngine) Sweep(context.Context) (int, error) { return 0, nil }
+func (bareEngine) Close() error                       { return nil }
+
+// newApp builds the host; files, when set, are the only plugins it serves;
+// exec, when set, is the engine instead of the configured one.
+func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []string, exec engine) (*App, error) {
+	var initBinary, egressBinary []byte
+	var err error
+	if exec == nil { // the configured engine runs runhost's own binaries
+		if initBinary, err = os.ReadFile(cfg.InitPath); err != nil {
+			return nil, fmt.Errorf("read the init binary (build it with `make build`, or set RUNHOST_INIT_PATH): %w", err)
+		}
+		if egressBinary, err = os.ReadFile(cfg.EgressPath); err != nil {
+			log.Warn("no egress proxy binary: installs that need the network will fail (build it with `make build`, or set RUNHOST_EGRESS_PATH)", "error", err)
+		}
 	}
 	instance := newInstanceID()
-	var exec engine
 	var dock *docker.Executor
-	switch cfg.Executor {
-	case "kubernetes":
+	switch {
+	case exec != nil:
+	case cfg.Executor == "kubernetes":
 		initImage := cmp.Or(cfg.K8sInitImage, docker.InitImage(initBinary))
 		var buildkitConfig []byte
 		if cfg.K8sBuildkitConfig != "" {

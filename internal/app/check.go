@@ -33,7 +33,7 @@ func CheckPlugin(ctx context.Context, cfg config.Config, path string, w io.Write
 	cfg.PluginDir = ""
 	cfg.Pool = nil
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: io.Discard})
-	a, err := newApp(ctx, cfg, log, []string{path})
+	a, err := newApp(ctx, cfg, log, []string{path}, nil)
 	if err != nil {
 		check(false, "set up the host: %v", err)
 		return false
