@@ -24,6 +24,7 @@ import (
 	"github.com/runhost/runhost/internal/config"
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/executor/docker"
+	"github.com/runhost/runhost/internal/executor/helperimage"
 	"github.com/runhost/runhost/internal/executor/kubernetes"
 	"github.com/runhost/runhost/internal/metrics"
 	"github.com/runhost/runhost/internal/policy"
@@ -78,7 +79,7 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 	var dock *docker.Executor
 	switch cfg.Executor {
 	case "kubernetes":
-		initImage := cmp.Or(cfg.K8sInitImage, docker.InitImage(initBinary))
+		initImage := cmp.Or(cfg.K8sInitImage, helperimage.Init(initBinary))
 		var buildkitConfig []byte
 		if cfg.K8sBuildkitConfig != "" {
 			if buildkitConfig, err = os.ReadFile(cfg.K8sBuildkitConfig); err != nil {
@@ -87,7 +88,7 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 		}
 		egressImage := cfg.K8sEgressImage
 		if egressImage == "" && len(egressBinary) > 0 {
-			egressImage = docker.EgressImage(egressBinary)
+			egressImage = helperimage.Egress(egressBinary)
 		}
 		exec, err = kubernetes.New(kubernetes.Config{
 			Kubeconfig:   cfg.K8sKubeconfig,

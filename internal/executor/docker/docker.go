@@ -18,7 +18,6 @@ import (
 	"path"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -646,17 +645,18 @@ func (e *Executor) imageVolumes(ctx context.Context, img string) ([]string, erro
 // of the job is there already, so the engine creates no anonymous volume.
 func (e *Executor) containerConfig(s step, volumes []string) (*container.Config, *container.HostConfig, error) {
 	job := s.Job
-	uid, gid, ok := strings.Cut(job.User, ":")
-	if !ok || uid == "0" || gid == "0" {
-		return nil, nil, fmt.Errorf("job user %q: want a non-root uid:gid", job.User)
+	user, err := executor.ParseUser(job.User)
+	if err != nil {
+		return nil, nil, fmt.Errorf("job: %w", err)
 	}
+	uid, gid := user.UID, user.GID
 	l := job.Limits
 	pids := l.Pids
 	cfg := &container.Config{
 		Image:           job.Image,
 		Entrypoint:      []string{initDir + "/init"},
 		Cmd:             []string{},
-		User:            job.User,
+		User:            user.String(),
 		WorkingDir:      "/",
 		Hostname:        "runhost",
 		Labels:          e.labels(job.Labels, l.Timeout),
@@ -684,7 +684,7 @@ func (e *Executor) containerConfig(s step, volumes []string) (*container.Config,
 		LogConfig:      container.LogConfig{Type: "none"},
 		Tmpfs: map[string]string{
 			"/tmp":          fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d,mode=1777", l.TmpBytes),
-			executor.RunDir: fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d,mode=0755,uid=%s,gid=%s", l.RunDirBytes, uid, gid),
+			executor.RunDir: fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d,mode=0755,uid=%d,gid=%d", l.RunDirBytes, uid, gid),
 		},
 		Mounts: append([]mount.Mount{{
 			Type:          mount.TypeVolume,
@@ -713,7 +713,7 @@ func (e *Executor) containerConfig(s step, volumes []string) (*container.Config,
 		if _, ok := hostCfg.Tmpfs[v]; ok || mounted[v] {
 			continue
 		}
-		hostCfg.Tmpfs[v] = fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d,mode=0755,uid=%s,gid=%s", l.TmpBytes, uid, gid)
+		hostCfg.Tmpfs[v] = fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d,mode=0755,uid=%d,gid=%d", l.TmpBytes, uid, gid)
 	}
 	if s.builder != nil {
 		s.builder.relax(hostCfg)
