@@ -88,11 +88,8 @@ type Config struct {
 	InitBinary []byte // the static runhost-init program
 	Logger     hclog.Logger
 
-	User   string       // uid:gid of helper containers (the egress proxy)
+	User   string       // uid:gid of warm pool containers (runs bring their own)
 	Egress EgressConfig // the proxy install steps reach the network through
-
-	Pool       []PoolTarget // containers to keep ready
-	PoolBudget int64        // bytes of memory limits the pool may hold
 
 	DepsCacheEntries  int   // installed dependency sets kept
 	DepsCacheBytes    int64 // and their bytes
@@ -119,8 +116,8 @@ type Executor struct {
 	retryMu  sync.Mutex
 	retrying map[string]bool // containers whose removal failed, being retried
 
-	pool     *warmpool.Pool[*started]
-	removals sync.WaitGroup // containers being removed in the background
+	pool     *warmpool.Pool[*started] // nil until SetPool: no warm pool
+	removals sync.WaitGroup           // containers being removed in the background
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -153,7 +150,6 @@ func newExecutor(eng engine, cfg Config) *Executor {
 		egress:   &egressProxy{cfg: cfg.Egress},
 		user:     cmp.Or(cfg.User, "1000:1000"),
 	}
-	e.pool = newPool(e, cfg.Pool, cfg.PoolBudget)
 	return e
 }
 
