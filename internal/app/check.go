@@ -30,8 +30,8 @@ func CheckPlugin(ctx context.Context, cfg config.Config, path string, w io.Write
 		fmt.Fprintf(w, "%s %s\n", mark, fmt.Sprintf(format, args...))
 	}
 
-	cfg.PluginDir = ""
-	cfg.Pool = nil
+	cfg.Plugins.Dir = ""
+	cfg.Pool.Targets = nil
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: io.Discard})
 	a, err := newApp(ctx, cfg, log, []string{path}, nil)
 	if err != nil {
