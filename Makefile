@@ -106,7 +106,7 @@ proto:
 	PATH=$(CURDIR)/.cache/tools:$$PATH protoc \
 		--go_out=. --go_opt=module=github.com/runhost/runhost \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/runhost/runhost \
-		shared/internal/pluginpb/runtime.proto
+		internal/pluginwire/pluginpb/runtime.proto
 
 ## lint: gofmt, go vet, staticcheck, govulncheck
 lint:

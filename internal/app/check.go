@@ -62,7 +62,7 @@ func CheckPlugin(ctx context.Context, cfg config.Config, path string, w io.Write
 		}
 		versions = append(versions, s)
 	}
-	check(true, "describes runtime %q, aliases [%s], versions %s, capabilities [%s]", d.Name, strings.Join(d.Aliases, " "), strings.Join(versions, ", "), strings.Join(d.Capabilities, " "))
+	check(true, "describes runtime %q, aliases [%s], versions %s, capabilities %s", d.Name, strings.Join(d.Aliases, " "), strings.Join(versions, ", "), d.Capabilities)
 	for _, v := range d.Versions {
 		check(v.SelfTest.Code != "" && v.SelfTest.ExpectedStdout != "", "version %s declares a self-test (code and expected stdout)", v.Version)
 		if v.Image == "" {
