@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,7 +134,10 @@ var (
 func explainStartError(err error, startTimeout time.Duration) error {
 	msg := err.Error()
 	if m := incompatible.FindStringSubmatch(msg); m != nil {
-		return fmt.Errorf("plugin speaks protocol version %s but this host speaks %s: rebuild the plugin against a runhost SDK of a matching protocol version", m[1], strings.ReplaceAll(m[2], " ", ", "))
+		// go-plugin lists the host's versions in map order; sort them.
+		versions := strings.Fields(m[2])
+		slices.Sort(versions)
+		return fmt.Errorf("plugin speaks protocol version %s but this host speaks %s: rebuild the plugin against a runhost SDK of a matching protocol version", m[1], strings.Join(versions, ", "))
 	}
 	switch m := strayStdout.FindStringSubmatch(msg); {
 	case strings.Contains(msg, "Failed to read any lines from plugin's stdout"),
