@@ -29,6 +29,9 @@ func TestPoolHandOff(t *testing.T) {
 		t.Fatalf("%d pool containers, want 1", len(pooled))
 	}
 	warm := pooled[0]
+	if warm.config.User != "1000:1000" || warm.config.Labels[LabelPool] != "true" || !warm.host.ReadonlyRootfs || warm.host.NetworkMode != "none" {
+		t.Errorf("the warm container lacks the run user, the pool label or a run's hardening")
+	}
 
 	misfits := []struct {
 		name string

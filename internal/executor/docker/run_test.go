@@ -306,18 +306,26 @@ func TestRunRemovesItsContainerOnEveryPath(t *testing.T) {
 // A removal the engine refuses (it restarts, say) is retried in the
 // background until the container is gone.
 func TestRunRetriesAFailedRemoval(t *testing.T) {
-	for _, command := range []string{"exit 0", "hang"} { // removed in the background; removed before Run returns
-		t.Run(command, func(t *testing.T) {
+	tests := []struct {
+		name    string
+		command string
+		cancel  bool
+	}{
+		{"after a run, in the background", "exit 0", false},
+		{"after a cancelled run, before Run returns", "hang", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeEngine(testImage)
 			f.failRemovals = map[string]int{"runhost-r1": 2}
 			e := newTestExecutor(t, f)
-			job := testJob("r1", command)
+			job := testJob("r1", tt.command)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			f.running = make(chan string, 1)
 			go func() {
 				<-f.running
-				if command == "hang" {
+				if tt.cancel {
 					cancel()
 				}
 			}()
