@@ -21,6 +21,8 @@ type SessionRequest struct {
 	TTLS      int64   `json:"ttl_s,omitempty"` // idle time before it is removed
 	MemoryMB  int64   `json:"memory_mb,omitempty"`
 	CPUs      float64 `json:"cpus,omitempty"`
+	// Network: hosts the session's runs may reach (as a run's network).
+	Network *Network `json:"network,omitempty"`
 }
 
 func (s *Server) sessionRoutes() {
@@ -58,6 +60,7 @@ func (s *Server) createSession(c echo.Context) error {
 		Version:   req.Version,
 		Workspace: req.Workspace,
 		Limits:    policy.Requested{MemoryBytes: req.MemoryMB << 20, CPUs: req.CPUs},
+		Network:   networkRequest(req.Network),
 	}, time.Duration(req.TTLS)*time.Second)
 	release() // the session is made: its answer is written without the slot
 	if err != nil {

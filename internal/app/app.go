@@ -197,7 +197,14 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 			return nil, fmt.Errorf("RUNHOST_API_KEYS_FILE: %w", err)
 		}
 		log.Info("API keys loaded", "keys", keys.Len())
+		if names := keys.EgressKeys(); len(names) > 0 && cfg.Executor == "kubernetes" {
+			reg.Close()
+			_ = exec.Close()
+			return nil, fmt.Errorf("RUNHOST_API_KEYS_FILE: keys %s are granted egress=, but network for runs is not available on Kubernetes (only dependency installs reach the egress proxy)", strings.Join(names, ", "))
+		}
 	}
+	anonymous := auth.Anonymous()
+	anonymous.Egress, anonymous.EgressDefault, anonymous.BuildEgress = cfg.RunEgressAllow, cfg.RunEgressDefault, cfg.BuildNetwork
 	adm := admission.New(admission.Config{
 		MaxInFlight: int(cfg.MaxRuns),
 		MaxQueue:    int(cfg.QueueLength),
@@ -226,7 +233,7 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 		MaxTotal:    int(cfg.MaxSessions),
 	}, run, log.Named("sessions"))
 	srv := api.New(api.Config{
-		MaxBodyBytes: cfg.MaxBodyBytes, Keys: keys, Admission: adm, Metrics: met,
+		MaxBodyBytes: cfg.MaxBodyBytes, Keys: keys, Admission: adm, Metrics: met, Anonymous: anonymous,
 		Guard: api.GuardConfig{
 			ListenAddr: cfg.Addr, HasKeys: keys != nil,
 			AllowedOrigins: cfg.AllowedOrigins, AllowedHosts: cfg.AllowedHosts,
@@ -366,7 +373,6 @@ func PolicyConfig(cfg config.Config) (policy.Config, error) {
 
 		BuildTimeout:    cfg.BuildTimeout,
 		BuildMemory:     cfg.BuildMemoryMB << 20,
-		BuildNetwork:    cfg.BuildNetwork,
 		MaxContextBytes: cfg.MaxContextBytes,
 		BuildLogBytes:   cfg.BuildLogBytes,
 		BuildPids:       cfg.BuildPids,

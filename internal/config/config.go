@@ -61,6 +61,8 @@ type Config struct {
 	EgressAllow         []string // hosts install steps may reach
 	EgressCIDRs         []string // private ranges they may reach
 	EgressPath          string   // the runhost-egress binary
+	RunEgressAllow      []string // hosts runs of a host without keys may reach
+	RunEgressDefault    bool     // and every run gets them without asking
 	PipIndexURL         string
 	NpmRegistry         string
 	CABundle            string // PEM file given to install steps (and builds)
@@ -224,6 +226,8 @@ func settings() []Setting {
 		{"RUNHOST_EGRESS_ALLOW", "", "comma-separated hosts install steps may reach through the egress proxy (`host`, `*.domain`, `host:port`)", list(func(c *Config) *[]string { return &c.EgressAllow })},
 		{"RUNHOST_EGRESS_ALLOW_CIDRS", "", "comma-separated private address ranges the proxy may reach (private, loopback and link-local addresses are refused otherwise)", list(func(c *Config) *[]string { return &c.EgressCIDRs })},
 		{"RUNHOST_EGRESS_PATH", "", "the static egress proxy binary", str(func(c *Config) *string { return &c.EgressPath })},
+		{"RUNHOST_RUN_EGRESS_ALLOW", "", "host without keys: comma-separated hosts its runs may reach through the egress proxy when they ask (`network`), as a key's `egress=` option (`host`, `*.domain`, `host:port`; names only, no IP addresses, private names or wildcards over a public suffix); empty: runs have no network", list(func(c *Config) *[]string { return &c.RunEgressAllow })},
+		{"RUNHOST_RUN_EGRESS_DEFAULT", "false", "host without keys: every run gets RUNHOST_RUN_EGRESS_ALLOW without asking (a key's `egress-default`), so clients with no `network` parameter reach those hosts", boolean(func(c *Config) *bool { return &c.RunEgressDefault })},
 		{"RUNHOST_PIP_INDEX_URL", "", "package index for pip installs (pip's default, PyPI, when empty)", str(func(c *Config) *string { return &c.PipIndexURL })},
 		{"RUNHOST_NPM_REGISTRY", "", "registry for npm installs (npm's default when empty)", str(func(c *Config) *string { return &c.NpmRegistry })},
 		{"RUNHOST_CA_BUNDLE", "", "PEM bundle trusted by install steps and builds, for TLS-intercepting proxies (e.g. `/etc/ssl/certs/ca-certificates.crt`)", str(func(c *Config) *string { return &c.CABundle })},
@@ -236,7 +240,7 @@ func settings() []Setting {
 		{"RUNHOST_ALLOWED_IMAGES", "", "comma-separated image patterns (`*` matches anything) a request may name with `image` or in a Dockerfile (FROM, COPY --from, RUN --mount from=); empty means the runtimes' own images; image IDs and runhost's own images (runhost/build, runhost/egress, ...) are refused whatever it says", list(func(c *Config) *[]string { return &c.AllowedImages })},
 		{"RUNHOST_BUILD_TIMEOUT_MS", "300000", "wall-clock timeout of one Dockerfile build", dur(func(c *Config) *time.Duration { return &c.BuildTimeout }, time.Millisecond)},
 		{"RUNHOST_BUILD_MEMORY_MB", "2048", "memory limit of a build: BuildKit and every RUN step together (RUNHOST_BUILD_DISK_MB comes on top)", integer(func(c *Config) *int64 { return &c.BuildMemoryMB })},
-		{"RUNHOST_BUILD_NETWORK", "false", "whether RUN steps of a Dockerfile build reach the network, only through the egress proxy (RUNHOST_EGRESS_ALLOW); without it they have no network at all", boolean(func(c *Config) *bool { return &c.BuildNetwork })},
+		{"RUNHOST_BUILD_NETWORK", "false", "host without keys: whether RUN steps of a Dockerfile build reach the network, only through the egress proxy (RUNHOST_EGRESS_ALLOW); without it they have no network at all. With keys, the keys file grants it per key (`build-egress`) and this must stay false", boolean(func(c *Config) *bool { return &c.BuildNetwork })},
 		{"RUNHOST_BUILD_PIDS_LIMIT", "512", "processes and threads of one build, BuildKit's own included", integer(func(c *Config) *int64 { return &c.BuildPids })},
 		{"RUNHOST_BUILD_DISK_MB", "2048", "BuildKit's working storage in a build (base layers, snapshots, the exported image): a tmpfs, so it counts as memory", integer(func(c *Config) *int64 { return &c.BuildDiskMB })},
 		{"RUNHOST_BUILD_IMAGE_MB", "2048", "largest image a build may hand the engine: the layers it adds (the bases' the engine has are not sent again; with the containerd image store they are, and count); counted as it streams, and the engine loads nothing of a larger one", integer(func(c *Config) *int64 { return &c.BuildImageMB })},
@@ -444,6 +448,19 @@ func (c *Config) validate() error {
 		if _, err := netip.ParsePrefix(c); err != nil {
 			errs = append(errs, fmt.Errorf("RUNHOST_EGRESS_ALLOW_CIDRS: %w", err))
 		}
+	}
+	if hosts, err := egress.CheckPatterns(c.RunEgressAllow); err != nil {
+		errs = append(errs, fmt.Errorf("RUNHOST_RUN_EGRESS_ALLOW: %w", err))
+	} else {
+		c.RunEgressAllow = hosts
+	}
+	check(!c.RunEgressDefault || len(c.RunEgressAllow) > 0, "RUNHOST_RUN_EGRESS_DEFAULT=true needs RUNHOST_RUN_EGRESS_ALLOW: the hosts every run may reach")
+	if c.APIKeysFile != "" {
+		check(len(c.RunEgressAllow) == 0 && !c.RunEgressDefault, "RUNHOST_RUN_EGRESS_ALLOW and RUNHOST_RUN_EGRESS_DEFAULT are for a host without keys; with RUNHOST_API_KEYS_FILE grant hosts per key (egress=HOST,... and egress-default)")
+		check(!c.BuildNetwork, "RUNHOST_BUILD_NETWORK is for a host without keys; with RUNHOST_API_KEYS_FILE grant it per key (build-egress)")
+	}
+	if c.Executor == "kubernetes" {
+		check(len(c.RunEgressAllow) == 0, "RUNHOST_RUN_EGRESS_ALLOW: network for runs is not available on Kubernetes (only dependency installs reach the egress proxy)")
 	}
 	check(c.MaxRuns > 0 && c.QueueWait > 0, "RUNHOST_MAX_RUNS and RUNHOST_QUEUE_WAIT_MS must be positive")
 	check(c.WriteTimeout > 0, "RUNHOST_WRITE_TIMEOUT_MS must be positive")
