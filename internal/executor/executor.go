@@ -6,6 +6,7 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -97,6 +98,16 @@ type Job struct {
 	// Network, when set, lets the run reach its hosts through the egress
 	// proxy; the container still gets no network interface of its own.
 	Network *Network
+
+	// Kernel, in a session, starts the session's resident interpreter:
+	// Command (with Files, Env, WorkDir) is a driver speaking
+	// Kernel.Protocol, kept running for the session's life.
+	Kernel *Kernel
+	// Cell, in an interpreter session, sends Stdin to the resident
+	// interpreter as one cell of code instead of starting Command.
+	Cell bool
+	// Results, when set, receives each rich result of a cell as it comes.
+	Results func(RichResult)
 }
 
 // Network is what a granted run may reach: the egress proxy, for the
@@ -117,6 +128,30 @@ type NetworkLog struct {
 	Contacted []string
 	Refused   []string
 	Failed    []string
+}
+
+// Kernel says how a session's resident interpreter is driven.
+type Kernel struct {
+	Protocol string // the driver protocol, e.g. "runhost-kernel/1"
+	// InterruptGrace is how long an interrupted cell may take to stop
+	// before the interpreter is restarted (its state lost).
+	InterruptGrace time.Duration
+	// ResultBytes bounds the rich results of one cell.
+	ResultBytes int64
+}
+
+// RichResult is one rich output of a cell: a MIME bundle as Jupyter's,
+// {"text/plain": "...", "image/png": "<base64>", ...}, with its metadata.
+type RichResult struct {
+	Data     map[string]json.RawMessage `json:"data"`
+	Metadata map[string]json.RawMessage `json:"metadata,omitempty"`
+}
+
+// CellError is the exception a cell raised.
+type CellError struct {
+	Name      string   `json:"name"`
+	Value     string   `json:"value"`
+	Traceback []string `json:"traceback,omitempty"`
 }
 
 // Install is a dependency installation step, cached by Key.
@@ -268,6 +303,13 @@ type Result struct {
 	// Network is what a run with a Network asked the proxy for; nil
 	// for runs without one.
 	Network *NetworkLog
+
+	// A cell of an interpreter session also has its rich results, the
+	// exception it raised, and whether its interpreter had to be started
+	// again (state lost).
+	Results   []RichResult
+	CellError *CellError
+	Restarted bool
 }
 
 // StepInfo says how a step before the run went.

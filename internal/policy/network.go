@@ -59,18 +59,31 @@ func RunNetwork(g NetworkGrant, asked *NetworkRequest) ([]string, error) {
 		}
 		return nil, nil
 	}
-	if len(asked.Allow) > maxNetworkHosts {
-		return nil, fmt.Errorf("%w: network.allow has %d entries, at most %d", ErrBadNetwork, len(asked.Allow), maxNetworkHosts)
-	}
-	hosts, err := egress.CheckPatterns(asked.Allow)
+	hosts, err := NetworkHosts(asked)
 	if err != nil {
-		return nil, fmt.Errorf("network.allow: %w", err)
+		return nil, err
 	}
 	if out := egress.Outside(g.Hosts, hosts); len(out) > 0 {
 		return nil, &NetworkError{Outside: out, Granted: g.Hosts}
 	}
 	if len(hosts) == 0 {
 		return nil, nil
+	}
+	return hosts, nil
+}
+
+// NetworkHosts checks what a request asks for (at most maxNetworkHosts
+// host patterns) and returns it normalised; errors wrap ErrBadNetwork.
+func NetworkHosts(asked *NetworkRequest) ([]string, error) {
+	if asked == nil {
+		return nil, nil
+	}
+	if len(asked.Allow) > maxNetworkHosts {
+		return nil, fmt.Errorf("%w: network.allow has %d entries, at most %d", ErrBadNetwork, len(asked.Allow), maxNetworkHosts)
+	}
+	hosts, err := egress.CheckPatterns(asked.Allow)
+	if err != nil {
+		return nil, fmt.Errorf("network.allow: %w", err)
 	}
 	return hosts, nil
 }

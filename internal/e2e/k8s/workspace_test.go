@@ -16,6 +16,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/runhost/runhost/internal/auth"
+	"github.com/runhost/runhost/internal/e2e/scenario"
 )
 
 // claimOver makes a PersistentVolume over dir (hostPath: the test cluster
@@ -113,4 +116,24 @@ func TestWorkspacesOnKubernetes(t *testing.T) {
 		}
 		h.do(http.MethodDelete, "/sessions/"+s.ID, "")
 	})
+}
+
+// TestTenancyOnKubernetes: the tenancy scenario the Docker suite runs
+// (scenario.Tenancy), on run and session pods mounting the workspace claim.
+func TestTenancyOnKubernetes(t *testing.T) {
+	root := t.TempDir()
+	claim := claimOver(t, root)
+	keys := map[string]string{}
+	var lines strings.Builder
+	for _, l := range scenario.TenancyKeys {
+		name, opts, _ := strings.Cut(l, " ")
+		keys[name] = auth.NewKey()
+		fmt.Fprintf(&lines, "%s %s %s\n", name, auth.Hash(keys[name]), opts)
+	}
+	file := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(file, []byte(lines.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startHost(t, "RUNHOST_WORKSPACE_ROOT="+root, "DIND_WORKSPACE_PATH=/workspaces", "RUNHOST_K8S_WORKSPACE_CLAIM="+claim, "RUNHOST_API_KEYS_FILE="+file)
+	scenario.Tenancy(t, func(name string) scenario.Caller { return scenario.HTTPCaller(t, h.url, keys[name]) }, root, false)
 }
