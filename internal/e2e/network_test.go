@@ -475,7 +475,7 @@ func TestBuildNetworkByKeyGrant(t *testing.T) {
 	h := startBuildHost(t, append(idx.env(), "RUNHOST_API_KEYS_FILE="+keys)...)
 	indexHost := strings.Split(strings.TrimPrefix(idx.PipIndexURL, "http://"), ":")[0]
 	dockerfile := "FROM runhost/python:3.11\n" + nonceLine(t) +
-		"RUN pip install --no-cache-dir --user --break-system-packages --index-url " + idx.PipIndexURL + " --trusted-host " + indexHost + " runhost-greet==1.0\n" +
+		"RUN pip install --no-cache-dir --break-system-packages --index-url " + idx.PipIndexURL + " --trusted-host " + indexHost + " runhost-greet==1.0\n" +
 		"CMD [\"python3\", \"-c\", \"import runhost_greet; print('installed')\"]\n"
 
 	res := h.as(key["builder"]).run("dockerfile", map[string]any{"dockerfile": dockerfile})
@@ -490,7 +490,6 @@ func TestBuildNetworkByKeyGrant(t *testing.T) {
 		t.Errorf("the failed build's log does not say it had no network: %s", res.Build.Log)
 	}
 }
-
 
 func buildLog(res runResult) string {
 	if res.Build == nil {
