@@ -158,9 +158,9 @@ func testCertificates(t *testing.T, names ...string) (caPEM, certPEM, keyPEM []b
 }
 
 // keysFile writes one fresh key per line ("name [option ...]").
-func keysFile(t *testing.T, lines ...string) (string, map[string]string) {
+func keysFile(t *testing.T, lines ...string) (string, tenants) {
 	t.Helper()
-	keys := map[string]string{}
+	keys := tenants{}
 	var b strings.Builder
 	for _, l := range lines {
 		name, opts, _ := strings.Cut(l, " ")
