@@ -307,7 +307,7 @@ func settings() []Setting {
 		{"RUNHOST_PLUGIN_CALL_TIMEOUT_MS", "5000", "deadline of one call into a plugin", millis(func(c *Config) *time.Duration { return &c.Plugins.CallTimeout })},
 		{"RUNHOST_SHUTDOWN_TIMEOUT_MS", "30000", "on SIGTERM, how long in-flight runs may finish before they are killed", millis(func(c *Config) *time.Duration { return &c.Server.ShutdownTimeout })},
 		{"RUNHOST_SWEEP_INTERVAL_MS", "60000", "how often containers left past their deadline are removed", millis(func(c *Config) *time.Duration { return &c.Engine.SweepInterval })},
-		{"RUNHOST_ALLOW_INSTALL_NETWORK", "true", "whether dependency installs (pip, npm) get network access; runs never do", boolean(func(c *Config) *bool { return &c.Installs.AllowNetwork })},
+		{"RUNHOST_ALLOW_INSTALL_NETWORK", "true", "whether dependency installs (pip, npm) get network access; runs only by a grant (a key's `egress=`, RUNHOST_RUN_EGRESS_ALLOW)", boolean(func(c *Config) *bool { return &c.Installs.AllowNetwork })},
 		{"RUNHOST_INSTALL_NETWORK", "bridge", "the Docker network the egress proxy joins; install steps themselves have no network and reach only the proxy", str(func(c *Config) *string { return &c.Egress.Network })},
 		{"RUNHOST_EGRESS_ALLOW", "", "comma-separated hosts install steps may reach through the egress proxy (`host`, `*.domain`, `host:port`)", list(func(c *Config) *[]string { return &c.Egress.Allow })},
 		{"RUNHOST_EGRESS_ALLOW_CIDRS", "", "comma-separated private address ranges the proxy may reach (private, loopback and link-local addresses are refused otherwise)", cidrs(func(c *Config) *[]netip.Prefix { return &c.Egress.CIDRs })},
