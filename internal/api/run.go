@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/labstack/echo/v4"
 
 	"github.com/runhost/runhost/internal/executor"
@@ -191,14 +192,19 @@ func (s *Server) answer(c echo.Context, req runner.Request, release func(), run 
 // audit writes one line per run request: who, what, with which limits,
 // and how it ended. It never contains the code or the key, only a hash.
 func (s *Server) audit(c echo.Context, req runner.Request, res runner.Result, err error, d time.Duration) {
+	s.auditRun(s.requestLog(c), keyID(c), req, res, err, d)
+}
+
+// auditRun writes the audit line of a run to log, for the key named key.
+func (s *Server) auditRun(log hclog.Logger, key string, req runner.Request, res runner.Result, err error, d time.Duration) {
 	outcome := outcomeOf(res, err)
 	runtime := res.Runtime
 	if runtime == "" {
 		runtime = req.Runtime
 	}
 	s.cfg.Metrics.Run(runtime, outcome, d)
-	s.requestLog(c).Info("audit",
-		"key", keyID(c),
+	log.Info("audit",
+		"key", key,
 		"run_id", res.RunID,
 		"runtime", runtime,
 		"version", res.Version,

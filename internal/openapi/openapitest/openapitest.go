@@ -26,10 +26,10 @@ func Load(ctx context.Context) (*openapi3.T, error) {
 }
 
 // NotNative reports whether path belongs to what the host serves beside
-// the native API (Piston's API, the playground), which the document leaves
-// out.
+// the native API (Piston's API, the playground, MCP), which the document
+// leaves out.
 func NotNative(path string) bool {
-	return path == "/" || path == "/api/v2" || strings.HasPrefix(path, "/api/v2/") || strings.HasPrefix(path, "/playground/")
+	return path == "/" || path == "/mcp" || path == "/api/v2" || strings.HasPrefix(path, "/api/v2/") || strings.HasPrefix(path, "/playground/")
 }
 
 // restParam is the path parameter that takes the rest of the path, slashes

@@ -1,0 +1,44 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/runhost/runhost/internal/auth"
+	"github.com/runhost/runhost/internal/mcp"
+	"github.com/runhost/runhost/internal/runner"
+	"github.com/runhost/runhost/shared"
+)
+
+// mcpRoute serves the Model Context Protocol at /mcp (internal/mcp):
+// behind the same middleware as every route (browser guard, API key), for
+// the caller the key names, with the HTTP API's error codes and audit log.
+func (s *Server) mcpRoute() {
+	h := mcp.New(mcp.Deps{
+		Runner:       s.runner,
+		Sessions:     s.sessions,
+		Workspaces:   s.workspaces,
+		Admission:    s.cfg.Admission,
+		MaxBodyBytes: s.cfg.MaxBodyBytes,
+		Code:         statusOf,
+		Audit:        s.auditTool,
+		Log:          s.log.Named("mcp"),
+	})
+	s.echo.Match([]string{http.MethodGet, http.MethodPost, http.MethodDelete}, "/mcp", func(c echo.Context) error {
+		r := c.Request()
+		h.ServeHTTP(c.Response(), r.WithContext(mcp.WithCaller(r.Context(), caller(c))))
+		return nil
+	})
+}
+
+// auditTool records a tool call that ran code, as audit does a run.
+func (s *Server) auditTool(ctx context.Context, req runner.Request, res runner.Result, err error, d time.Duration) {
+	key := req.Caller.Name
+	if key == "" {
+		key = auth.AnonymousName
+	}
+	s.auditRun(s.log.With("request_id", shared.RequestID(ctx), "front_end", "mcp"), key, req, res, err, d)
+}
