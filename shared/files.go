@@ -41,14 +41,3 @@ func SourceFiles(req RunRequest, mainName string) (files []File, entry string, e
 		return nil, "", Invalidf("no code: give code or files")
 	}
 }
-
-// FindVersion returns the version of versions named v (as the host resolved
-// it for Plan), so Plan can find the version's image.
-func FindVersion(versions []Version, v string) (Version, bool) {
-	for _, x := range versions {
-		if x.Version == v {
-			return x, true
-		}
-	}
-	return Version{}, false
-}

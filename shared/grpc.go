@@ -5,54 +5,26 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/runhost/runhost/shared/internal/pluginpb"
+	"github.com/runhost/runhost/internal/pluginwire"
+	"github.com/runhost/runhost/internal/pluginwire/pluginpb"
 )
 
-// GRPCPlugin is the go-plugin glue for a Runtime. Plugin authors do not use it
-// directly; Serve and the host do.
-type GRPCPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	Impl Runtime // set on the plugin side only
-}
+// The plugin's side of the protocol. The host's side is internal/pluginhost;
+// each side converts the messages it receives and sends.
 
-var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
-
-// GRPCServer registers the runtime service on the plugin's gRPC server.
-func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pluginpb.RegisterRuntimeServer(s, &grpcServer{impl: p.Impl})
-	return nil
-}
-
-// GRPCClient returns the host's view of the plugin: a Runtime whose calls go
-// over c and honour the caller's context.
-func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &grpcClient{client: pluginpb.NewRuntimeClient(c)}, nil
-}
-
-// grpcClient runs on the host and forwards calls to the plugin process.
-type grpcClient struct {
-	client pluginpb.RuntimeClient
-}
-
-func (c *grpcClient) Describe(ctx context.Context) (Description, error) {
-	resp, err := c.client.Describe(ctx, &pluginpb.DescribeRequest{})
-	if err != nil {
-		return Description{}, fromStatus(err)
+func init() {
+	pluginwire.RegisterRuntime = func(s *grpc.Server, impl any) error {
+		rt, ok := impl.(Runtime)
+		if !ok {
+			return fmt.Errorf("%T does not implement shared.Runtime", impl)
+		}
+		pluginpb.RegisterRuntimeServer(s, &grpcServer{impl: rt})
+		return nil
 	}
-	return descriptionFromProto(resp), nil
-}
-
-func (c *grpcClient) Plan(ctx context.Context, req RunRequest) (Spec, error) {
-	resp, err := c.client.Plan(ctx, planRequestToProto(req))
-	if err != nil {
-		return Spec{}, fromStatus(err)
-	}
-	return specFromProto(resp.GetSpec()), nil
 }
 
 // grpcServer runs in the plugin process and calls the author's Runtime.
@@ -89,35 +61,4 @@ func toStatus(err error) error {
 	default:
 		return status.Error(codes.Unknown, err.Error())
 	}
-}
-
-// fromStatus turns a gRPC status back into the SDK's errors.
-func fromStatus(err error) error {
-	st, ok := status.FromError(err)
-	if !ok {
-		return err
-	}
-	switch st.Code() {
-	case codes.InvalidArgument:
-		return &RequestError{Message: st.Message()}
-	case codes.DeadlineExceeded:
-		return fmt.Errorf("%s: %w", st.Message(), context.DeadlineExceeded)
-	case codes.Canceled:
-		return fmt.Errorf("%s: %w", st.Message(), context.Canceled)
-	case codes.Unavailable:
-		return fmt.Errorf("%w: %s", ErrConnectionLost, st.Message())
-	default:
-		return errors.New(st.Message())
-	}
-}
-
-// recoverPanics turns a panic in a plugin method into an error, so one bad
-// request cannot kill the plugin process for everyone else.
-func recoverPanics(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = status.Errorf(codes.Internal, "plugin panicked in %s: %v", info.FullMethod, r)
-		}
-	}()
-	return handler(ctx, req)
 }

@@ -17,7 +17,7 @@ type Runtime interface {
 
 // Capability names an optional request feature a runtime supports. The host
 // refuses requests that use a feature the runtime does not declare.
-type Capability = string
+type Capability string
 
 const (
 	CapStdin       Capability = "stdin"        // the program reads the request's stdin
@@ -54,14 +54,15 @@ type SelfTest struct {
 }
 
 // RunRequest is a run request as a plugin sees it. The host has already
-// checked sizes and paths and resolved Version to one the plugin described.
+// checked sizes and paths, and resolved Version to one the plugin described.
 type RunRequest struct {
-	Version string
-	Code    string // shorthand for the runtime's main file; empty when Files is used
-	Files   []File
-	Entry   string // the file to run, one of Files; empty means the first
-	Args    []string
-	Env     map[string]string
+	Version      string // exactly one of the described versions
+	VersionImage string // that version's Image, as described
+	Code         string // shorthand for the runtime's main file; empty when Files is used
+	Files        []File
+	Entry        string // the file to run, one of Files; empty means the first
+	Args         []string
+	Env          map[string]string
 
 	// Packages are dependencies to install before the run, as the caller
 	// wrote them (pip requirement lines, npm package specs). CapPackages.
@@ -93,7 +94,7 @@ type File struct {
 // the host decides everything else (user, network, mounts, hardening) and
 // refuses a spec that asks for more than its policy grants.
 type Spec struct {
-	Image   string            // must be the image of the planned version
+	Image   string            // the request's VersionImage (or an allowed custom image)
 	Files   []File            // placed in the run directory before Command starts
 	Command []string          // argv; relative paths resolve in the run directory
 	Env     map[string]string // environment of the program

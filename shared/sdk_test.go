@@ -17,7 +17,12 @@ import (
 // crossed the wire intact.
 type echoRuntime struct{ desc shared.Description }
 
-func (e echoRuntime) Describe(context.Context) (shared.Description, error) { return e.desc, nil }
+func (e echoRuntime) Describe(context.Context) (shared.Description, error) {
+	if e.desc.Name == "" {
+		return shared.Description{Name: "echo", Versions: []shared.Version{{Version: "1", Image: "img:1", Default: true}}}, nil
+	}
+	return e.desc, nil
+}
 
 func (e echoRuntime) Plan(ctx context.Context, req shared.RunRequest) (shared.Spec, error) {
 	switch req.Code {
@@ -39,7 +44,7 @@ func (e echoRuntime) Plan(ctx context.Context, req shared.RunRequest) (shared.Sp
 		}, nil
 	}
 	return shared.Spec{
-		Image:   "img:" + req.Version,
+		Image:   req.VersionImage,
 		Files:   append(req.Files, shared.File{Path: "main", Content: []byte(req.Code)}),
 		Command: append([]string{"run", req.Entry}, req.Args...),
 		Env:     req.Env,
@@ -56,7 +61,7 @@ func TestRoundTripThroughGRPC(t *testing.T) {
 		Capabilities: []shared.Capability{shared.CapStdin, shared.CapFiles},
 		Versions: []shared.Version{
 			{Version: "1.0", Image: "img:1.0", Default: true, SelfTest: shared.SelfTest{Code: "x", ExpectedStdout: "OK\n"}},
-			{Version: "2.0", Image: "img:2.0"},
+			{Version: "2.0", Image: "registry.example/echo:2.0"},
 		},
 	}
 	rt := plugintest.Connect(t, echoRuntime{desc})
@@ -82,7 +87,7 @@ func TestRoundTripThroughGRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := shared.Spec{
-		Image:   "img:2.0",
+		Image:   "registry.example/echo:2.0", // the host sent the version's image
 		Files:   []shared.File{{Path: "data.bin", Content: binary}, {Path: "main", Content: []byte("print(1)")}},
 		Command: []string{"run", "data.bin", "a", ""},
 		Env:     map[string]string{"K": "v"},
@@ -212,5 +217,42 @@ func TestSourceFiles(t *testing.T) {
 				t.Errorf("got %v entry %q, want %v entry %q", paths, entry, tt.paths, tt.entry)
 			}
 		})
+	}
+}
+
+// versionProbe reports the version, image and request id a Plan call
+// arrives with.
+type versionProbe struct{ echoRuntime }
+
+func (p versionProbe) Plan(ctx context.Context, req shared.RunRequest) (shared.Spec, error) {
+	return shared.Spec{Image: req.VersionImage, Command: []string{req.Version, shared.RequestID(ctx)}}, nil
+}
+
+func TestConnectCompletesRequestsAsTheHostDoes(t *testing.T) {
+	rt := plugintest.Connect(t, versionProbe{echoRuntime{shared.Description{Name: "probe", Versions: []shared.Version{
+		{Version: "1", Image: "probe:1"},
+		{Version: "2", Image: "probe:2", Default: true},
+	}}}})
+	tests := []struct {
+		version string
+		image   string
+		exact   string
+	}{
+		{"1", "probe:1", "1"},
+		{"2", "probe:2", "2"},
+		{"", "probe:2", "2"}, // the default
+	}
+	for _, tt := range tests {
+		spec, err := rt.Plan(plugintest.WithRequestID(t.Context(), "req-"+tt.version), shared.RunRequest{Version: tt.version, Code: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{tt.exact, "req-" + tt.version}; spec.Image != tt.image || !reflect.DeepEqual(spec.Command, want) {
+			t.Errorf("version %q: the plugin saw image %q, version and request id %q; want %q, %q", tt.version, spec.Image, spec.Command, tt.image, want)
+		}
+	}
+	// The host never sends a version the plugin did not describe.
+	if _, err := rt.Plan(t.Context(), shared.RunRequest{Version: "3", Code: "x"}); !errors.Is(err, shared.ErrInvalidRequest) {
+		t.Errorf("an undescribed version: %v, want an invalid request", err)
 	}
 }

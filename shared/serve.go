@@ -7,15 +7,17 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc"
+
+	"github.com/runhost/runhost/internal/pluginwire"
 )
 
 // Serve runs impl as a runhost plugin and returns when the host disconnects.
 // Call it from main and do nothing else there: a plugin must never write to
-// stdout (it carries the handshake). Log with the logger from Logger; it
-// writes JSON to stderr, which the host folds into its own log.
+// stdout (it carries the handshake). Log with Log or Logger; they write JSON
+// to stderr, which the host folds into its own log.
 func Serve(impl Runtime) {
-	if os.Getenv(Handshake.MagicCookieKey) != Handshake.MagicCookieValue {
+	hs := pluginwire.Handshake
+	if os.Getenv(hs.MagicCookieKey) != hs.MagicCookieValue {
 		// Started by hand, not by the host: say what this is instead of
 		// go-plugin's generic notice.
 		fmt.Fprintf(os.Stderr, "%s is a runhost runtime plugin: the runhost host starts it, it is not run by hand.\n"+
@@ -24,26 +26,17 @@ func Serve(impl Runtime) {
 		os.Exit(2)
 	}
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig:  Handshake,
-		VersionedPlugins: PluginSets(impl),
-		GRPCServer:       NewGRPCServer,
-		Logger:           Logger(),
+		HandshakeConfig: hs,
+		VersionedPlugins: map[int]plugin.PluginSet{
+			pluginwire.ProtocolVersion: {pluginwire.PluginName: &pluginwire.Plugin{Impl: impl}},
+		},
+		GRPCServer: pluginwire.NewServer,
+		Logger:     Logger(),
 	})
 }
 
-// NewGRPCServer builds the plugin's gRPC server: panics become errors and
-// messages may carry a full request's files.
-func NewGRPCServer(opts []grpc.ServerOption) *grpc.Server {
-	opts = append(opts,
-		grpc.ChainUnaryInterceptor(recoverPanics),
-		grpc.MaxRecvMsgSize(MaxMessageBytes),
-		grpc.MaxSendMsgSize(MaxMessageBytes),
-	)
-	return grpc.NewServer(opts...)
-}
-
-// Logger returns the plugin-side logger: hclog JSON on stderr, which the host
-// parses and re-logs under the plugin's name. Use Log(ctx) inside a call.
+// Logger returns the plugin's logger: hclog JSON on stderr, which the host
+// parses and re-logs under the plugin's name. Inside a call, use Log(ctx).
 func Logger() hclog.Logger {
 	loggerOnce.Do(func() {
 		// No name: the host files the lines under the plugin's own name.

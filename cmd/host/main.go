@@ -132,8 +132,8 @@ func setup() (config.Config, hclog.Logger, bool) {
 	}
 	log := hclog.New(&hclog.LoggerOptions{
 		Name:       "runhost",
-		Level:      hclog.LevelFromString(cfg.LogLevel),
-		JSONFormat: cfg.LogFormat == "json",
+		Level:      hclog.LevelFromString(cfg.Server.LogLevel),
+		JSONFormat: cfg.Server.LogFormat == "json",
 		Output:     os.Stderr,
 	})
 	return cfg, log, true
@@ -207,13 +207,13 @@ func serve() int {
 		IdleTimeout: 2 * time.Minute,
 		BaseContext: func(net.Listener) context.Context { return runs },
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
+	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
-		log.Error("cannot listen", "addr", cfg.Addr, "error", err)
+		log.Error("cannot listen", "addr", cfg.Server.Addr, "error", err)
 		return 1
 	}
 	go a.SweepLoop(ctx)
-	if cfg.PluginWatch {
+	if cfg.Plugins.Watch {
 		if err := a.Registry.Watch(ctx); err != nil {
 			log.Warn("not watching the plugin directory; reload with SIGHUP or POST /admin/plugins/reload", "error", err)
 		}
@@ -229,14 +229,14 @@ func serve() int {
 		}
 	}()
 	var background sync.WaitGroup
-	if cfg.SelfTestOnStart {
+	if cfg.Plugins.SelfTestOnStart {
 		background.Go(func() { a.Runner.SelfTest(ctx) })
 	}
 	// Cancelled self-tests still remove their containers before the host exits.
 	defer background.Wait()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("runhost listening", "addr", ln.Addr().String(), "instance", a.Instance, "plugin_dir", cfg.PluginDir)
+	log.Info("runhost listening", "addr", ln.Addr().String(), "instance", a.Instance, "plugin_dir", cfg.Plugins.Dir)
 
 	select {
 	case err := <-served:
@@ -245,8 +245,8 @@ func serve() int {
 	case <-ctx.Done():
 	}
 
-	log.Info("shutting down: no new requests; in-flight runs may finish", "grace", cfg.ShutdownTimeout)
-	grace, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	log.Info("shutting down: no new requests; in-flight runs may finish", "grace", cfg.Server.ShutdownTimeout)
+	grace, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(grace); errors.Is(err, context.DeadlineExceeded) {
 		log.Warn("grace period over: killing the remaining runs")

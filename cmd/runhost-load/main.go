@@ -73,7 +73,7 @@ func main() {
 	go func() { _ = srv.Serve(ln) }()
 	url := "http://" + ln.Addr().String() + "/runtimes/" + *runtime + "/run"
 	body := fmt.Appendf(nil, `{"code":%q}`, *code)
-	fmt.Printf("runhost-load: %d runs of %s at concurrency %d (host: %d in flight, queue %d)\n", *n, *runtime, *c, cfg.MaxRuns, cfg.QueueLength)
+	fmt.Printf("runhost-load: %d runs of %s at concurrency %d (host: %d in flight, queue %d)\n", *n, *runtime, *c, cfg.Admission.MaxRuns, cfg.Admission.QueueLength)
 
 	var sent atomic.Int64
 	var mu sync.Mutex

@@ -51,11 +51,14 @@ func badRequest(code, message string) error {
 // It is the one place that knows which failure is whose fault.
 func statusOf(err error) (int, string) {
 	var ae *apiError
+	var ie *runner.InvalidError
 	var he *echo.HTTPError
 	var maxBytes *http.MaxBytesError
 	switch {
 	case errors.As(err, &ae):
 		return ae.status, ae.code
+	case errors.As(err, &ie): // a request's shape, from any front end
+		return http.StatusBadRequest, ie.Code
 	case errors.Is(err, sessions.ErrNotFound):
 		return http.StatusNotFound, "session_not_found"
 	case errors.Is(err, sessions.ErrBusy):

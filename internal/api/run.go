@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"reflect"
-	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -21,8 +20,6 @@ import (
 
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/outbox"
-	"github.com/runhost/runhost/internal/pathguard"
-	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/runner"
 	"github.com/runhost/runhost/shared"
 )
@@ -126,18 +123,6 @@ type BuildInfo struct {
 	Log          string `json:"log"`
 	LogTruncated bool   `json:"log_truncated"`
 }
-
-// Bounds on a request's shape, checked before any plugin sees it.
-const (
-	maxFiles    = 256
-	maxArgs     = 1024
-	maxArgBytes = 256 << 10
-	maxEnv      = 256
-	maxEnvValue = 64 << 10
-	maxLimit    = 1 << 30 // far above any maximum, low enough not to overflow
-)
-
-var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func (s *Server) run(c echo.Context) (err error) {
 	start := time.Now()
@@ -390,107 +375,50 @@ func jsonKind(t reflect.Type) string {
 	return "object"
 }
 
-// toRunnerRequest checks the request's shape and decodes its files.
+// toRunnerRequest turns the native wire format into the one request model
+// and validates it (runner.Request.Validate, which every front end shares):
+// only what is particular to this format is checked here, the encoding of
+// files and requirements against packages.
 func toRunnerRequest(runtime string, req RunRequest) (runner.Request, error) {
-	switch {
-	case req.TimeoutMS > maxLimit || req.TimeoutMS < 0:
-		return runner.Request{}, &policy.LimitError{Field: "timeout_ms", Msg: fmt.Sprintf("%d is out of range", req.TimeoutMS)}
-	case req.MemoryMB > maxLimit || req.MemoryMB < 0:
-		return runner.Request{}, &policy.LimitError{Field: "memory_mb", Msg: fmt.Sprintf("%d is out of range", req.MemoryMB)}
-	case req.CPUs > maxLimit || req.CPUs < 0:
-		return runner.Request{}, &policy.LimitError{Field: "cpus", Msg: fmt.Sprintf("%g is out of range", req.CPUs)}
-	}
-	hasCommand := req.Command != nil && (len(req.Command.Argv) > 0 || req.Command.Shell != "")
-	if req.Code == "" && len(req.Files) == 0 && !hasCommand && req.Dockerfile == "" && req.ContextPath == "" {
-		return runner.Request{}, badRequest("no_code", "give the program as code or files (or a command, or a dockerfile)")
-	}
 	if len(req.Requirements) > 0 && len(req.Packages) > 0 {
 		return runner.Request{}, badRequest("invalid_request", "give requirements or packages, not both")
 	}
-	if len(req.Files) > maxFiles {
-		return runner.Request{}, badRequest("too_many_files", fmt.Sprintf("%d files, at most %d", len(req.Files), maxFiles))
-	}
 	files := make([]shared.File, 0, len(req.Files))
-	seen := map[string]bool{}
 	for i, f := range req.Files {
-		if err := pathguard.Check(f.Path); err != nil {
-			return runner.Request{}, fmt.Errorf("files[%d]: %w", i, err)
-		}
-		if seen[f.Path] {
-			return runner.Request{}, badRequest("duplicate_file", fmt.Sprintf("files[%d]: %q is given twice", i, f.Path))
-		}
-		seen[f.Path] = true
 		content, err := decodeContent(f)
 		if err != nil {
 			return runner.Request{}, badRequest("bad_encoding", fmt.Sprintf("files[%d] (%s): %v", i, f.Path, err))
 		}
 		files = append(files, shared.File{Path: f.Path, Content: content})
 	}
-	if req.Entry != "" {
-		if err := pathguard.Check(req.Entry); err != nil {
-			return runner.Request{}, fmt.Errorf("entry: %w", err)
-		}
-	}
-	if len(req.Args) > maxArgs {
-		return runner.Request{}, badRequest("too_many_args", fmt.Sprintf("%d args, at most %d", len(req.Args), maxArgs))
-	}
-	argBytes := 0
-	for i, a := range req.Args {
-		if strings.ContainsRune(a, 0) {
-			return runner.Request{}, badRequest("invalid_arg", fmt.Sprintf("args[%d] contains NUL", i))
-		}
-		argBytes += len(a)
-	}
-	if argBytes > maxArgBytes {
-		return runner.Request{}, badRequest("too_many_args", fmt.Sprintf("args total %d bytes, at most %d", argBytes, maxArgBytes))
-	}
-	if len(req.Env) > maxEnv {
-		return runner.Request{}, badRequest("too_many_env", fmt.Sprintf("%d env entries, at most %d", len(req.Env), maxEnv))
-	}
-	for k, v := range req.Env {
-		if !envName.MatchString(k) {
-			return runner.Request{}, badRequest("invalid_env", fmt.Sprintf("env name %q: want letters, digits and _, not starting with a digit", k))
-		}
-		if strings.ContainsRune(v, 0) || len(v) > maxEnvValue {
-			return runner.Request{}, badRequest("invalid_env", fmt.Sprintf("env %s: value contains NUL or is longer than %d bytes", k, maxEnvValue))
-		}
-	}
 	var command shared.Command
 	if req.Command != nil {
 		command = shared.Command{Argv: req.Command.Argv, Shell: req.Command.Shell}
-		for i, a := range command.Argv {
-			if strings.ContainsRune(a, 0) {
-				return runner.Request{}, badRequest("invalid_arg", fmt.Sprintf("command[%d] contains NUL", i))
-			}
-		}
 	}
-	for k := range req.BuildArgs {
-		if !envName.MatchString(k) {
-			return runner.Request{}, badRequest("invalid_request", fmt.Sprintf("build_args name %q: want letters, digits and _", k))
-		}
-	}
-	return runner.Request{
-		Packages:    append(req.Requirements, req.Packages...),
-		Image:       req.Image,
-		Command:     command,
-		Dockerfile:  req.Dockerfile,
-		BuildArgs:   req.BuildArgs,
+	out := runner.Request{
+		RunRequest: shared.RunRequest{
+			Version:    req.Version,
+			Code:       req.Code,
+			Files:      files,
+			Entry:      req.Entry,
+			Args:       req.Args,
+			Env:        req.Env,
+			Packages:   append(req.Requirements, req.Packages...),
+			Image:      req.Image,
+			Command:    command,
+			Dockerfile: req.Dockerfile,
+			BuildArgs:  req.BuildArgs,
+		},
+		Runtime:     runtime,
 		Workspace:   req.Workspace,
 		ContextPath: req.ContextPath,
-		Runtime:     runtime,
-		Version:     req.Version,
-		Code:        req.Code,
-		Files:       files,
-		Entry:       req.Entry,
 		Stdin:       []byte(req.Stdin),
-		Args:        req.Args,
-		Env:         req.Env,
-		Limits: policy.Requested{
-			Timeout:     time.Duration(req.TimeoutMS) * time.Millisecond,
-			MemoryBytes: req.MemoryMB << 20,
-			CPUs:        req.CPUs,
-		},
-	}, nil
+		Limits:      runner.RequestedLimits(float64(req.TimeoutMS), float64(req.MemoryMB), req.CPUs),
+	}
+	if err := out.Validate(); err != nil {
+		return runner.Request{}, err
+	}
+	return out, nil
 }
 
 func decodeContent(f File) ([]byte, error) {

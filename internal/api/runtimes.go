@@ -7,16 +7,17 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/runhost/runhost/internal/runner"
+	"github.com/runhost/runhost/shared"
 )
 
 // Runtime is one entry of GET /runtimes.
 type Runtime struct {
-	Name         string    `json:"name"`
-	Aliases      []string  `json:"aliases"`
-	Description  string    `json:"description"`
-	Versions     []Version `json:"versions"`
-	Capabilities []string  `json:"capabilities"`
-	Plugin       PluginRef `json:"plugin"`
+	Name         string              `json:"name"`
+	Aliases      []string            `json:"aliases"`
+	Description  string              `json:"description"`
+	Versions     []Version           `json:"versions"`
+	Capabilities []shared.Capability `json:"capabilities"`
+	Plugin       PluginRef           `json:"plugin"`
 }
 
 // PluginRef is the plugin process serving a runtime.
@@ -72,9 +73,9 @@ func runtimeJSON(info runner.RuntimeInfo) Runtime {
 	return rt
 }
 
-func nonNil(s []string) []string {
+func nonNil[T any](s []T) []T {
 	if s == nil {
-		return []string{}
+		return []T{}
 	}
 	return s
 }

@@ -18,11 +18,11 @@ import (
 	"github.com/runhost/runhost/internal/openapi"
 	"github.com/runhost/runhost/internal/piston"
 	"github.com/runhost/runhost/internal/playground"
+	"github.com/runhost/runhost/internal/pluginhost"
 	"github.com/runhost/runhost/internal/registry"
 	"github.com/runhost/runhost/internal/runner"
 	"github.com/runhost/runhost/internal/sessions"
 	"github.com/runhost/runhost/internal/workspace"
-	"github.com/runhost/runhost/shared"
 )
 
 // Config configures the HTTP layer.
@@ -154,11 +154,11 @@ func (s *Server) reloadPlugins(c echo.Context) error {
 }
 
 // withRequestID puts the request id into the request's context, from where
-// the runner, the executor and plugins (through gRPC metadata) log it.
+// plugins (through gRPC metadata) log it.
 func withRequestID(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		c.SetRequest(r.WithContext(shared.WithRequestID(r.Context(), requestID(c))))
+		c.SetRequest(r.WithContext(pluginhost.WithRequestID(r.Context(), requestID(c))))
 		return next(c)
 	}
 }

@@ -23,6 +23,11 @@ type SessionRequest struct {
 	CPUs      float64 `json:"cpus,omitempty"`
 }
 
+// maxTTLS bounds ttl_s before it becomes a duration: far above any
+// session lifetime (sessions.Manager refuses what is above the host's),
+// low enough not to overflow.
+const maxTTLS = 1 << 30
+
 func (s *Server) sessionRoutes() {
 	s.echo.POST("/sessions", s.createSession)
 	s.echo.GET("/sessions", s.listSessions)
@@ -36,29 +41,25 @@ func (s *Server) createSession(c echo.Context) error {
 	if err := s.decode(c, &req); err != nil {
 		return err
 	}
-	if req.Runtime == "" {
-		return badRequest("invalid_request", "runtime is required")
+	spec := runner.SessionSpec{
+		Caller:    caller(c),
+		Runtime:   req.Runtime,
+		Version:   req.Version,
+		Workspace: req.Workspace,
+		Limits:    runner.RequestedLimits(0, float64(req.MemoryMB), req.CPUs),
 	}
-	switch {
-	case req.TTLS < 0 || req.TTLS > maxLimit:
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	if req.TTLS < 0 || req.TTLS > maxTTLS {
 		return &policy.LimitError{Field: "ttl_s", Msg: fmt.Sprintf("%d is out of range", req.TTLS)}
-	case req.MemoryMB < 0 || req.MemoryMB > maxLimit:
-		return &policy.LimitError{Field: "memory_mb", Msg: fmt.Sprintf("%d is out of range", req.MemoryMB)}
-	case req.CPUs < 0 || req.CPUs > maxLimit:
-		return &policy.LimitError{Field: "cpus", Msg: fmt.Sprintf("%g is out of range", req.CPUs)}
 	}
 	release, err := s.cfg.Admission.Acquire(c.Request().Context(), keyID(c))
 	if err != nil {
 		return err
 	}
 	defer release()
-	info, err := s.sessions.Create(c.Request().Context(), keyID(c), runner.SessionSpec{
-		Caller:    caller(c),
-		Runtime:   req.Runtime,
-		Version:   req.Version,
-		Workspace: req.Workspace,
-		Limits:    policy.Requested{MemoryBytes: req.MemoryMB << 20, CPUs: req.CPUs},
-	}, time.Duration(req.TTLS)*time.Second)
+	info, err := s.sessions.Create(c.Request().Context(), keyID(c), spec, time.Duration(req.TTLS)*time.Second)
 	release() // the session is made: its answer is written without the slot
 	if err != nil {
 		return err

@@ -10,9 +10,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -24,6 +23,7 @@ import (
 	"github.com/runhost/runhost/internal/config"
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/executor/docker"
+	"github.com/runhost/runhost/internal/executor/helperimage"
 	"github.com/runhost/runhost/internal/executor/kubernetes"
 	"github.com/runhost/runhost/internal/metrics"
 	"github.com/runhost/runhost/internal/policy"
@@ -60,58 +60,74 @@ type engine interface {
 
 // New builds the host and starts its plugins.
 func New(ctx context.Context, cfg config.Config, log hclog.Logger) (*App, error) {
-	return newApp(ctx, cfg, log, nil)
+	return newApp(ctx, cfg, log, nil, nil)
 }
 
-// newApp builds the host; files, when set, are the only plugins it serves.
-func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []string) (*App, error) {
-	initBinary, err := os.ReadFile(cfg.InitPath)
-	if err != nil {
-		return nil, fmt.Errorf("read the init binary (build it with `make build`, or set RUNHOST_INIT_PATH): %w", err)
+// NewWithExecutor builds the host around exec instead of the engine the
+// configuration names (RUNHOST_EXECUTOR and the init and egress binaries
+// are not used): tests wire a fake executor (internal/executor/fakeexec)
+// to the real plugins, policy, runner, sessions and API. The host closes
+// exec when it has a Close method.
+func NewWithExecutor(ctx context.Context, cfg config.Config, log hclog.Logger, exec executor.Executor) (*App, error) {
+	e, ok := exec.(engine)
+	if !ok {
+		e = bareEngine{exec}
 	}
-	egressBinary, err := os.ReadFile(cfg.EgressPath)
-	if err != nil {
-		log.Warn("no egress proxy binary: installs that need the network will fail (build it with `make build`, or set RUNHOST_EGRESS_PATH)", "error", err)
+	return newApp(ctx, cfg, log, nil, e)
+}
+
+// bareEngine is an executor without a sweep or a client to close.
+type bareEngine struct{ executor.Executor }
+
+func (bareEngine) Sweep(context.Context) (int, error) { return 0, nil }
+func (bareEngine) Close() error                       { return nil }
+
+// newApp builds the host; files, when set, are the only plugins it serves;
+// exec, when set, is the engine instead of the configured one.
+func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []string, exec engine) (*App, error) {
+	var initBinary, egressBinary []byte
+	var err error
+	if exec == nil { // the configured engine runs runhost's own binaries
+		if initBinary, err = os.ReadFile(cfg.Engine.InitPath); err != nil {
+			return nil, fmt.Errorf("read the init binary (build it with `make build`, or set RUNHOST_INIT_PATH): %w", err)
+		}
+		if egressBinary, err = os.ReadFile(cfg.Egress.Path); err != nil {
+			log.Warn("no egress proxy binary: installs that need the network will fail (build it with `make build`, or set RUNHOST_EGRESS_PATH)", "error", err)
+		}
 	}
 	instance := newInstanceID()
-	var exec engine
 	var dock *docker.Executor
-	switch cfg.Executor {
-	case "kubernetes":
-		initImage := cmp.Or(cfg.K8sInitImage, docker.InitImage(initBinary))
-		var buildkitConfig []byte
-		if cfg.K8sBuildkitConfig != "" {
-			if buildkitConfig, err = os.ReadFile(cfg.K8sBuildkitConfig); err != nil {
-				return nil, fmt.Errorf("RUNHOST_K8S_BUILDKIT_CONFIG: %w", err)
-			}
-		}
-		egressImage := cfg.K8sEgressImage
+	switch k := cfg.Kubernetes; {
+	case exec != nil:
+	case cfg.Engine.Executor == "kubernetes":
+		egressImage := k.EgressImage
 		if egressImage == "" && len(egressBinary) > 0 {
-			egressImage = docker.EgressImage(egressBinary)
+			egressImage = helperimage.Egress(egressBinary)
 		}
 		exec, err = kubernetes.New(kubernetes.Config{
-			Kubeconfig:   cfg.K8sKubeconfig,
-			Namespace:    cfg.K8sNamespace,
-			InitImage:    initImage,
-			RuntimeClass: cfg.K8sRuntimeClass,
-			PullPolicy:   corev1.PullPolicy(cfg.K8sPullPolicy),
-			Workspace:    kubernetes.WorkspaceVolume{Claim: cfg.K8sWorkspaceClaim, Root: cfg.WorkspaceDaemonDir},
+			Kubeconfig:     k.Kubeconfig,
+			Namespace:      k.Namespace,
+			InitImage:      cmp.Or(k.InitImage, helperimage.Init(initBinary)),
+			RuntimeClass:   k.RuntimeClass,
+			RuntimeClasses: k.RuntimeClasses,
+			PullPolicy:     corev1.PullPolicy(k.PullPolicy),
+			Workspace:      kubernetes.WorkspaceVolume{Claim: k.WorkspaceClaim, Root: cfg.Workspace.DaemonDir},
 			Cache: kubernetes.CacheVolume{
-				Claim:      cfg.K8sCacheClaim,
-				Root:       cfg.K8sCacheRoot,
-				MaxEntries: int(cfg.DepsCacheEntries),
-				MaxBytes:   cfg.DepsCacheMB << 20,
+				Claim:      k.CacheClaim,
+				Root:       k.CacheRoot,
+				MaxEntries: cfg.Installs.CacheEntries,
+				MaxBytes:   cfg.Installs.CacheBytes,
 			},
-			Egress: kubernetes.EgressConfig{Image: egressImage, Allow: cfg.EgressAllow, CIDRs: cfg.EgressCIDRs},
+			Egress: kubernetes.EgressConfig{Image: egressImage, Allow: cfg.Egress.Allow, CIDRs: cfg.Egress.CIDRStrings()},
 			Build: kubernetes.BuildConfig{
-				Repository:     cfg.K8sBuildRepo,
-				Insecure:       cfg.K8sBuildInsecure,
-				Namespace:      cfg.K8sBuildNamespace,
-				Image:          cmp.Or(cfg.K8sBuilderImage, cfg.BuilderImage),
-				Seccomp:        cfg.K8sBuilderSeccomp,
-				BuildkitConfig: buildkitConfig,
+				Repository:     k.BuildRepo,
+				Insecure:       k.BuildInsecure,
+				Namespace:      k.BuildNamespace,
+				Image:          cmp.Or(k.BuilderImage, cfg.Builds.BuilderImage),
+				Seccomp:        k.BuilderSeccomp,
+				BuildkitConfig: k.BuildkitConfig,
 			},
-			User:     cfg.RunUser,
+			User:     cfg.Policy.RunUser.String(),
 			Instance: instance,
 			Logger:   log.Named("kubernetes"),
 		})
@@ -120,19 +136,19 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 			Instance:   instance,
 			InitBinary: initBinary,
 			Logger:     log.Named("docker"),
-			User:       cfg.RunUser,
+			User:       cfg.Policy.RunUser.String(),
 			Egress: docker.EgressConfig{
 				Binary:  egressBinary,
-				Network: cfg.InstallNetwork,
-				Allow:   cfg.EgressAllow,
-				CIDRs:   cfg.EgressCIDRs,
+				Network: cfg.Egress.Network,
+				Allow:   cfg.Egress.Allow,
+				CIDRs:   cfg.Egress.CIDRStrings(),
 			},
-			DepsCacheEntries:  int(cfg.DepsCacheEntries),
-			DepsCacheBytes:    cfg.DepsCacheMB << 20,
-			BuildCacheEntries: int(cfg.BuildCacheEntries),
-			BuildCacheBytes:   cfg.BuildCacheMB << 20,
-			BuilderImage:      cfg.BuilderImage,
-			BasesCacheBytes:   cfg.BuildBasesCacheMB << 20,
+			DepsCacheEntries:  cfg.Installs.CacheEntries,
+			DepsCacheBytes:    cfg.Installs.CacheBytes,
+			BuildCacheEntries: cfg.Builds.CacheEntries,
+			BuildCacheBytes:   cfg.Builds.CacheBytes,
+			BuilderImage:      cfg.Builds.BuilderImage,
+			BasesCacheBytes:   cfg.Builds.BasesCacheBytes,
 		})
 		exec = dock
 	}
@@ -140,8 +156,8 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 		return nil, err
 	}
 	var checksums map[string]string
-	if cfg.PluginChecksums != "" {
-		if checksums, err = registry.LoadChecksums(cfg.PluginChecksums); err != nil {
+	if cfg.Plugins.Checksums != "" {
+		if checksums, err = registry.LoadChecksums(cfg.Plugins.Checksums); err != nil {
 			_ = exec.Close()
 			return nil, fmt.Errorf("RUNHOST_PLUGIN_CHECKSUMS: %w", err)
 		}
@@ -149,9 +165,9 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 	reg, err := registry.Discover(ctx, registry.Config{
 		Files:        files,
 		Checksums:    checksums,
-		Dir:          cfg.PluginDir,
-		StartTimeout: cfg.PluginStartTimeout,
-		CallTimeout:  cfg.PluginCallTimeout,
+		Dir:          cfg.Plugins.Dir,
+		StartTimeout: cfg.Plugins.StartTimeout,
+		CallTimeout:  cfg.Plugins.CallTimeout,
 		Logger:       log.Named("plugins"),
 	})
 	if err != nil {
@@ -167,9 +183,9 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 	pol := policy.New(polCfg)
 	pooled, hasPool := exec.(warmPool)
 	if hasPool {
-		pooled.SetPool(poolTargets(cfg, reg, pol, log), cfg.PoolMemoryMB<<20)
+		pooled.SetPool(poolTargets(cfg.Pool.Targets, reg, pol, log), cfg.Pool.MemoryBytes)
 	}
-	uid, gid := runUser(cfg.RunUser)
+	uid, gid := int(cfg.Policy.RunUser.UID), int(cfg.Policy.RunUser.GID)
 	sfs, err := sessionFS(ctx, cfg, uid, gid, log.Named("workspace"))
 	if err != nil {
 		reg.Close()
@@ -177,10 +193,10 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 		return nil, err
 	}
 	wsCfg := workspace.Config{
-		Root:         cfg.WorkspaceRoot,
-		DaemonDir:    cfg.WorkspaceDaemonDir,
-		QuotaBytes:   cfg.WorkspaceQuotaMB << 20,
-		MaxFileBytes: cfg.WorkspaceFileBytes,
+		Root:         cfg.Workspace.Root,
+		DaemonDir:    cfg.Workspace.DaemonDir,
+		QuotaBytes:   cfg.Workspace.QuotaBytes,
+		MaxFileBytes: cfg.Workspace.FileBytes,
 		UID:          uid,
 		GID:          gid,
 	}
@@ -188,23 +204,24 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 		wsCfg.FS = sfs
 	}
 	ws := workspace.NewStore(wsCfg)
-	run := runner.New(runner.Config{MaxContextBytes: cfg.MaxContextBytes}, reg, pol, exec, ws, log.Named("runner"))
+	run := runner.New(runner.Config{MaxContextBytes: cfg.Builds.MaxContextBytes}, reg, pol, exec, ws, log.Named("runner"))
 	var keys *auth.Keys
-	if cfg.APIKeysFile != "" {
-		if keys, err = auth.Load(cfg.APIKeysFile); err != nil {
+	if cfg.Auth.KeysFile != "" {
+		if keys, err = auth.Load(cfg.Auth.KeysFile); err != nil {
 			reg.Close()
 			_ = exec.Close()
 			return nil, fmt.Errorf("RUNHOST_API_KEYS_FILE: %w", err)
 		}
 		log.Info("API keys loaded", "keys", keys.Len())
 	}
+	ac := cfg.Admission
 	adm := admission.New(admission.Config{
-		MaxInFlight: int(cfg.MaxRuns),
-		MaxQueue:    int(cfg.QueueLength),
-		MaxWait:     cfg.QueueWait,
-		KeyInFlight: int(cfg.KeyMaxRuns),
-		KeyRate:     cfg.KeyRate,
-		KeyBurst:    int(cfg.KeyBurst),
+		MaxInFlight: ac.MaxRuns,
+		MaxQueue:    ac.QueueLength,
+		MaxWait:     ac.QueueWait,
+		KeyInFlight: ac.KeyMaxRuns,
+		KeyRate:     ac.KeyRate,
+		KeyBurst:    ac.KeyBurst,
 	})
 	met := metrics.New(metrics.Gauges{
 		InFlight: func() float64 { return float64(adm.Stats().InFlight) },
@@ -220,22 +237,23 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 		return p.Description().Name, true
 	})
 	sess := sessions.New(sessions.Config{
-		IdleTTL:     cfg.SessionIdleTTL,
-		MaxLifetime: cfg.SessionMaxLifetime,
-		MaxPerKey:   int(cfg.SessionsPerKey),
-		MaxTotal:    int(cfg.MaxSessions),
+		IdleTTL:     cfg.Sessions.IdleTTL,
+		MaxLifetime: cfg.Sessions.MaxLifetime,
+		MaxPerKey:   cfg.Sessions.PerKey,
+		MaxTotal:    cfg.Sessions.Max,
 	}, run, log.Named("sessions"))
+	sc := cfg.Server
 	srv := api.New(api.Config{
-		MaxBodyBytes: cfg.MaxBodyBytes, Keys: keys, Admission: adm, Metrics: met,
+		MaxBodyBytes: sc.MaxBodyBytes, Keys: keys, Admission: adm, Metrics: met,
 		Guard: api.GuardConfig{
-			ListenAddr: cfg.Addr, HasKeys: keys != nil,
-			AllowedOrigins: cfg.AllowedOrigins, AllowedHosts: cfg.AllowedHosts,
-			PistonAllowTextPlain: cfg.PistonAllowTextPlain,
+			ListenAddr: sc.Addr, HasKeys: keys != nil,
+			AllowedOrigins: cfg.Auth.AllowedOrigins, AllowedHosts: cfg.Auth.AllowedHosts,
+			PistonAllowTextPlain: cfg.Auth.PistonAllowTextPlain,
 		},
-		WriteTimeout:         cfg.WriteTimeout,
-		MaxStreamBufferBytes: int(cfg.MaxStreamBufferBytes),
-		MaxStdinBytes:        cfg.MaxStdinBytes,
-		MaxWSMessageBytes:    cfg.MaxWSMessageBytes,
+		WriteTimeout:         sc.WriteTimeout,
+		MaxStreamBufferBytes: int(sc.MaxStreamBufferBytes),
+		MaxStdinBytes:        sc.MaxStdinBytes,
+		MaxWSMessageBytes:    sc.MaxWSMessageBytes,
 	}, run, reg, ws, sess, log.Named("api"))
 	if hasPool {
 		pooled.StartPool()
@@ -247,8 +265,9 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 // (RUNHOST_WORKSPACE_QUOTA_MODE) and mounts the filesystems of existing
 // sessions before the host serves. nil means runs are not bounded.
 func sessionFS(ctx context.Context, cfg config.Config, uid, gid int, log hclog.Logger) (*sessionfs.FS, error) {
-	mode := cfg.WorkspaceQuotaMode
-	if cfg.WorkspaceRoot == "" || mode == "off" {
+	w := cfg.Workspace
+	mode := w.QuotaMode
+	if w.Root == "" || mode == "off" {
 		return nil, nil
 	}
 	unbounded := func(reason string) (*sessionfs.FS, error) {
@@ -258,18 +277,18 @@ func sessionFS(ctx context.Context, cfg config.Config, uid, gid int, log hclog.L
 	}
 	if mode == "auto" {
 		switch {
-		case cfg.Executor != "docker":
-			return unbounded("the " + cfg.Executor + " executor's runs do not see this host's mounts")
-		case cfg.WorkspaceDaemonDir != cfg.WorkspaceRoot:
-			return unbounded("the engine sees the workspace at DIND_WORKSPACE_PATH=" + cfg.WorkspaceDaemonDir + ", not at this host's path, so it may not see this host's mounts")
+		case cfg.Engine.Executor != "docker":
+			return unbounded("the " + cfg.Engine.Executor + " executor's runs do not see this host's mounts")
+		case w.DaemonDir != w.Root:
+			return unbounded("the engine sees the workspace at DIND_WORKSPACE_PATH=" + w.DaemonDir + ", not at this host's path, so it may not see this host's mounts")
 		}
 	}
 	fs := sessionfs.New(sessionfs.Config{
-		Root:      cfg.WorkspaceRoot,
-		SizeBytes: cfg.WorkspaceQuotaMB << 20,
+		Root:      w.Root,
+		SizeBytes: w.QuotaBytes,
 		UID:       uid,
 		GID:       gid,
-		Exec:      cfg.WorkspaceExec,
+		Exec:      w.Exec,
 		Logger:    log,
 	})
 	if err := fs.Probe(ctx); err != nil {
@@ -282,7 +301,7 @@ func sessionFS(ctx context.Context, cfg config.Config, uid, gid int, log hclog.L
 		// Some sessions are not mounted; their Ensure refuses to hide files.
 		log.Error("some workspace session filesystems could not be mounted", "error", err)
 	}
-	log.Info("workspace sessions are filesystems of their own", "quota_mb", cfg.WorkspaceQuotaMB, "exec", cfg.WorkspaceExec)
+	log.Info("workspace sessions are filesystems of their own", "quota_mb", w.QuotaBytes>>20, "exec", w.Exec)
 	return fs, nil
 }
 
@@ -297,84 +316,70 @@ var (
 	_ warmPool = (*kubernetes.Executor)(nil)
 )
 
-// poolTargets turns RUNHOST_POOL ("python=2", "python:3.13=1") into what
-// the executor keeps ready: the version's image with the limits a default
+// poolTargets turns RUNHOST_POOL's targets into what the executor keeps
+// ready: the version's image with the limits and OCI runtime a default
 // request for that runtime gets.
-func poolTargets(cfg config.Config, reg *registry.Registry, pol *policy.Policy, log hclog.Logger) []executor.PoolTarget {
+func poolTargets(targets []config.PoolTarget, reg *registry.Registry, pol *policy.Policy, log hclog.Logger) []executor.PoolTarget {
 	var out []executor.PoolTarget
-	for _, t := range cfg.Pool {
-		spec, n, _ := strings.Cut(t, "=")
-		count, _ := strconv.Atoi(n)
-		name, version, _ := strings.Cut(spec, ":")
-		p, err := reg.Lookup(name)
+	for _, t := range targets {
+		p, err := reg.Lookup(t.Runtime)
 		if err != nil {
-			log.Warn("RUNHOST_POOL names a runtime that is not served", "target", t, "error", err)
+			log.Warn("RUNHOST_POOL names a runtime that is not served", "runtime", t.Runtime, "error", err)
 			continue
 		}
-		v, err := runner.ResolveVersion(p.Description(), version)
+		v, err := runner.ResolveVersion(p.Description(), t.Version)
 		if err != nil || v.Image == "" {
-			log.Warn("RUNHOST_POOL names a version that is not served", "target", t, "error", err)
+			log.Warn("RUNHOST_POOL names a version that is not served", "runtime", t.Runtime, "version", t.Version, "error", err)
 			continue
 		}
 		limits, oci := pol.DefaultLimits(p.Description().Name)
-		out = append(out, executor.PoolTarget{Image: v.Image, Limits: limits, OCIRuntime: oci, Size: count})
+		out = append(out, executor.PoolTarget{Image: v.Image, Limits: limits, OCIRuntime: oci, Size: t.Count})
 	}
 	return out
 }
 
 // PolicyConfig maps the host's settings onto the policy.
 func PolicyConfig(cfg config.Config) (policy.Config, error) {
-	var ca []byte
-	if cfg.CABundle != "" {
-		var err error
-		if ca, err = os.ReadFile(cfg.CABundle); err != nil {
-			return policy.Config{}, fmt.Errorf("RUNHOST_CA_BUNDLE: %w", err)
-		}
-	}
-	oci := map[string]string{}
-	for _, kv := range cfg.OCIRuntimes {
-		name, rt, _ := strings.Cut(kv, "=")
-		oci[name] = rt
-	}
+	l, in, b := cfg.Limits, cfg.Installs, cfg.Builds
 	pc := policy.Config{
-		OCIRuntime:     cfg.OCIRuntime,
-		OCIRuntimes:    oci,
-		DefaultTimeout: cfg.DefaultTimeout,
-		MaxTimeout:     cfg.MaxTimeout,
-		DefaultMemory:  cfg.DefaultMemoryMB << 20,
-		MaxMemory:      cfg.MaxMemoryMB << 20,
-		MinMemory:      config.MinMemoryMB << 20,
-		DefaultCPUs:    cfg.DefaultCPUs,
-		MaxCPUs:        cfg.MaxCPUs,
-		Pids:           cfg.PidsLimit,
-		NoFile:         cfg.NoFileLimit,
-		FileSizeBytes:  cfg.FileSizeMB << 20,
-		TmpBytes:       cfg.TmpMB << 20,
-		RunDirBytes:    cfg.RunDirMB << 20,
-		OutputBytes:    cfg.OutputBytes,
-		User:           cfg.RunUser,
+		OCIRuntime:     cfg.Policy.OCIRuntime,
+		OCIRuntimes:    cfg.Policy.OCIRuntimes,
+		DefaultTimeout: l.DefaultTimeout,
+		MaxTimeout:     l.MaxTimeout,
+		DefaultMemory:  l.DefaultMemoryBytes,
+		MaxMemory:      l.MaxMemoryBytes,
+		MinMemory:      config.MinMemoryBytes,
+		DefaultCPUs:    l.DefaultCPUs,
+		MaxCPUs:        l.MaxCPUs,
+		Pids:           l.Pids,
+		NoFile:         l.NoFile,
+		FileSizeBytes:  l.FileSizeBytes,
+		TmpBytes:       l.TmpBytes,
+		RunDirBytes:    l.RunDirBytes,
+		OutputBytes:    l.OutputBytes,
+		User:           cfg.Policy.RunUser.String(),
 
-		AllowedImages:       cfg.AllowedImages,
-		InternalImages:      internalImages(cfg),
-		AllowInstallNetwork: cfg.AllowInstallNetwork,
-		InstallTimeout:      cfg.InstallTimeout,
-		InstallMemory:       cfg.InstallMemoryMB << 20,
-		InstallDisk:         cfg.InstallDiskMB << 20,
-		PipIndexURL:         cfg.PipIndexURL,
-		NpmRegistry:         cfg.NpmRegistry,
-		CABundle:            ca,
+		AllowedImages:       cfg.Policy.AllowedImages,
+		InternalImages:      internalImages(cfg.Kubernetes),
+		AllowInstallNetwork: in.AllowNetwork,
+		InstallTimeout:      in.Timeout,
+		InstallMemory:       in.MemoryBytes,
+		InstallDisk:         in.DiskBytes,
+		PipIndexURL:         urlString(in.PipIndexURL),
+		NpmRegistry:         urlString(in.NpmRegistry),
+		CABundle:            in.CABundle,
 
-		BuildTimeout:    cfg.BuildTimeout,
-		BuildMemory:     cfg.BuildMemoryMB << 20,
-		BuildNetwork:    cfg.BuildNetwork,
-		MaxContextBytes: cfg.MaxContextBytes,
-		BuildLogBytes:   cfg.BuildLogBytes,
-		BuildPids:       cfg.BuildPids,
-		BuildDisk:       cfg.BuildDiskMB << 20,
-		BuildImageBytes: cfg.BuildImageMB << 20,
+		BuildTimeout:    b.Timeout,
+		BuildMemory:     b.MemoryBytes,
+		BuildNetwork:    b.Network,
+		MaxContextBytes: b.MaxContextBytes,
+		BuildLogBytes:   b.LogBytes,
+		BuildPids:       b.Pids,
+		BuildDisk:       b.DiskBytes,
+		BuildImageBytes: b.ImageBytes,
 	}
-	if cfg.PolicyFile != "" {
-		grants, err := policy.LoadGrants(cfg.PolicyFile, pc)
+	if cfg.Policy.File != "" {
+		grants, err := policy.LoadGrants(cfg.Policy.File, pc)
 		if err != nil {
 			return policy.Config{}, fmt.Errorf("RUNHOST_POLICY: %w", err)
 		}
@@ -383,11 +388,18 @@ func PolicyConfig(cfg config.Config) (policy.Config, error) {
 	return pc, nil
 }
 
+func urlString(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	return u.String()
+}
+
 // internalImages are the configured images of runhost's own machinery,
 // beyond the policy's built-in list: no request may name them.
-func internalImages(cfg config.Config) []string {
+func internalImages(k config.Kubernetes) []string {
 	var out []string
-	for _, img := range []string{cfg.K8sInitImage, cfg.K8sEgressImage, cfg.K8sBuilderImage, cfg.K8sBuildRepo} {
+	for _, img := range []string{k.InitImage, k.EgressImage, k.BuilderImage, k.BuildRepo} {
 		if img != "" {
 			out = append(out, img)
 		}
@@ -400,7 +412,7 @@ func (a *App) Handler() http.Handler { return a.API.Handler() }
 
 // SweepLoop removes left-behind containers now and every interval until ctx ends.
 func (a *App) SweepLoop(ctx context.Context) {
-	t := time.NewTicker(a.cfg.SweepInterval)
+	t := time.NewTicker(a.cfg.Engine.SweepInterval)
 	defer t.Stop()
 	for {
 		n, err := a.Executor.Sweep(ctx)
@@ -431,14 +443,6 @@ func (a *App) Close() {
 			a.log.Warn("unmount workspace session filesystems", "error", err)
 		}
 	}
-}
-
-// runUser splits the configured "uid:gid" (already validated).
-func runUser(s string) (int, int) {
-	u, g, _ := strings.Cut(s, ":")
-	uid, _ := strconv.Atoi(u)
-	gid, _ := strconv.Atoi(g)
-	return uid, gid
 }
 
 func newInstanceID() string {

@@ -30,10 +30,10 @@ func CheckPlugin(ctx context.Context, cfg config.Config, path string, w io.Write
 		fmt.Fprintf(w, "%s %s\n", mark, fmt.Sprintf(format, args...))
 	}
 
-	cfg.PluginDir = ""
-	cfg.Pool = nil
+	cfg.Plugins.Dir = ""
+	cfg.Pool.Targets = nil
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: io.Discard})
-	a, err := newApp(ctx, cfg, log, []string{path})
+	a, err := newApp(ctx, cfg, log, []string{path}, nil)
 	if err != nil {
 		check(false, "set up the host: %v", err)
 		return false
@@ -62,7 +62,7 @@ func CheckPlugin(ctx context.Context, cfg config.Config, path string, w io.Write
 		}
 		versions = append(versions, s)
 	}
-	check(true, "describes runtime %q, aliases [%s], versions %s, capabilities [%s]", d.Name, strings.Join(d.Aliases, " "), strings.Join(versions, ", "), strings.Join(d.Capabilities, " "))
+	check(true, "describes runtime %q, aliases [%s], versions %s, capabilities %s", d.Name, strings.Join(d.Aliases, " "), strings.Join(versions, ", "), d.Capabilities)
 	for _, v := range d.Versions {
 		check(v.SelfTest.Code != "" && v.SelfTest.ExpectedStdout != "", "version %s declares a self-test (code and expected stdout)", v.Version)
 		if v.Image == "" {

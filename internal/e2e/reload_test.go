@@ -112,7 +112,7 @@ func TestPluginsChangeWhileServing(t *testing.T) {
 
 	// The same through the admin endpoint and the listing's details.
 	status, body := h.do(context.Background(), http.MethodPost, "/admin/plugins/reload", nil)
-	if status != 200 || !strings.Contains(string(body), `"sha256"`) || !strings.Contains(string(body), `"protocol":1`) {
+	if status != 200 || !strings.Contains(string(body), `"sha256"`) || !strings.Contains(string(body), `"protocol":2`) {
 		t.Errorf("POST /admin/plugins/reload: %d %s", status, body)
 	}
 	_, body = h.get("/runtimes/shell")

@@ -6,6 +6,7 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -94,6 +95,40 @@ type Job struct {
 	// be reading it when Run returns: the caller closes it then. Executors
 	// that cannot stream ignore it.
 	StdinStream io.Reader
+
+	// Kernel, in a session, starts the session's resident interpreter:
+	// Command (with Files, Env, WorkDir) is a driver speaking
+	// Kernel.Protocol, kept running for the session's life.
+	Kernel *Kernel
+	// Cell, in an interpreter session, sends Stdin to the resident
+	// interpreter as one cell of code instead of starting Command.
+	Cell bool
+	// Results, when set, receives each rich result of a cell as it comes.
+	Results func(RichResult)
+}
+
+// Kernel says how a session's resident interpreter is driven.
+type Kernel struct {
+	Protocol string // the driver protocol, e.g. "runhost-kernel/1"
+	// InterruptGrace is how long an interrupted cell may take to stop
+	// before the interpreter is restarted (its state lost).
+	InterruptGrace time.Duration
+	// ResultBytes bounds the rich results of one cell.
+	ResultBytes int64
+}
+
+// RichResult is one rich output of a cell: a MIME bundle as Jupyter's,
+// {"text/plain": "...", "image/png": "<base64>", ...}, with its metadata.
+type RichResult struct {
+	Data     map[string]json.RawMessage `json:"data"`
+	Metadata map[string]json.RawMessage `json:"metadata,omitempty"`
+}
+
+// CellError is the exception a cell raised.
+type CellError struct {
+	Name      string   `json:"name"`
+	Value     string   `json:"value"`
+	Traceback []string `json:"traceback,omitempty"`
 }
 
 // Install is a dependency installation step, cached by Key.
@@ -242,6 +277,13 @@ type Result struct {
 	Duration      time.Duration // from start to exit
 	// CappedFull: an install step's output filesystem filled up.
 	CappedFull bool
+
+	// A cell of an interpreter session also has its rich results, the
+	// exception it raised, and whether its interpreter had to be started
+	// again (state lost).
+	Results   []RichResult
+	CellError *CellError
+	Restarted bool
 }
 
 // StepInfo says how a step before the run went.

@@ -212,7 +212,7 @@ func (s *wsSession) read(ctx context.Context, done chan struct{}) closing {
 			_ = json.Unmarshal(data, &req) // data is a JSON object: it decoded above
 			j, err := newJob(req, s.h.entries(ctx), true)
 			if err != nil {
-				return notified(err.Error())
+				return notified(message(err))
 			}
 			runCtx, kill := context.WithCancel(ctx)
 			s.kill = kill
@@ -377,11 +377,10 @@ func (s *wsSession) queue(ctx context.Context, v any) {
 
 // fail tells the client why the run could not go on and closes with 4002.
 func (s *wsSession) fail(ctx context.Context, err error) {
-	if status, _ := statusOf(err); status == 0 {
-		return // the client is gone
+	if gone(err) {
+		return
 	}
-	_, msg := statusOf(err)
-	s.notify(ctx, msg)
+	s.notify(ctx, message(err))
 }
 
 // notify sends an error message and closes with 4002, as Piston does.

@@ -7,22 +7,16 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/runhost/runhost/internal/pathguard"
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/runner"
 	"github.com/runhost/runhost/shared"
 )
 
-// badRequest is a request Piston would refuse; its message is Piston's
-// where Piston has one.
-type badRequest struct{ message string }
-
-func (e *badRequest) Error() string { return e.message }
-
+// invalid is a request Piston would refuse, in Piston's words where Piston
+// has them; the code is runhost's for the same kind of refusal.
 func invalid(format string, args ...any) error {
-	return &badRequest{message: fmt.Sprintf(format, args...)}
+	return runner.Invalid("invalid_request", format, args...)
 }
 
 // jobRequest is Piston's execute body (and the WebSocket init message).
@@ -48,12 +42,11 @@ type job struct {
 	req   runner.Request
 }
 
-// maxArgs bounds args as the native API does.
-const maxArgs = 1024
-
 // newJob checks req in Piston's order (language, version, files, the
-// runtime, a utf8 file, the limits) and builds the runner request. The
-// runner checks the rest (limits against the host's maxima, capabilities).
+// runtime, a utf8 file, the limits), builds the one request model and
+// validates it as every front end does (runner.Request.Validate: file
+// names, args, the limits' range). The runner checks the rest (limits
+// against the host's maxima, capabilities).
 // interactive leaves stdin as given; Piston ends a one-shot run's stdin
 // with a newline.
 func newJob(req jobRequest, entries []entry, interactive bool) (job, error) {
@@ -102,32 +95,16 @@ func newJob(req jobRequest, entries []entry, interactive bool) (job, error) {
 	if !isNull(req.Args) && json.Unmarshal(req.Args, &args) != nil {
 		return job{}, invalid("args must be an array of strings")
 	}
-	if len(args) > maxArgs {
-		return job{}, invalid("args: %d given, at most %d", len(args), maxArgs)
-	}
-	for i, a := range args {
-		if strings.ContainsRune(a, 0) {
-			return job{}, invalid("args[%d] contains a NUL character", i)
-		}
-	}
 
 	out := make([]shared.File, 0, len(files))
-	seen := map[string]bool{}
 	entryFile := ""
 	for i, f := range files {
 		if f.name == "" {
 			f.name = fmt.Sprintf("file%d.%s", i, e.ext)
 		}
-		if err := pathguard.Check(f.name); err != nil {
-			return job{}, invalid("files[%d].name: %v", i, err)
-		}
-		if seen[f.name] {
-			return job{}, invalid("files[%d].name %q is given twice", i, f.name)
-		}
-		seen[f.name] = true
 		content, err := decodeContent(f.content, f.encoding)
 		if err != nil {
-			return job{}, invalid("files[%d].content: %v", i, err)
+			return job{}, runner.Invalid("bad_encoding", "files[%d].content: %v", i, err)
 		}
 		// Piston runs the first utf8 file and places the others beside it.
 		if entryFile == "" && f.encoding == "utf8" {
@@ -135,15 +112,16 @@ func newJob(req jobRequest, entries []entry, interactive bool) (job, error) {
 		}
 		out = append(out, shared.File{Path: f.name, Content: content})
 	}
-	return job{entry: e, req: runner.Request{
-		Runtime: e.name,
-		Version: e.version,
-		Files:   out,
-		Entry:   entryFile,
-		Stdin:   []byte(stdin),
-		Args:    args,
-		Limits:  limits,
-	}}, nil
+	j := job{entry: e, req: runner.Request{
+		RunRequest: shared.RunRequest{Version: e.version, Files: out, Entry: entryFile, Args: args},
+		Runtime:    e.name,
+		Stdin:      []byte(stdin),
+		Limits:     limits,
+	}}
+	if err := j.req.Validate(); err != nil {
+		return job{}, err
+	}
+	return j, nil
 }
 
 // file is one entry of files, its encoding normalised as Piston does.
@@ -223,14 +201,15 @@ func decodeContent(content, encoding string) ([]byte, error) {
 
 // parseLimits checks Piston's six limit fields the way Piston does: an
 // absent, null or zero value means the default; anything else must be a
-// number. run_timeout and run_memory_limit become runhost's timeout and
-// memory limit, which the runner checks against the host's maxima (their
-// refusal is turned into Piston's message by limitMessage). runhost has no
-// compile stage and no CPU-time limit of its own (the wall-clock timeout
-// and the CPU quota bound CPU time), so the compile_* and *_cpu_time values
-// are only type-checked, as Piston does for limits it has no maximum for.
+// number. run_timeout (ms) and run_memory_limit (bytes) become runhost's
+// timeout and memory limit, whose range Validate checks and which the
+// runner checks against the host's maxima (their refusal is turned into
+// Piston's message by limitMessage). runhost has no compile stage and no
+// CPU-time limit of its own (the wall-clock timeout and the CPU quota bound
+// CPU time), so the compile_* and *_cpu_time values are only checked for
+// type and range, as Piston does for limits it has no maximum for.
 func parseLimits(req jobRequest) (policy.Requested, error) {
-	var r policy.Requested
+	var timeoutMS, memoryBytes float64
 	fields := []struct {
 		name string
 		raw  json.RawMessage
@@ -244,17 +223,17 @@ func parseLimits(req jobRequest) (policy.Requested, error) {
 				return nil
 			}
 			if v < 0 {
-				return invalid("run_memory_limit must be non-negative")
+				return runner.Invalid("limit_exceeded", "run_memory_limit must be non-negative")
 			}
-			r.MemoryBytes = int64(v)
+			memoryBytes = v
 			return nil
 		}},
 		{"compile_timeout", req.CompileTimeout, nil},
 		{"run_timeout", req.RunTimeout, func(v float64) error {
 			if v < 0 {
-				return invalid("run_timeout must be non-negative")
+				return runner.Invalid("limit_exceeded", "run_timeout must be non-negative")
 			}
-			r.Timeout = time.Duration(v * float64(time.Millisecond))
+			timeoutMS = v
 			return nil
 		}},
 		{"compile_cpu_time", req.CompileCPUTime, nil},
@@ -266,18 +245,18 @@ func parseLimits(req jobRequest) (policy.Requested, error) {
 		}
 		var v float64
 		if json.Unmarshal(f.raw, &v) != nil {
-			return r, invalid("If specified, %s must be a number", f.name)
+			return policy.Requested{}, invalid("If specified, %s must be a number", f.name)
 		}
 		if v > 1<<40 {
-			return r, invalid("%s is out of range", f.name)
+			return policy.Requested{}, runner.Invalid("limit_exceeded", "%s is out of range", f.name)
 		}
 		if f.set != nil {
 			if err := f.set(v); err != nil {
-				return r, err
+				return policy.Requested{}, err
 			}
 		}
 	}
-	return r, nil
+	return runner.RequestedLimits(timeoutMS, memoryBytes/(1<<20), 0), nil
 }
 
 // limitMessage turns the runner's refusal of a limit into Piston's

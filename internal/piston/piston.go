@@ -17,22 +17,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/labstack/echo/v4"
 
 	"github.com/runhost/runhost/internal/admission"
-	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/outbox"
-	"github.com/runhost/runhost/internal/pathguard"
 	"github.com/runhost/runhost/internal/policy"
-	"github.com/runhost/runhost/internal/registry"
 	"github.com/runhost/runhost/internal/runner"
-	"github.com/runhost/runhost/shared"
 )
 
 // Deps are what the Piston routes use from the host.
@@ -135,15 +129,15 @@ func (h *handler) execute(c echo.Context) error {
 	ctx := c.Request().Context()
 	var req jobRequest
 	if err := h.decode(c, &req); err != nil {
-		return h.fail(c, err)
+		return &refusal{err}
 	}
 	j, err := newJob(req, h.entries(ctx), false)
 	if err != nil {
-		return h.fail(c, err)
+		return &refusal{err}
 	}
 	release, err := h.d.Admission.Acquire(ctx, h.d.KeyID(c))
 	if err != nil {
-		return h.fail(c, err)
+		return &refusal{err}
 	}
 	defer release()
 	var out interleaver
@@ -153,7 +147,7 @@ func (h *handler) execute(c echo.Context) error {
 	release() // the run is over: its slot is free before the answer is written
 	if err != nil {
 		h.d.Audit(c, j.req, res, err, time.Since(start))
-		return h.fail(c, err)
+		return &refusal{err}
 	}
 	if werr := c.JSON(http.StatusOK, Result{Language: j.entry.Language, Version: j.entry.Version, Run: stage(res, out.bytes())}); werr != nil {
 		err = fmt.Errorf("%w: %w", outbox.ErrClientGone, werr)
@@ -178,7 +172,7 @@ func (h *handler) decode(c echo.Context, req *jobRequest) error {
 	}
 	var raw json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
-		return invalid("request body is not valid JSON: %v", err)
+		return runner.Invalid("malformed_json", "request body is not valid JSON: %v", err)
 	}
 	if raw[0] != '{' {
 		return nil
@@ -186,44 +180,24 @@ func (h *handler) decode(c echo.Context, req *jobRequest) error {
 	return json.Unmarshal(raw, req)
 }
 
-// fail answers err in Piston's shape with a status saying whose fault it is.
-func (h *handler) fail(c echo.Context, err error) error {
-	status, msg := statusOf(err)
-	if status == 0 {
-		return nil // the client went away
+// refusal is err in Piston's words. The host's error handler classifies
+// the error it wraps (one mapping for every front end) and answers on
+// /api/v2 in Piston's shape, {"message"}, with runhost's code beside it.
+type refusal struct{ err error }
+
+func (e *refusal) Error() string { return message(e.err) }
+func (e *refusal) Unwrap() error { return e.err }
+
+// message is err as Piston says it: a limit in Piston's fields and units.
+func message(err error) string {
+	var le *policy.LimitError
+	if errors.As(err, &le) {
+		return limitMessage(le)
 	}
-	var refused *admission.RefusedError
-	if errors.As(err, &refused) && refused.RetryAfter > 0 {
-		c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(refused.RetryAfter.Seconds()))))
-	}
-	if status >= 500 {
-		h.d.Log.Warn("piston request failed", "path", c.Path(), "error", err)
-	}
-	return c.JSON(status, errorBody{Message: msg})
+	return err.Error()
 }
 
-// statusOf maps an error to a status and Piston's message; 0 means the
-// client is gone and gets no answer.
-func statusOf(err error) (int, string) {
-	var br *badRequest
-	var le *policy.LimitError
-	var maxBytes *http.MaxBytesError
-	switch {
-	case errors.As(err, &br):
-		return http.StatusBadRequest, br.message
-	case errors.As(err, &le):
-		return http.StatusBadRequest, limitMessage(le)
-	case errors.As(err, &maxBytes):
-		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", maxBytes.Limit)
-	case errors.Is(err, context.Canceled), errors.Is(err, outbox.ErrClientGone):
-		return 0, ""
-	case errors.Is(err, registry.ErrUnknownRuntime), errors.Is(err, runner.ErrUnknownVersion),
-		errors.Is(err, shared.ErrInvalidRequest), errors.Is(err, pathguard.ErrUnsafePath):
-		return http.StatusBadRequest, err.Error()
-	case errors.Is(err, admission.ErrBusy), errors.Is(err, admission.ErrRateLimited), errors.Is(err, executor.ErrBusy):
-		return http.StatusTooManyRequests, err.Error()
-	case errors.Is(err, executor.ErrEngineUnavailable), errors.Is(err, executor.ErrImageMissing), errors.Is(err, executor.ErrNoCapacity):
-		return http.StatusServiceUnavailable, err.Error()
-	}
-	return http.StatusInternalServerError, err.Error()
+// gone reports whether err means the client went away: it gets no answer.
+func gone(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, outbox.ErrClientGone)
 }

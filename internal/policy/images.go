@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/executor/helperimage"
 	"github.com/runhost/runhost/internal/imageref"
 )
 
@@ -21,9 +22,9 @@ var internalRepositories = []string{
 	"runhost/builds",
 	"runhost/code-server",
 	"runhost/dind",
-	"runhost/egress",
+	helperimage.EgressRepository,
 	"runhost/host",
-	"runhost/init",
+	helperimage.InitRepository,
 	"runhost/owner",
 }
 

@@ -537,7 +537,7 @@ func (p *Policy) Build(in Input) (executor.Build, error) {
 	}
 	args := make([]string, 0, len(b.BuildArgs))
 	for k, v := range b.BuildArgs {
-		if !envName.MatchString(k) {
+		if !ValidEnvName(k) {
 			return refuse("build_args", "name %q is not a valid variable name", k)
 		}
 		args = append(args, k+"="+v)
@@ -716,6 +716,11 @@ func (p *Policy) files(in []shared.File) ([]executor.File, error) {
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// ValidEnvName reports whether name may name an environment variable (or a
+// build argument): letters, digits and _, not starting with a digit. A
+// request is held to it at the edge, a spec here.
+func ValidEnvName(name string) bool { return envName.MatchString(name) }
+
 // environment returns env as sorted KEY=VALUE entries, with HOME set to /tmp
 // (the only writable place besides the run directory) unless env sets it.
 func environment(env map[string]string) ([]string, error) {
@@ -725,7 +730,7 @@ func environment(env map[string]string) ([]string, error) {
 	out := make([]string, 0, len(env)+1)
 	size := 0
 	for k, v := range env {
-		if !envName.MatchString(k) {
+		if !ValidEnvName(k) {
 			return nil, fmt.Errorf("name %q is not a valid variable name", k)
 		}
 		if strings.ContainsRune(v, 0) {

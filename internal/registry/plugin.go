@@ -9,15 +9,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 
+	"github.com/runhost/runhost/internal/pluginhost"
 	"github.com/runhost/runhost/shared"
 )
 
@@ -83,8 +84,8 @@ func start(ctx context.Context, path, checksum string, cfg Config, log hclog.Log
 func (p *Plugin) launch(ctx context.Context) (*plugin.Client, shared.Runtime, error) {
 	cmd := exec.Command(p.path)
 	cmd.Env = []string{}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cc := shared.ClientConfig(cmd, p.log)
+	cmd.SysProcAttr = dieWithHost()
+	cc := pluginhost.ClientConfig(cmd, p.log)
 	cc.StartTimeout = p.cfg.StartTimeout
 	if p.cfg.Checksums != nil {
 		// go-plugin checks the binary again right before it runs it.
@@ -107,17 +108,8 @@ func (p *Plugin) launch(ctx context.Context) (*plugin.Client, shared.Runtime, er
 			done <- dialed{err: err}
 			return
 		}
-		raw, err := rpc.Dispense(shared.PluginName)
-		if err != nil {
-			done <- dialed{err: err}
-			return
-		}
-		rt, ok := raw.(shared.Runtime)
-		if !ok {
-			done <- dialed{err: fmt.Errorf("dispensed %T, not a runtime", raw)}
-			return
-		}
-		done <- dialed{rt: rt}
+		rt, err := pluginhost.Dispense(rpc)
+		done <- dialed{rt: rt, err: err}
 	}()
 	select {
 	case d := <-done:
@@ -142,7 +134,10 @@ var (
 func explainStartError(err error, startTimeout time.Duration) error {
 	msg := err.Error()
 	if m := incompatible.FindStringSubmatch(msg); m != nil {
-		return fmt.Errorf("plugin speaks protocol version %s but this host speaks %s: rebuild the plugin against a runhost SDK of a matching protocol version", m[1], m[2])
+		// go-plugin lists the host's versions in map order; sort them.
+		versions := strings.Fields(m[2])
+		slices.Sort(versions)
+		return fmt.Errorf("plugin speaks protocol version %s but this host speaks %s: rebuild the plugin against a runhost SDK of a matching protocol version", m[1], strings.Join(versions, ", "))
 	}
 	switch m := strayStdout.FindStringSubmatch(msg); {
 	case strings.Contains(msg, "Failed to read any lines from plugin's stdout"),
@@ -219,7 +214,13 @@ func (p *Plugin) end() {
 }
 
 // Plan asks the plugin for a spec, restarting the process first if it died.
+// req.Version must name one of the plugin's versions; the plugin gets that
+// version's image with it.
 func (p *Plugin) Plan(ctx context.Context, req shared.RunRequest) (shared.Spec, error) {
+	req, err := pluginhost.CompleteRequest(p.desc, req)
+	if err != nil {
+		return shared.Spec{}, err
+	}
 	p.begin()
 	defer p.end()
 	rt, err := p.runtime(ctx)
@@ -249,7 +250,7 @@ func (p *Plugin) Plan(ctx context.Context, req shared.RunRequest) (shared.Spec, 
 		// A plugin that does not answer in time is presumed stuck.
 		p.restartSoon("plan call timed out")
 		return shared.Spec{}, &PluginError{Runtime: p.desc.Name, Err: fmt.Errorf("%w: no answer within %s", ErrPluginUnavailable, p.cfg.CallTimeout)}
-	case errors.Is(err, shared.ErrConnectionLost):
+	case errors.Is(err, pluginhost.ErrConnectionLost):
 		// The process died or its socket broke: replace it on the next call.
 		p.restartSoon("connection lost: " + err.Error())
 		return shared.Spec{}, &PluginError{Runtime: p.desc.Name, Err: fmt.Errorf("%w: the plugin process crashed or stopped answering during the call", ErrPluginUnavailable)}

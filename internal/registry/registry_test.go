@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/runhost/runhost/internal/pluginwire"
 	"github.com/runhost/runhost/internal/testenv"
 	"github.com/runhost/runhost/shared"
 )
@@ -81,7 +82,7 @@ func TestDiscovery(t *testing.T) {
 		{"runhost-plugin-noexec", StateRefused, "not executable"},
 		{"not-a-plugin", StateIgnored, "name does not match"},
 		{"runhost-plugin-exits", StateRefused, "exited during start-up"},
-		{"runhost-plugin-badproto", StateRefused, "protocol version 99 but this host speaks 1"},
+		{"runhost-plugin-badproto", StateRefused, "protocol version 99 but this host speaks 1, 2:"},
 		{"runhost-plugin-stdout", StateRefused, `wrote "a stray line on stdout" to stdout`},
 		{"runhost-plugin-nodesc", StateRefused, "invalid description: no versions"},
 		{"runhost-plugin-link", StateRefused, "symbolic links"},
@@ -110,6 +111,32 @@ func TestDiscovery(t *testing.T) {
 	var unknown *UnknownRuntimeError
 	if _, err := reg.Lookup("exits"); !errors.As(err, &unknown) || !strings.Contains(err.Error(), "known runtimes: good") {
 		t.Errorf("Lookup(exits) = %v, want an unknown-runtime error listing good", err)
+	}
+}
+
+// TestProtocolVersions: plugins of this SDK speak protocol 2 and get the
+// version's image from the host; a plugin built against a protocol 1 SDK
+// still starts and plans.
+func TestProtocolVersions(t *testing.T) {
+	reg := discover(t, pluginDir(t, "runhost-plugin-good", "runhost-plugin-v1"))
+	for name, protocol := range map[string]int{"good": pluginwire.ProtocolVersion, "v1": pluginwire.ProtocolV1} {
+		t.Run(name, func(t *testing.T) {
+			p, err := reg.Lookup(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Protocol() != protocol {
+				t.Errorf("negotiated protocol %d, want %d", p.Protocol(), protocol)
+			}
+			spec, err := p.Plan(t.Context(), shared.RunRequest{Version: "1", Code: "x"})
+			if err != nil || spec.Image != "img:1" {
+				t.Errorf("Plan = %q, %v; want the version's image img:1", spec.Image, err)
+			}
+			// A version the plugin did not describe never reaches it.
+			if _, err := p.Plan(t.Context(), shared.RunRequest{Version: "2", Code: "x"}); !errors.Is(err, shared.ErrInvalidRequest) {
+				t.Errorf("Plan of an undescribed version = %v, want an invalid request", err)
+			}
+		})
 	}
 }
 
@@ -324,7 +351,7 @@ func TestReload(t *testing.T) {
 	})
 	t.Run("reports carry path, checksum, protocol and state", func(t *testing.T) {
 		for _, r := range reg.Reports() {
-			if r.Runtime == "good" && (r.Checksum != fmt.Sprintf("%x", sha256.Sum256(v2)) || r.Protocol != shared.ProtocolVersion || r.State != StateHealthy) {
+			if r.Runtime == "good" && (r.Checksum != fmt.Sprintf("%x", sha256.Sum256(v2)) || r.Protocol != pluginwire.ProtocolVersion || r.State != StateHealthy) {
 				t.Errorf("report %+v", r)
 			}
 		}

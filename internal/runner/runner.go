@@ -9,53 +9,18 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"path"
 	"slices"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/runhost/runhost/internal/auth"
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/registry"
 	"github.com/runhost/runhost/internal/workspace"
 	"github.com/runhost/runhost/shared"
 )
-
-// Request is a run request as the host sees it, already decoded and checked
-// for shape at the edge.
-type Request struct {
-	// Caller is who asks: workspace names resolve in its namespaces, and
-	// what the run caches (installs, builds) is its own.
-	Caller auth.Identity
-
-	Runtime string // name or alias
-	Version string // exact, prefix or empty
-	Code    string
-	Files   []shared.File
-	Entry   string
-	Stdin   []byte
-	Args    []string
-	Env     map[string]string
-	Limits  policy.Requested
-
-	Packages   []string          // requirements (pip) or packages (npm)
-	Image      string            // custom image (custom-image runtimes)
-	Command    shared.Command    // custom command
-	Dockerfile string            // Dockerfile to build (dockerfile runtimes)
-	BuildArgs  map[string]string // its build arguments
-
-	Workspace   string // "name/sub/dir": run there, with the session mounted
-	ContextPath string // "name/sub/dir": the build context, from the workspace
-
-	// Output, when set, receives the run's output as it is produced.
-	Output func(executor.Stream, []byte)
-	// StdinStream, when set, feeds the program's stdin after Stdin as data
-	// arrives (see executor.Job.StdinStream); the caller closes it after Run.
-	StdinStream io.Reader
-}
 
 // Result is a finished run with what it ran on.
 type Result struct {
@@ -104,6 +69,9 @@ func New(cfg Config, reg *registry.Registry, pol *policy.Policy, exec executor.E
 
 // Run executes req from start to finish.
 func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
+	if err := req.Validate(); err != nil {
+		return Result{}, err
+	}
 	p, err := r.registry.Lookup(req.Runtime)
 	if err != nil {
 		return Result{}, err
@@ -138,19 +106,9 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 		req.Files = files
 	}
 
-	spec, err := p.Plan(ctx, shared.RunRequest{
-		Version:    version.Version,
-		Code:       req.Code,
-		Files:      req.Files,
-		Entry:      req.Entry,
-		Args:       req.Args,
-		Env:        req.Env,
-		Packages:   req.Packages,
-		Image:      req.Image,
-		Command:    req.Command,
-		Dockerfile: req.Dockerfile,
-		BuildArgs:  req.BuildArgs,
-	})
+	plan := req.RunRequest
+	plan.Version = version.Version
+	spec, err := p.Plan(ctx, plan)
 	if err != nil {
 		return Result{}, err
 	}

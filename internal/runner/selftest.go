@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/runhost/runhost/shared"
 )
 
 // SelfTestResult is the outcome of one version's self-test.
@@ -53,7 +55,7 @@ func (r *Runner) SelfTest(ctx context.Context) []SelfTestResult {
 			}
 			start := time.Now()
 			res := SelfTestResult{Runtime: d.Name, Version: v.Version, Expected: v.SelfTest.ExpectedStdout}
-			switch run, err := r.Run(ctx, Request{Runtime: d.Name, Version: v.Version, Code: v.SelfTest.Code}); {
+			switch run, err := r.Run(ctx, Request{Runtime: d.Name, RunRequest: shared.RunRequest{Version: v.Version, Code: v.SelfTest.Code}}); {
 			case v.SelfTest.Code == "":
 				res.Got = "the plugin declares no self-test for this version"
 			case err != nil:

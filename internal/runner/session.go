@@ -44,6 +44,9 @@ type SessionBase struct {
 // StartSession resolves the runtime and version, decides the container
 // (image, limits, workspace) with the policy, and starts it.
 func (r *Runner) StartSession(ctx context.Context, spec SessionSpec) (executor.Session, SessionBase, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, SessionBase{}, err
+	}
 	p, err := r.registry.Lookup(spec.Runtime)
 	if err != nil {
 		return nil, SessionBase{}, err
@@ -96,6 +99,9 @@ func (r *Runner) StartSession(ctx context.Context, spec SessionSpec) (executor.S
 // it in the session. The container's limits are the session's; a request
 // may only shorten nothing but its own timeout.
 func (r *Runner) RunInSession(ctx context.Context, sess executor.Session, base *SessionBase, req Request) (Result, error) {
+	if err := req.Validate(); err != nil {
+		return Result{}, err
+	}
 	if req.Limits.MemoryBytes != 0 || req.Limits.CPUs != 0 {
 		return Result{}, shared.Invalidf("memory_mb and cpus are set when the session starts")
 	}
@@ -138,15 +144,9 @@ func (r *Runner) RunInSession(ctx context.Context, sess executor.Session, base *
 	if err := r.policy.CheckRequested(base.Runtime, limits); err != nil {
 		return Result{}, err
 	}
-	spec, err := p.Plan(ctx, shared.RunRequest{
-		Version: base.Version.Version,
-		Code:    req.Code,
-		Files:   req.Files,
-		Entry:   req.Entry,
-		Args:    req.Args,
-		Env:     req.Env,
-		Command: req.Command,
-	})
+	plan := req.RunRequest // what a session run may set; the rest was refused above
+	plan.Version = base.Version.Version
+	spec, err := p.Plan(ctx, plan)
 	if err != nil {
 		return Result{}, err
 	}

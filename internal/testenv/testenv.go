@@ -69,6 +69,11 @@ var (
 	buildDir  string
 	buildErr  error
 	buildOut  []byte
+
+	pluginsOnce sync.Once
+	pluginsDir  string
+	pluginsErr  error
+	pluginsOut  []byte
 )
 
 // Binaries holds paths of freshly built binaries.
@@ -78,36 +83,20 @@ type Binaries struct {
 	PluginDir string // the shipped plugins, as runhost-plugin-<name>
 }
 
-// Build compiles runhost-init and every plugin under plugins/ into a
-// temporary directory, once per test process.
+// Build compiles runhost-init, runhost-egress and every plugin under
+// plugins/ into temporary directories, once per test process.
 func Build(t testing.TB) Binaries {
 	t.Helper()
+	plugins := BuildPlugins(t)
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "runhost-test-bin-")
 		if buildErr != nil {
 			return
 		}
-		root := RepoRoot()
-		pluginDir := filepath.Join(buildDir, "plugins")
-		if buildErr = os.MkdirAll(pluginDir, 0o755); buildErr != nil {
-			return
-		}
 		for _, name := range []string{"runhost-init", "runhost-egress"} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, name), "./cmd/"+name)
-			cmd.Dir = root
+			cmd.Dir = RepoRoot()
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if buildOut, buildErr = cmd.CombinedOutput(); buildErr != nil {
-				return
-			}
-		}
-		entries, err := os.ReadDir(filepath.Join(root, "plugins"))
-		if err != nil {
-			buildErr = err
-			return
-		}
-		for _, e := range entries {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(pluginDir, "runhost-plugin-"+e.Name()), "./plugins/"+e.Name())
-			cmd.Dir = root
 			if buildOut, buildErr = cmd.CombinedOutput(); buildErr != nil {
 				return
 			}
@@ -116,7 +105,40 @@ func Build(t testing.TB) Binaries {
 	if buildErr != nil {
 		t.Fatalf("build test binaries: %v\n%s", buildErr, buildOut)
 	}
-	return Binaries{Init: filepath.Join(buildDir, "runhost-init"), Egress: filepath.Join(buildDir, "runhost-egress"), PluginDir: filepath.Join(buildDir, "plugins")}
+	return Binaries{Init: filepath.Join(buildDir, "runhost-init"), Egress: filepath.Join(buildDir, "runhost-egress"), PluginDir: plugins}
+}
+
+// BuildPlugins compiles every plugin under plugins/ into a temporary
+// directory, as runhost-plugin-<name>, once per test process, and returns
+// the directory: all a host with a fake executor needs (no engine).
+func BuildPlugins(t testing.TB) string {
+	t.Helper()
+	pluginsOnce.Do(func() {
+		pluginsDir, pluginsErr = os.MkdirTemp("", "runhost-test-plugins-")
+		if pluginsErr != nil {
+			return
+		}
+		// One go command builds them all, in parallel.
+		cmd := exec.Command("go", "build", "-o", pluginsDir+string(filepath.Separator), "./plugins/...")
+		cmd.Dir = RepoRoot()
+		if pluginsOut, pluginsErr = cmd.CombinedOutput(); pluginsErr != nil {
+			return
+		}
+		entries, err := os.ReadDir(pluginsDir)
+		if err != nil {
+			pluginsErr = err
+			return
+		}
+		for _, e := range entries {
+			if pluginsErr = os.Rename(filepath.Join(pluginsDir, e.Name()), filepath.Join(pluginsDir, "runhost-plugin-"+e.Name())); pluginsErr != nil {
+				return
+			}
+		}
+	})
+	if pluginsErr != nil {
+		t.Fatalf("build the plugins: %v\n%s", pluginsErr, pluginsOut)
+	}
+	return pluginsDir
 }
 
 // GoBuild compiles the package at pkgDir (relative to the repository root or

@@ -42,13 +42,21 @@ type Store struct {
 	cfg Config
 
 	mu    sync.Mutex
-	locks map[string]*sync.Mutex // per session: uploads check the quota one at a time
+	locks map[string]*sessionLock // per session: uploads check the quota one at a time
+}
+
+// sessionLock is a session's upload lock, in Store.locks while anyone holds
+// or waits for it: the map holds the sessions being written to, not every
+// session ever written to.
+type sessionLock struct {
+	sync.Mutex
+	refs int // holders and waiters; guarded by Store.mu
 }
 
 // NewStore returns a store; a zero Root means workspaces are disabled and
 // every method returns ErrNotConfigured.
 func NewStore(cfg Config) *Store {
-	return &Store{cfg: cfg, locks: map[string]*sync.Mutex{}}
+	return &Store{cfg: cfg, locks: map[string]*sessionLock{}}
 }
 
 // Enabled reports whether workspaces are configured.
@@ -102,16 +110,26 @@ type File struct {
 	Content []byte
 }
 
+// lock takes ref's session lock and returns its release, which drops the
+// session's entry when nobody else holds or waits for it.
 func (s *Store) lock(ref Ref) func() {
 	s.mu.Lock()
 	l, ok := s.locks[ref.path]
 	if !ok {
-		l = &sync.Mutex{}
+		l = &sessionLock{}
 		s.locks[ref.path] = l
 	}
+	l.refs++
 	s.mu.Unlock()
 	l.Lock()
-	return l.Unlock
+	return func() {
+		l.Unlock()
+		s.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(s.locks, ref.path)
+		}
+		s.mu.Unlock()
+	}
 }
 
 // openRoot opens the workspace root itself.

@@ -53,15 +53,6 @@ func (Node) Describe(context.Context) (shared.Description, error) {
 
 // Plan implements shared.Runtime: `node <entry> <args...>`.
 func (Node) Plan(_ context.Context, req shared.RunRequest) (shared.Spec, error) {
-	image := ""
-	for _, v := range versions {
-		if v.Version == req.Version {
-			image = v.Image
-		}
-	}
-	if image == "" {
-		return shared.Spec{}, shared.Invalidf("node %q is not a version this plugin knows", req.Version)
-	}
 	// Code written as an ES module (import/export statements) becomes
 	// main.mjs, so it runs the same on every version: Node 20 would guess
 	// the module type of a main.js itself, Node 18 does not.
@@ -79,7 +70,7 @@ func (Node) Plan(_ context.Context, req shared.RunRequest) (shared.Spec, error) 
 		return shared.Spec{}, shared.Invalidf("entry %q: want a .js, .mjs or .cjs file", entry)
 	}
 	spec := shared.Spec{
-		Image:   image,
+		Image:   req.VersionImage,
 		Files:   files,
 		Command: append([]string{"node", entry}, req.Args...),
 		Env:     map[string]string{},

@@ -15,6 +15,7 @@ import (
 	"github.com/runhost/runhost/shared"
 	"github.com/runhost/runhost/shared/kernel"
 	"github.com/runhost/runhost/shared/kernel/kerneltest"
+	"github.com/runhost/runhost/shared/plugintest"
 )
 
 // The driver's tests run it as a real process that speaks the protocol on
@@ -335,7 +336,7 @@ func TestDataVersionIsExactOnly(t *testing.T) {
 			t.Errorf("version %q resolves to %q (%v), want %q", asked, v.Version, err, want)
 		}
 	}
-	spec, err := Python{}.Plan(t.Context(), shared.RunRequest{Version: "3.11-data", Code: "import pandas"})
+	spec, err := plugintest.Connect(t, Python{}).Plan(t.Context(), shared.RunRequest{Version: "3.11-data", Code: "import pandas"})
 	if err != nil || spec.Image != "runhost/python:3.11-data" {
 		t.Errorf("Plan = %+v, %v", spec.Image, err)
 	}

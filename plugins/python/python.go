@@ -71,10 +71,6 @@ func (Python) Describe(context.Context) (shared.Description, error) {
 // output interleaves as the program wrote it; requirements are installed
 // with pip into a cached directory first.
 func (Python) Plan(_ context.Context, req shared.RunRequest) (shared.Spec, error) {
-	image, err := imageOf(req.Version)
-	if err != nil {
-		return shared.Spec{}, err
-	}
 	files, entry, err := shared.SourceFiles(req, "main.py")
 	if err != nil {
 		return shared.Spec{}, err
@@ -84,7 +80,7 @@ func (Python) Plan(_ context.Context, req shared.RunRequest) (shared.Spec, error
 		"PYTHONDONTWRITEBYTECODE": "1",
 	}
 	spec := shared.Spec{
-		Image:   image,
+		Image:   req.VersionImage,
 		Files:   files,
 		Command: append([]string{"python3", entry}, req.Args...),
 		Env:     env,
@@ -134,12 +130,4 @@ func requirements(pkgs []string) ([]string, error) {
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil
-}
-
-func imageOf(version string) (string, error) {
-	v, ok := shared.FindVersion(versions, version)
-	if !ok {
-		return "", shared.Invalidf("python %q is not a version this plugin knows", version)
-	}
-	return v.Image, nil
 }

@@ -40,37 +40,28 @@ func (Shell) Describe(context.Context) (shared.Description, error) {
 // request's args. With image and command, the command runs in that image
 // instead (an argv as is, a string through sh -c).
 func (Shell) Plan(_ context.Context, req shared.RunRequest) (shared.Spec, error) {
-	var image string
-	for _, v := range versions {
-		if v.Version == req.Version {
-			image = v.Image
-		}
-	}
-	if image == "" {
-		return shared.Spec{}, shared.Invalidf("bash %q is not a version this plugin knows", req.Version)
-	}
 	if req.Image != "" || len(req.Command.Argv) > 0 || req.Command.Shell != "" {
-		return customCommand(req, image)
+		return customCommand(req)
 	}
 	files, entry, err := shared.SourceFiles(req, "main.sh")
 	if err != nil {
 		return shared.Spec{}, err
 	}
 	return shared.Spec{
-		Image:   image,
+		Image:   req.VersionImage,
 		Files:   files,
 		Command: append([]string{"bash", entry}, req.Args...),
 		Env:     req.Env,
 	}, nil
 }
 
-func customCommand(req shared.RunRequest, defaultImage string) (shared.Spec, error) {
+func customCommand(req shared.RunRequest) (shared.Spec, error) {
 	if req.Code != "" {
 		return shared.Spec{}, shared.Invalidf("give code or command, not both")
 	}
 	image := req.Image
 	if image == "" {
-		image = defaultImage
+		image = req.VersionImage
 	}
 	var argv []string
 	switch {

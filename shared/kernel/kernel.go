@@ -122,3 +122,19 @@ func ReadMessage(r io.Reader, max uint32) ([]byte, error) {
 	}
 	return body, nil
 }
+
+// Stream says where a piece of a driver's output came from.
+type Stream int
+
+// The driver's three output pipes.
+const (
+	Stdout Stream = 1 // fd 1
+	Stderr Stream = 2 // fd 2
+	Events Stream = 4 // fd 4: Data is one message's JSON
+)
+
+// Output is one piece of what a driver wrote.
+type Output struct {
+	Stream Stream
+	Data   []byte
+}

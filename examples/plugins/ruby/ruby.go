@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"maps"
-	"strings"
 
 	"github.com/runhost/runhost/shared"
 )
@@ -36,29 +35,20 @@ func (Ruby) Describe(context.Context) (shared.Description, error) {
 }
 
 // Plan implements shared.Runtime: `ruby <entry> <args...>` in the run
-// directory, so require_relative finds the request's other files. It logs one
-// line per call; shared.Log(ctx) adds the host's request id to it.
+// directory, so require_relative finds the request's other files. The host
+// has resolved the version and sends its image; SourceFiles refuses an entry
+// ruby would read as an option. It logs one line per call; shared.Log(ctx)
+// adds the host's request id to it.
 func (Ruby) Plan(ctx context.Context, req shared.RunRequest) (shared.Spec, error) {
 	log := shared.Log(ctx)
-	if req.Version != version {
-		// The host resolves the version before calling Plan, so this only
-		// happens when a caller bypasses it (a test, a newer host).
-		err := shared.Invalidf("ruby %q is not a version this plugin knows; it has %s", req.Version, version)
-		log.Info("refused ruby run", "reason", err)
-		return shared.Spec{}, err
-	}
 	files, entry, err := shared.SourceFiles(req, "main.rb")
-	if err == nil && strings.HasPrefix(entry, "-") {
-		// ruby would read it as an option (-e would run the first argument).
-		err = shared.Invalidf("entry %q starts with '-'; rename the file", entry)
-	}
 	if err != nil {
 		log.Info("refused ruby run", "reason", err)
 		return shared.Spec{}, err
 	}
 	log.Info("planned ruby run", "entry", entry, "files", len(files), "args", len(req.Args))
 	return shared.Spec{
-		Image:   image,
+		Image:   req.VersionImage,
 		Files:   files,
 		Command: append([]string{"ruby", entry}, req.Args...),
 		Env:     maps.Clone(req.Env),

@@ -103,7 +103,6 @@ func TestPlanRefusesWhatItCannotRun(t *testing.T) {
 		"entry not a file":           {Version: "3.1", Files: []shared.File{{Path: "app.rb"}}, Entry: "x.rb"},
 		"entry and code":             {Version: "3.1", Code: "puts 1", Entry: "app.rb"},
 		"file clashes with code":     {Version: "3.1", Code: "puts 1", Files: []shared.File{{Path: "main.rb"}}},
-		"unknown version":            {Version: "2.7", Code: "puts 1"},
 		"entry looks like an option": {Version: "3.1", Files: []shared.File{{Path: "-e"}}, Args: []string{"puts 1"}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -130,7 +129,7 @@ func (p requestIDProbe) Plan(ctx context.Context, req shared.RunRequest) (shared
 func TestPlanSeesTheHostsRequestID(t *testing.T) {
 	probe := requestIDProbe{got: make(chan string, 1)}
 	rt := plugintest.Connect(t, probe)
-	ctx := shared.WithRequestID(t.Context(), "req-42")
+	ctx := plugintest.WithRequestID(t.Context(), "req-42")
 	if _, err := rt.Plan(ctx, shared.RunRequest{Version: "3.1", Code: "puts 1"}); err != nil {
 		t.Fatal(err)
 	}

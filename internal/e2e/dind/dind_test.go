@@ -50,7 +50,7 @@ func TestDinD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.DindEnabled || cfg.WorkspaceRoot == "" || cfg.WorkspaceDaemonDir != "/workspaces" {
+	if !cfg.Engine.DindEnabled || cfg.Workspace.Root == "" || cfg.Workspace.DaemonDir != "/workspaces" {
 		t.Fatalf("want DIND_ENABLED, RUNHOST_WORKSPACE_ROOT and DIND_WORKSPACE_PATH=/workspaces, got %+v", cfg)
 	}
 	a, err := app.New(context.Background(), cfg, hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: os.Stderr}))
@@ -109,7 +109,7 @@ func TestDinD(t *testing.T) {
 		if res["stdout"] != "/workspaces/dind-session/app\n" {
 			t.Fatalf("%v", res)
 		}
-		b, err := os.ReadFile(filepath.Join(cfg.WorkspaceRoot, "dind-session", "app", "made-by-run.txt"))
+		b, err := os.ReadFile(filepath.Join(cfg.Workspace.Root, "dind-session", "app", "made-by-run.txt"))
 		if err != nil || string(b) != "hello host" {
 			t.Fatalf("the run's file is not visible at the host's workspace root: %q %v", b, err)
 		}

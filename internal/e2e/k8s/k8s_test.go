@@ -141,7 +141,7 @@ func startHost(t testing.TB, env ...string) *host {
 	}
 	srv := httptest.NewServer(a.Handler())
 	cs := clientset(t)
-	h := &host{t: t, url: srv.URL, app: a, cs: cs, ns: cfg.K8sNamespace}
+	h := &host{t: t, url: srv.URL, app: a, cs: cs, ns: cfg.Kubernetes.Namespace}
 	t.Cleanup(func() {
 		srv.Close()
 		a.Close()

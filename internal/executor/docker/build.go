@@ -24,7 +24,6 @@ const LabelBuild = "runhost.build"
 // buildRepo is the repository built images are tagged in, by content key.
 const buildRepo = "runhost/build"
 
-
 // buildCache remembers when each built image was last used and removes the
 // least recently used ones beyond its bounds. Concurrent builds of the same
 // key share one build.

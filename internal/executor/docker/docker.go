@@ -18,7 +18,6 @@ import (
 	"path"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -89,11 +88,8 @@ type Config struct {
 	InitBinary []byte // the static runhost-init program
 	Logger     hclog.Logger
 
-	User   string       // uid:gid of helper containers (the egress proxy)
+	User   string       // uid:gid of warm pool containers (runs bring their own)
 	Egress EgressConfig // the proxy install steps reach the network through
-
-	Pool       []PoolTarget // containers to keep ready
-	PoolBudget int64        // bytes of memory limits the pool may hold
 
 	DepsCacheEntries  int   // installed dependency sets kept
 	DepsCacheBytes    int64 // and their bytes
@@ -117,11 +113,16 @@ type Executor struct {
 	egress   *egressProxy
 	user     string
 
-	retryMu  sync.Mutex
-	retrying map[string]bool // containers whose removal failed, being retried
+	retryMu    sync.Mutex
+	retrying   map[string]bool // containers whose removal failed, being retried
+	retries    sync.WaitGroup  // their goroutines
+	retryCtx   context.Context // ends them (stopRetry, in Close); nil before the first
+	stopRetry  context.CancelFunc
+	closed     bool          // no new retries: the sweep removes what is left
+	retryDelay time.Duration // before the first retry; 0: retryFirstDelay
 
-	pool     *warmpool.Pool[*started]
-	removals sync.WaitGroup // containers being removed in the background
+	pool     *warmpool.Pool[*started] // nil until SetPool: no warm pool
+	removals sync.WaitGroup           // containers being removed in the background
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -154,15 +155,24 @@ func newExecutor(eng engine, cfg Config) *Executor {
 		egress:   &egressProxy{cfg: cfg.Egress},
 		user:     cmp.Or(cfg.User, "1000:1000"),
 	}
-	e.pool = newPool(e, cfg.Pool, cfg.PoolBudget)
 	return e
 }
 
-// Close empties the pool, waits for removals, stops the egress proxy and
-// releases the client's connections.
+// Close empties the pool, waits for removals, stops the removals being
+// retried (the sweep removes what they leave, their containers' deadlines
+// being past) and waits for them, stops the egress proxy and releases the
+// client's connections. A retry in an engine call is cancelled, so Close
+// waits for none longer than the call takes to return.
 func (e *Executor) Close() error {
 	e.pool.Close()
 	e.removals.Wait()
+	e.retryMu.Lock()
+	e.closed = true
+	if e.stopRetry != nil {
+		e.stopRetry()
+	}
+	e.retryMu.Unlock()
+	e.retries.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), engineCallTimeout)
 	defer cancel()
 	e.stopEgress(ctx)
@@ -583,33 +593,62 @@ func (e *Executor) remove(ctx context.Context, id string) {
 	}
 }
 
-// retryRemoval keeps trying to remove id, every few seconds, for as long as
-// the host runs; the sweep is the last resort after a host crash.
+// retryFirstDelay is the wait before a failed removal is tried again; it
+// doubles up to retryMaxDelay.
+const (
+	retryFirstDelay = time.Second
+	retryMaxDelay   = 30 * time.Second
+)
+
+// retryRemoval keeps trying to remove id, ever less often, until it is gone
+// or the executor closes; the sweep is the last resort (after a host crash,
+// or for what a closed executor left).
 func (e *Executor) retryRemoval(id string) {
 	e.retryMu.Lock()
 	defer e.retryMu.Unlock()
+	if e.closed {
+		e.log.Warn("executor closed: the container is left for the sweep", "container", id)
+		return
+	}
 	if e.retrying == nil {
 		e.retrying = map[string]bool{}
+		e.retryCtx, e.stopRetry = context.WithCancel(context.Background())
 	}
 	if e.retrying[id] {
 		return
 	}
 	e.retrying[id] = true
-	go func() {
-		for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
-			time.Sleep(delay)
-			ctx, cancel := context.WithTimeout(context.Background(), engineCallTimeout)
-			err := e.engine.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
-			cancel()
-			if err == nil || cerrdefs.IsNotFound(err) {
-				e.retryMu.Lock()
-				delete(e.retrying, id)
-				e.retryMu.Unlock()
-				e.log.Info("removed container after retrying", "container", id)
-				return
-			}
-		}
+	e.retries.Add(1)
+	go e.retry(e.retryCtx, id)
+}
+
+func (e *Executor) retry(ctx context.Context, id string) {
+	defer e.retries.Done()
+	defer func() {
+		e.retryMu.Lock()
+		delete(e.retrying, id)
+		e.retryMu.Unlock()
 	}()
+	delay := cmp.Or(e.retryDelay, retryFirstDelay)
+	wait := time.NewTimer(delay)
+	defer wait.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			e.log.Warn("executor closed while retrying a removal: the container is left for the sweep", "container", id)
+			return
+		case <-wait.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, engineCallTimeout)
+		err := e.engine.ContainerRemove(rctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		cancel()
+		if err == nil || cerrdefs.IsNotFound(err) {
+			e.log.Info("removed container after retrying", "container", id)
+			return
+		}
+		delay = min(2*delay, retryMaxDelay)
+		wait.Reset(delay)
+	}
 }
 
 // imageVolumes returns the paths an image's config declares as VOLUMEs. The
@@ -646,17 +685,18 @@ func (e *Executor) imageVolumes(ctx context.Context, img string) ([]string, erro
 // of the job is there already, so the engine creates no anonymous volume.
 func (e *Executor) containerConfig(s step, volumes []string) (*container.Config, *container.HostConfig, error) {
 	job := s.Job
-	uid, gid, ok := strings.Cut(job.User, ":")
-	if !ok || uid == "0" || gid == "0" {
-		return nil, nil, fmt.Errorf("job user %q: want a non-root uid:gid", job.User)
+	user, err := executor.ParseUser(job.User)
+	if err != nil {
+		return nil, nil, fmt.Errorf("job: %w", err)
 	}
+	uid, gid := user.UID, user.GID
 	l := job.Limits
 	pids := l.Pids
 	cfg := &container.Config{
 		Image:           job.Image,
 		Entrypoint:      []string{initDir + "/init"},
 		Cmd:             []string{},
-		User:            job.User,
+		User:            user.String(),
 		WorkingDir:      "/",
 		Hostname:        "runhost",
 		Labels:          e.labels(job.Labels, l.Timeout),
@@ -684,7 +724,7 @@ func (e *Executor) containerConfig(s step, volumes []string) (*container.Config,
 		LogConfig:      container.LogConfig{Type: "none"},
 		Tmpfs: map[string]string{
 			"/tmp":          fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d,mode=1777", l.TmpBytes),
-			executor.RunDir: fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d,mode=0755,uid=%s,gid=%s", l.RunDirBytes, uid, gid),
+			executor.RunDir: fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d,mode=0755,uid=%d,gid=%d", l.RunDirBytes, uid, gid),
 		},
 		Mounts: append([]mount.Mount{{
 			Type:          mount.TypeVolume,
@@ -713,7 +753,7 @@ func (e *Executor) containerConfig(s step, volumes []string) (*container.Config,
 		if _, ok := hostCfg.Tmpfs[v]; ok || mounted[v] {
 			continue
 		}
-		hostCfg.Tmpfs[v] = fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d,mode=0755,uid=%s,gid=%s", l.TmpBytes, uid, gid)
+		hostCfg.Tmpfs[v] = fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d,mode=0755,uid=%d,gid=%d", l.TmpBytes, uid, gid)
 	}
 	if s.builder != nil {
 		s.builder.relax(hostCfg)

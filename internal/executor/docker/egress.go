@@ -2,8 +2,6 @@ package docker
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/runhost/runhost/internal/egress"
 	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/executor/helperimage"
 )
 
 // LabelEgress marks the egress proxy's container and volume.
@@ -109,7 +108,7 @@ func (e *Executor) ensureEgress(ctx context.Context) (string, error) {
 		p.container = ""
 	}
 
-	img := EgressImage(p.cfg.Binary)
+	img := helperimage.Egress(p.cfg.Binary)
 	if _, err := e.engine.ImageInspect(ctx, img); cerrdefs.IsNotFound(err) {
 		if err := importImage(ctx, e.engine, img, "egress", p.cfg.Binary); err != nil {
 			return "", err
@@ -197,13 +196,6 @@ func proxyState(s *container.State, err error) string {
 		return "unhealthy: " + last
 	}
 	return s.Status
-}
-
-// EgressImage is the name of the one-file image holding runhost-egress at
-// /egress: the proxy's container here, and its pod on Kubernetes.
-func EgressImage(binary []byte) string {
-	sum := sha256.Sum256(binary)
-	return "runhost/egress:" + hex.EncodeToString(sum[:6])
 }
 
 // stopEgress removes the proxy and its volume.

@@ -17,19 +17,13 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
+
+	"github.com/runhost/runhost/internal/executor/helperimage"
 )
 
 func newInitVolume(binary []byte) *initVolume {
 	sum := sha256.Sum256(binary)
 	return &initVolume{binary: binary, name: "runhost-init-" + hex.EncodeToString(sum[:6])}
-}
-
-// InitImage is the name of the one-file image holding runhost-init at
-// /init: the helper that fills the init volume, and what a Kubernetes init
-// container copies the binary from.
-func InitImage(binary []byte) string {
-	sum := sha256.Sum256(binary)
-	return "runhost/init:" + hex.EncodeToString(sum[:6])
 }
 
 // readyMarker is written after the binary, so a half-filled volume is never
@@ -67,7 +61,7 @@ func (v *initVolume) fill(ctx context.Context, e engine, labels map[string]strin
 	}
 	// A container is needed to reach the volume. It is never started; its
 	// image is a one-file image of the init binary, imported once.
-	helperImage := InitImage(v.binary)
+	helperImage := helperimage.Init(v.binary)
 	if _, err := e.ImageInspect(ctx, helperImage); cerrdefs.IsNotFound(err) {
 		if err := importImage(ctx, e, helperImage, "init", v.binary); err != nil {
 			return err

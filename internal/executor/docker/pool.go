@@ -23,15 +23,12 @@ type PoolStats = warmpool.Stats
 // (its sweep deadline is far later).
 const poolMaxIdle = 30 * time.Minute
 
-// SetPool sets what the warm pool keeps ready; call before StartPool.
+// SetPool sets what the warm pool keeps ready (RUNHOST_POOL, the only way
+// to configure it); call before StartPool.
 func (e *Executor) SetPool(targets []PoolTarget, budget int64) {
-	e.pool = newPool(e, targets, budget)
-}
-
-func newPool(e *Executor, targets []PoolTarget, budget int64) *warmpool.Pool[*started] {
 	// Two containers start at once: the engine's create and start are
 	// mostly waiting, and a pool refilled one by one falls behind.
-	return warmpool.New[*started](poolEngine{e}, targets, budget, warmpool.Options{Fillers: 2, MaxIdle: poolMaxIdle, Logger: e.log})
+	e.pool = warmpool.New[*started](poolEngine{e}, targets, budget, warmpool.Options{Fillers: 2, MaxIdle: poolMaxIdle, Logger: e.log})
 }
 
 // StartPool fills the warm pool in the background until Close.

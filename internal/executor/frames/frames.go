@@ -6,6 +6,7 @@ package frames
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"time"
 
@@ -33,6 +34,10 @@ func Encode(job executor.Job, extra func(*initproc.Header)) ([]byte, error) {
 	if job.Limits.StopAtOutputLimit {
 		h.OutputLimit = job.Limits.OutputBytes
 	}
+	if k := job.Kernel; k != nil {
+		h.Kernel = &initproc.Kernel{Protocol: k.Protocol, InterruptGraceMS: k.InterruptGrace.Milliseconds(), ResultLimit: k.ResultBytes}
+	}
+	h.Cell = job.Cell
 	if extra != nil {
 		extra(&h)
 	}
@@ -135,6 +140,8 @@ func result(ex initproc.Exit, stdout, stderr *output.Capped) executor.Result {
 		TimedOut:        ex.TimedOut,
 		OOMKilled:       ex.OOMKilled,
 		CappedFull:      ex.CappedFull,
+		Restarted:       ex.Restarted,
+		CellError:       cellError(ex.CellError),
 		Duration:        time.Duration(ex.DurationMS) * time.Millisecond,
 		Stdout:          stdout.Bytes(),
 		Stderr:          stderr.Bytes(),
@@ -142,4 +149,22 @@ func result(ex initproc.Exit, stdout, stderr *output.Capped) executor.Result {
 		StderrTruncated: stderr.Truncated(),
 		OutputLimited:   ex.OutputLimitExceeded,
 	}
+}
+
+func cellError(e *initproc.CellError) *executor.CellError {
+	if e == nil {
+		return nil
+	}
+	return &executor.CellError{Name: e.Name, Value: e.Value, Traceback: e.Traceback}
+}
+
+// richResult decodes a result frame; a malformed one becomes a note in
+// text/plain rather than nothing.
+func richResult(p []byte) executor.RichResult {
+	var r executor.RichResult
+	if err := json.Unmarshal(p, &r); err != nil || len(r.Data) == 0 {
+		note, _ := json.Marshal(fmt.Sprintf("[a result the host could not read: %v]", err))
+		return executor.RichResult{Data: map[string]json.RawMessage{"text/plain": note}}
+	}
+	return r
 }

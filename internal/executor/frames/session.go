@@ -73,6 +73,7 @@ func (s *Session) Run(ctx context.Context, job executor.Job) (executor.Result, e
 		return executor.Result{}, fmt.Errorf("%w: %v", executor.ErrSessionGone, err)
 	}
 	stdout, stderr := output.NewCapped(job.Limits.OutputBytes), output.NewCapped(job.Limits.OutputBytes)
+	var results []executor.RichResult
 	backstop := time.NewTimer(job.Limits.Timeout + 5*time.Second)
 	defer backstop.Stop()
 	for {
@@ -87,13 +88,21 @@ func (s *Session) Run(ctx context.Context, job executor.Job) (executor.Result, e
 				emit(job.Output, executor.Stdout, stdout.Keep(f.payload))
 			case initproc.FrameStderr:
 				emit(job.Output, executor.Stderr, stderr.Keep(f.payload))
+			case initproc.FrameResult:
+				r := richResult(f.payload)
+				results = append(results, r)
+				if job.Results != nil {
+					job.Results(r)
+				}
 			case initproc.FrameExit:
 				var ex initproc.Exit
 				if err := json.Unmarshal(f.payload, &ex); err != nil {
 					s.Close()
 					return executor.Result{}, fmt.Errorf("session: bad exit frame: %w", err)
 				}
-				return result(ex, stdout, stderr), nil
+				res := result(ex, stdout, stderr)
+				res.Results = results
+				return res, nil
 			}
 		case <-backstop.C:
 			s.Close()

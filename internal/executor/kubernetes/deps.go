@@ -288,7 +288,8 @@ func (e *Executor) installPodFor(step executor.Job, subPath string, inst *execut
 	if err != nil {
 		return nil, err
 	}
-	uid, gid := ids(step.User)
+	sc := pod.Spec.SecurityContext // the run user's, checked by podFor
+	uid, gid := *sc.RunAsUser, *sc.RunAsGroup
 	mem, cpu := resource.MustParse("128Mi"), resource.MustParse("500m")
 	pod.Spec.Volumes = append(pod.Spec.Volumes,
 		corev1.Volume{Name: "out", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
@@ -328,11 +329,14 @@ func makeWritable(dir, user string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	uid, gid := ids(user)
-	if os.Getuid() == 0 {
-		return os.Chown(dir, int(uid), int(gid))
+	u, err := executor.ParseUser(user)
+	if err != nil {
+		return err
 	}
-	if int64(os.Getuid()) != uid {
+	if os.Getuid() == 0 {
+		return os.Chown(dir, int(u.UID), int(u.GID))
+	}
+	if os.Getuid() != int(u.UID) {
 		return os.Chmod(dir, 0o777)
 	}
 	return nil

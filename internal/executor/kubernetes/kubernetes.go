@@ -5,6 +5,7 @@
 package kubernetes
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,18 +51,24 @@ const initDir = "/.runhost"
 
 // Config configures the executor.
 type Config struct {
-	Kubeconfig   string // empty: the in-cluster service account
-	Namespace    string
-	InitImage    string // an image holding runhost-init at /init
-	RuntimeClass string // optional runtimeClassName, e.g. gvisor
-	PullPolicy   corev1.PullPolicy
-	Workspace    WorkspaceVolume // optional: where workspace mounts come from
-	Cache        CacheVolume     // optional: where installed dependencies are kept
-	Egress       EgressConfig    // the proxy pod install steps reach the network through
-	Build        BuildConfig     // optional: Dockerfile builds
-	User         string          // uid:gid of warm pool pods (runs bring their own)
-	Instance     string
-	Logger       hclog.Logger
+	Kubeconfig string // empty: the in-cluster service account
+	Namespace  string
+	InitImage  string // an image holding runhost-init at /init
+	// RuntimeClass is the runtimeClassName of pods whose job names no OCI
+	// runtime (optional, e.g. gvisor); RuntimeClasses maps the OCI runtime
+	// the policy chose for a job (executor.Job.OCIRuntime) to the
+	// RuntimeClass its pod gets. A job whose OCI runtime is not mapped is
+	// refused, never run without the sandbox the policy chose.
+	RuntimeClass   string
+	RuntimeClasses map[string]string
+	PullPolicy     corev1.PullPolicy
+	Workspace      WorkspaceVolume // optional: where workspace mounts come from
+	Cache          CacheVolume     // optional: where installed dependencies are kept
+	Egress         EgressConfig    // the proxy pod install steps reach the network through
+	Build          BuildConfig     // optional: Dockerfile builds
+	User           string          // uid:gid of warm pool pods (runs bring their own)
+	Instance       string
+	Logger         hclog.Logger
 }
 
 // WorkspaceVolume is the workspace volume as run pods see it: a
@@ -128,6 +135,7 @@ func New(cfg Config) (*Executor, error) {
 	if cfg.PullPolicy == "" {
 		cfg.PullPolicy = corev1.PullIfNotPresent
 	}
+	cfg.User = cmp.Or(cfg.User, "1000:1000")
 	log := cfg.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
@@ -519,7 +527,15 @@ type claimMount struct {
 // claims the job needs besides its workspace (installed dependencies).
 func (e *Executor) podFor(job executor.Job, mounts ...claimMount) (*corev1.Pod, error) {
 	l := job.Limits
-	uid, gid := ids(job.User)
+	user, err := executor.ParseUser(job.User)
+	if err != nil {
+		return nil, fmt.Errorf("job: %w", err)
+	}
+	class, err := e.runtimeClass(job.OCIRuntime)
+	if err != nil {
+		return nil, err
+	}
+	uid, gid := int64(user.UID), int64(user.GID)
 	yes, no := true, false
 	mem := resource.NewQuantity(l.MemoryBytes, resource.BinarySI)
 	cpu := resource.NewMilliQuantity(l.NanoCPUs/1e6, resource.DecimalSI)
@@ -596,8 +612,8 @@ func (e *Executor) podFor(job executor.Job, mounts ...claimMount) (*corev1.Pod, 
 			},
 		},
 	}
-	if e.cfg.RuntimeClass != "" {
-		pod.Spec.RuntimeClassName = &e.cfg.RuntimeClass
+	if class != "" {
+		pod.Spec.RuntimeClassName = &class
 	}
 	if ws := job.Workspace; ws != nil {
 		sub, err := e.cfg.Workspace.subPath(ws.Source)
@@ -657,17 +673,18 @@ func (e *Executor) pullPolicy(image string) corev1.PullPolicy {
 	return e.cfg.PullPolicy
 }
 
-func ids(user string) (int64, int64) {
-	u, g, _ := strings.Cut(user, ":")
-	uid, _ := strconv.ParseInt(u, 10, 64)
-	gid, _ := strconv.ParseInt(g, 10, 64)
-	if uid <= 0 {
-		uid = 1000
+// runtimeClass is the RuntimeClass of a pod whose job asks for the OCI
+// runtime oci: the configured default when it asks for none, else the class
+// mapped to it (RUNHOST_K8S_RUNTIME_CLASSES). The configuration refuses to
+// start with an OCI runtime that has no class; this refuses the job too.
+func (e *Executor) runtimeClass(oci string) (string, error) {
+	if oci == "" {
+		return e.cfg.RuntimeClass, nil
 	}
-	if gid <= 0 {
-		gid = 1000
+	if class, ok := e.cfg.RuntimeClasses[oci]; ok && class != "" {
+		return class, nil
 	}
-	return uid, gid
+	return "", fmt.Errorf("%w: the OCI runtime %q, which has no RuntimeClass (map it with RUNHOST_K8S_RUNTIME_CLASSES)", ErrUnsupported, oci)
 }
 
 func validLabelValue(v string) bool {

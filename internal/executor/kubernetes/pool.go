@@ -28,16 +28,11 @@ type pooledPod struct {
 	att  *attachment
 }
 
-// SetPool sets what the warm pool keeps ready; call before StartPool. OCI
-// runtimes are the cluster's business (RUNHOST_K8S_RUNTIME_CLASS), so they
-// do not tell pods apart.
+// SetPool sets what the warm pool keeps ready; call before StartPool. A
+// target's OCI runtime is its pods' RuntimeClass (runtimeClass), so pods of
+// different runtimes are told apart like on Docker.
 func (e *Executor) SetPool(targets []executor.PoolTarget, budget int64) {
-	ts := make([]executor.PoolTarget, len(targets))
-	for i, t := range targets {
-		t.OCIRuntime = ""
-		ts[i] = t
-	}
-	e.pool = warmpool.New[*pooledPod](poolEngine{e}, ts, budget, warmpool.Options{MaxIdle: poolMaxIdle, Logger: e.log})
+	e.pool = warmpool.New[*pooledPod](poolEngine{e}, targets, budget, warmpool.Options{MaxIdle: poolMaxIdle, Logger: e.log})
 }
 
 // StartPool starts filling the warm pool in the background; Close stops it.
@@ -51,7 +46,7 @@ func (e *Executor) takePooled(job executor.Job) *pooledPod {
 	if job.Install != nil || job.Workspace != nil {
 		return nil
 	}
-	pp, _ := e.pool.Take(warmpool.KeyOf(job.Image, "", job.Limits))
+	pp, _ := e.pool.Take(warmpool.KeyOf(job.Image, job.OCIRuntime, job.Limits))
 	return pp
 }
 
@@ -67,11 +62,12 @@ func (p poolEngine) Start(ctx context.Context, t executor.PoolTarget) (*pooledPo
 	limits := t.Limits
 	limits.Timeout = poolPodLifetime
 	name, a, err := e.startAttached(ctx, executor.Job{
-		ID:     "pool-" + hex.EncodeToString(id[:]),
-		Image:  t.Image,
-		User:   e.cfg.User,
-		Labels: map[string]string{LabelPool: "true"},
-		Limits: limits,
+		ID:         "pool-" + hex.EncodeToString(id[:]),
+		Image:      t.Image,
+		User:       e.cfg.User,
+		Labels:     map[string]string{LabelPool: "true"},
+		Limits:     limits,
+		OCIRuntime: t.OCIRuntime,
 	})
 	if err != nil {
 		return nil, err

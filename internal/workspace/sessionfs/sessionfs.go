@@ -76,6 +76,9 @@ func (f *FS) volumes() string { return filepath.Join(f.cfg.Root, Dir) }
 // Probe checks that this process can make, mount and unmount a session
 // filesystem under the root, by doing it once with a small image.
 func (f *FS) Probe(ctx context.Context) error {
+	if err := supported(); err != nil {
+		return err
+	}
 	if !canMount() {
 		return errors.New("mounting needs root or CAP_SYS_ADMIN")
 	}
@@ -98,7 +101,7 @@ func (f *FS) Probe(ctx context.Context) error {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
-	if err := mount(img, dir, unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC); err != nil {
+	if err := mount(img, dir, flagsAlways|flagNoExec); err != nil {
 		return err
 	}
 	return unmount(dir)
@@ -209,7 +212,7 @@ func (f *FS) migrate(tmp, img, base, dir string) error {
 		return err
 	}
 	defer os.Remove(staging)
-	if err := mount(tmp, staging, unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC); err != nil {
+	if err := mount(tmp, staging, flagsAlways|flagNoExec); err != nil {
 		return err
 	}
 	_ = os.Remove(filepath.Join(staging, "lost+found"))
@@ -241,9 +244,9 @@ func (f *FS) migrate(tmp, img, base, dir string) error {
 }
 
 func (f *FS) mountAt(img, dir string) error {
-	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
+	flags := flagsAlways
 	if !f.cfg.Exec {
-		flags |= unix.MS_NOEXEC
+		flags |= flagNoExec
 	}
 	if err := mount(img, dir, flags); err != nil {
 		return err
@@ -402,22 +405,6 @@ func (f *FS) mkfs(ctx context.Context, img string, size int64) error {
 		return fmt.Errorf("mkfs.ext4: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
-}
-
-// canMount reports whether this process has CAP_SYS_ADMIN (root has it
-// unless a container runtime dropped it), before Probe touches anything.
-func canMount() bool {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return os.Geteuid() == 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
-			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return err == nil && caps&(1<<unix.CAP_SYS_ADMIN) != 0
-		}
-	}
-	return false
 }
 
 // isMountPoint reports whether dir is on another device than its parent.

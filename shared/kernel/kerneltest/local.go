@@ -70,7 +70,7 @@ func StartLocal(t testing.TB, opts Options) *Driver {
 	cmd.ExtraFiles = []*os.File{reqR, evW}
 	// Its own process group, so that the end of the test also ends what a
 	// cell forked.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.SysProcAttr = ownGroup()
 	if err := cmd.Start(); err != nil {
 		for _, f := range pipes {
 			_ = f.Close()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 
+	"github.com/runhost/runhost/internal/pluginwire"
 	"github.com/runhost/runhost/shared"
 )
 
@@ -68,7 +69,11 @@ func (r runtime) Plan(ctx context.Context, req shared.RunRequest) (shared.Spec, 
 		<-ctx.Done()
 		return shared.Spec{}, ctx.Err()
 	}
-	return shared.Spec{Image: "img:1", Command: []string{"run", req.Code}, Env: map[string]string{"PID": fmt.Sprint(os.Getpid()), "VARIANT": variant}}, nil
+	image := req.VersionImage // protocol 2: the host sends the version's image
+	if r.name == "v1" {
+		image = "img:1" // a protocol 1 plugin knows it itself
+	}
+	return shared.Spec{Image: image, Command: []string{"run", req.Code}, Env: map[string]string{"PID": fmt.Sprint(os.Getpid()), "VARIANT": variant}}, nil
 }
 
 func main() {
@@ -78,11 +83,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "testplugin: exiting at start on purpose")
 		os.Exit(3)
 	case "badproto":
-		plugin.Serve(&plugin.ServeConfig{
-			HandshakeConfig:  shared.Handshake,
-			VersionedPlugins: map[int]plugin.PluginSet{99: shared.PluginSets(runtime{behaviour})[shared.ProtocolVersion]},
-			GRPCServer:       shared.NewGRPCServer,
-		})
+		serveProtocol(99, runtime{behaviour})
+		return
+	case "v1":
+		// A plugin built against an SDK that spoke only protocol 1.
+		serveProtocol(pluginwire.ProtocolV1, runtime{behaviour})
 		return
 	case "stdout":
 		fmt.Println("a stray line on stdout")
@@ -95,6 +100,15 @@ func main() {
 		return
 	}
 	shared.Serve(runtime{behaviour})
+}
+
+// serveProtocol serves rt speaking only protocol version v.
+func serveProtocol(v int, rt shared.Runtime) {
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig:  pluginwire.Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{v: {pluginwire.PluginName: &pluginwire.Plugin{Impl: rt}}},
+		GRPCServer:       pluginwire.NewServer,
+	})
 }
 
 type envRuntime struct{}

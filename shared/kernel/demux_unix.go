@@ -1,3 +1,5 @@
+//go:build linux || darwin
+
 package kernel
 
 import (
@@ -8,22 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// Stream says where a piece of a driver's output came from.
-type Stream int
-
-// The driver's three output pipes.
-const (
-	Stdout Stream = 1 // fd 1
-	Stderr Stream = 2 // fd 2
-	Events Stream = 4 // fd 4: Data is one message's JSON
-)
-
-// Output is one piece of what a driver wrote.
-type Output struct {
-	Stream Stream
-	Data   []byte
-}
 
 // Demux reads a driver's stdout, stderr and events pipes until all three are
 // closed, and calls fn with each piece in the order the driver wrote them:
@@ -127,7 +113,7 @@ func (d *demux) drainPending(p *pipe) error {
 	if p.closed {
 		return nil
 	}
-	pending, err := unix.IoctlGetInt(p.fd, unix.TIOCINQ)
+	pending, err := unix.IoctlGetInt(p.fd, fionread)
 	if err != nil {
 		return fmt.Errorf("FIONREAD on the driver's fd %d: %w", p.s, err)
 	}

@@ -4,9 +4,21 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
+
+// Mount flags: every session filesystem is nosuid and nodev, and noexec
+// unless runs may execute workspace files.
+const (
+	flagsAlways uintptr = unix.MS_NOSUID | unix.MS_NODEV
+	flagNoExec  uintptr = unix.MS_NOEXEC
+)
+
+// supported says whether this OS can have session filesystems: Linux can.
+func supported() error { return nil }
 
 // mount attaches img to a free loop device that clears itself when the
 // filesystem is unmounted, and mounts it at dir with flags.
@@ -68,4 +80,20 @@ func unmount(dir string) error {
 		return nil // not mounted
 	}
 	return err
+}
+
+// canMount reports whether this process has CAP_SYS_ADMIN (root has it
+// unless a container runtime dropped it), before Probe touches anything.
+func canMount() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return os.Geteuid() == 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps&(1<<unix.CAP_SYS_ADMIN) != 0
+		}
+	}
+	return false
 }
