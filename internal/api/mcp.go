@@ -10,6 +10,7 @@ import (
 	"github.com/runhost/runhost/internal/auth"
 	"github.com/runhost/runhost/internal/mcp"
 	"github.com/runhost/runhost/internal/runner"
+	"github.com/runhost/runhost/internal/sessions"
 	"github.com/runhost/runhost/shared"
 )
 
@@ -18,10 +19,13 @@ import (
 // the caller the key names, with the HTTP API's error codes and audit log.
 func (s *Server) mcpRoute() {
 	h := mcp.New(mcp.Deps{
-		Runner:       s.runner,
-		Sessions:     s.sessions,
-		Workspaces:   s.workspaces,
-		Admission:    s.cfg.Admission,
+		Runner:     s.runner,
+		Sessions:   s.sessions,
+		Workspaces: s.workspaces,
+		Admission:  s.cfg.Admission,
+		StartSession: func(ctx context.Context, id auth.Identity, a mcp.SessionArgs) (sessions.Info, error) {
+			return s.startSession(ctx, id, SessionRequest(a))
+		},
 		MaxBodyBytes: s.cfg.MaxBodyBytes,
 		Code:         statusOf,
 		Audit:        s.auditTool,
@@ -36,9 +40,5 @@ func (s *Server) mcpRoute() {
 
 // auditTool records a tool call that ran code, as audit does a run.
 func (s *Server) auditTool(ctx context.Context, req runner.Request, res runner.Result, err error, d time.Duration) {
-	key := req.Caller.Name
-	if key == "" {
-		key = auth.AnonymousName
-	}
-	s.auditRun(s.log.With("request_id", shared.RequestID(ctx), "front_end", "mcp"), key, req, res, err, d)
+	s.auditRun(s.log.With("request_id", shared.RequestID(ctx), "front_end", "mcp"), keyOf(req.Caller), req, res, err, d)
 }

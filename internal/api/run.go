@@ -385,7 +385,7 @@ func toRunnerRequest(runtime string, req RunRequest) (runner.Request, error) {
 	}
 	files := make([]shared.File, 0, len(req.Files))
 	for i, f := range req.Files {
-		content, err := decodeContent(f)
+		content, err := runner.DecodeContent(f.Content, f.Encoding)
 		if err != nil {
 			return runner.Request{}, badRequest("bad_encoding", fmt.Sprintf("files[%d] (%s): %v", i, f.Path, err))
 		}
@@ -419,19 +419,4 @@ func toRunnerRequest(runtime string, req RunRequest) (runner.Request, error) {
 		return runner.Request{}, err
 	}
 	return out, nil
-}
-
-func decodeContent(f File) ([]byte, error) {
-	switch f.Encoding {
-	case "", "utf8", "utf-8":
-		return []byte(f.Content), nil
-	case "base64":
-		b, err := base64.StdEncoding.DecodeString(f.Content)
-		if err != nil {
-			return nil, fmt.Errorf("invalid base64: %w", err)
-		}
-		return b, nil
-	default:
-		return nil, fmt.Errorf("unknown encoding %q (want utf8 or base64)", f.Encoding)
-	}
 }

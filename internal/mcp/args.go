@@ -1,15 +1,9 @@
 package mcp
 
 import (
-	"encoding/base64"
-	"fmt"
-	"time"
-
 	"github.com/google/jsonschema-go/jsonschema"
 
 	"github.com/runhost/runhost/internal/auth"
-	"github.com/runhost/runhost/internal/pathguard"
-	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/runner"
 	"github.com/runhost/runhost/shared"
 )
@@ -44,18 +38,22 @@ type runInSessionArgs struct {
 	program
 }
 
-type createSessionArgs struct {
+// SessionArgs are create_session's arguments: POST /sessions' body, field
+// for field (the host converts one into the other, so the two cannot drift
+// apart: whatever POST /sessions accepts, create_session forwards).
+type SessionArgs struct {
 	Runtime   string  `json:"runtime" jsonschema:"runtime name or alias: python, node, shell, ... (see list_runtimes)"`
 	Version   string  `json:"version,omitempty" jsonschema:"exact (3.11), a prefix (3: the newest 3.x), or absent for the runtime's default"`
-	Mode      string  `json:"mode,omitempty" jsonschema:"plain (the default): every run is a fresh process in the session's container, which keeps its files, /tmp and run directory"`
+	Mode      string  `json:"mode,omitempty" jsonschema:"plain (the default): every run_in_session call is a fresh process in the session's container, which keeps its files, /tmp and run directory. interpreter: one resident interpreter runs every call as a cell in the same global state (variables and imports survive) and returns the cell's rich outputs (charts as images); only for runtimes whose list_runtimes entry accepts interpreter, on hosts that serve it"`
 	Workspace string  `json:"workspace,omitempty" jsonschema:"mount a workspace: <name> or <name>/<sub/dir>, read-write at /workspaces/<name>; the directory is the working directory of every run"`
 	TTLS      int64   `json:"ttl_s,omitempty" jsonschema:"seconds the session may stay idle before it is removed; absent: the host's default"`
 	MemoryMB  int64   `json:"memory_mb,omitempty" jsonschema:"memory limit of the session's container in MiB; absent: the host's default"`
 	CPUs      float64 `json:"cpus,omitempty" jsonschema:"CPU limit of the session's container; absent: the host's default"`
 }
 
-// sessionModes are the modes create_session takes; the first is the default.
-var sessionModes = []any{"plain"}
+// sessionModes are the modes create_session offers; the host decides which
+// it serves (POST /sessions refuses the others).
+var sessionModes = []any{"plain", "interpreter"}
 
 type sessionArgs struct {
 	SessionID string `json:"session_id" jsonschema:"the id create_session returned"`
@@ -81,11 +79,11 @@ type noArgs struct{}
 
 // Bounds on arguments, in the schemas a client sees and checks against.
 const (
-	maxFiles = 256       // as the native API
-	maxLimit = 1 << 30   // far above any maximum, low enough not to overflow
-	maxItems = 256       // requirements
-	maxRead  = 1 << 20   // bytes of a file read_file returns
-	maxText  = 256 << 10 // bytes of each output stream shown as text
+	maxFiles = runner.MaxFiles
+	maxLimit = runner.MaxTimeoutMS // integers (the runner's bound on limits, also ttl_s's): far above any maximum
+	maxItems = 256                 // requirements
+	maxRead  = 1 << 20             // bytes of a file read_file returns
+	maxText  = 256 << 10           // bytes of each output stream shown as text
 )
 
 // schemaFor infers T's schema and adds the bounds that tags cannot say.
@@ -122,67 +120,32 @@ func bound(s *jsonschema.Schema) {
 }
 
 // runRequest maps run_code's and run_in_session's arguments to the
-// runner's request: the one place that does (with the HTTP API's
-// toRunnerRequest, it becomes the host's one request type and its
-// Validate). The schema has already bounded sizes and numbers.
+// host's one request model and validates it (runner.Request.Validate, as
+// every front end does): the one place that maps them.
 func runRequest(id auth.Identity, a runCodeArgs) (runner.Request, error) {
-	if a.Code == "" && len(a.Files) == 0 {
-		return runner.Request{}, shared.Invalidf("give the program as code or files")
-	}
 	files := make([]shared.File, 0, len(a.Files))
-	seen := map[string]bool{}
 	for i, f := range a.Files {
-		if err := pathguard.Check(f.Path); err != nil {
-			return runner.Request{}, fmt.Errorf("files[%d]: %w", i, err)
-		}
-		if seen[f.Path] {
-			return runner.Request{}, shared.Invalidf("files[%d]: %q is given twice", i, f.Path)
-		}
-		seen[f.Path] = true
-		content, err := decodeContent(f.Content, f.Encoding)
+		content, err := runner.DecodeContent(f.Content, f.Encoding)
 		if err != nil {
-			return runner.Request{}, shared.Invalidf("files[%d] (%s): %v", i, f.Path, err)
+			return runner.Request{}, runner.Invalid("bad_encoding", "files[%d] (%s): %v", i, f.Path, err)
 		}
 		files = append(files, shared.File{Path: f.Path, Content: content})
 	}
-	return runner.Request{
+	req := runner.Request{
+		RunRequest: shared.RunRequest{
+			Version:  a.Version,
+			Code:     a.Code,
+			Files:    files,
+			Packages: a.Requirements,
+		},
 		Caller:    id,
 		Runtime:   a.Runtime,
-		Version:   a.Version,
-		Code:      a.Code,
-		Files:     files,
+		Workspace: a.Workspace,
 		Stdin:     []byte(a.Stdin),
-		Packages:  a.Requirements,
-		Workspace: a.Workspace,
-		Limits:    policy.Requested{Timeout: time.Duration(a.TimeoutMS) * time.Millisecond},
-	}, nil
-}
-
-// sessionSpec maps create_session's arguments to the session's spec and
-// idle time to live. The schema allows only the modes in sessionModes:
-// "plain" is today's session; "interpreter" joins the list, and Mode the
-// spec, when the host serves interpreter sessions.
-func sessionSpec(id auth.Identity, a createSessionArgs) (runner.SessionSpec, time.Duration) {
-	return runner.SessionSpec{
-		Caller:    id,
-		Runtime:   a.Runtime,
-		Version:   a.Version,
-		Workspace: a.Workspace,
-		Limits:    policy.Requested{MemoryBytes: a.MemoryMB << 20, CPUs: a.CPUs},
-	}, time.Duration(a.TTLS) * time.Second
-}
-
-// decodeContent is a file's bytes from its content and encoding.
-func decodeContent(content, encoding string) ([]byte, error) {
-	switch encoding {
-	case "", "utf8":
-		return []byte(content), nil
-	case "base64":
-		b, err := base64.StdEncoding.DecodeString(content)
-		if err != nil {
-			return nil, fmt.Errorf("invalid base64: %w", err)
-		}
-		return b, nil
+		Limits:    runner.RequestedLimits(float64(a.TimeoutMS), 0, 0),
 	}
-	return nil, fmt.Errorf("unknown encoding %q (want utf8 or base64)", encoding)
+	if err := req.Validate(); err != nil {
+		return runner.Request{}, err
+	}
+	return req, nil
 }

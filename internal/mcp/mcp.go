@@ -37,6 +37,9 @@ type Deps struct {
 	Sessions   *sessions.Manager
 	Workspaces *workspace.Store
 	Admission  *admission.Controller // a tool call that runs code takes a slot, as a run does
+	// StartSession starts a session for the caller as POST /sessions does
+	// (the same validation, admission and manager): create_session.
+	StartSession func(ctx context.Context, id auth.Identity, a SessionArgs) (sessions.Info, error)
 	// MaxBodyBytes bounds one request's body (RUNHOST_MAX_BODY_BYTES).
 	MaxBodyBytes int64
 	// Code names an error the way the HTTP API does (its status and code),

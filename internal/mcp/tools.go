@@ -98,7 +98,7 @@ func addTools(srv *sdk.Server, t *tools) {
 		Description: "Start a session: one sandboxed container (no network) that serves run_in_session calls one at a time " +
 			"and keeps its files, /tmp and run directory between them. It ends after ttl_s idle, at the host's maximum " +
 			"lifetime, or with end_session. Returns the session id.",
-		InputSchema: schemaFor[createSessionArgs](),
+		InputSchema: schemaFor[SessionArgs](),
 		Annotations: &sdk.ToolAnnotations{Title: "Create a session", DestructiveHint: no, OpenWorldHint: no},
 	}, tool(t, t.createSession))
 	sdk.AddTool(srv, &sdk.Tool{
@@ -199,6 +199,7 @@ func (t *tools) run(ctx context.Context, id auth.Identity, in runCodeArgs, run f
 		}
 	}()
 	if req, err = runRequest(id, in); err != nil {
+		req.Caller, req.Runtime = id, in.Runtime // for the audit line
 		return nil, err
 	}
 	release, err := t.d.Admission.Acquire(ctx, key(id))
@@ -213,14 +214,8 @@ func (t *tools) run(ctx context.Context, id auth.Identity, in runCodeArgs, run f
 	return runContent(viewOf(res)), nil
 }
 
-func (t *tools) createSession(ctx context.Context, id auth.Identity, in createSessionArgs) ([]sdk.Content, error) {
-	spec, ttl := sessionSpec(id, in)
-	release, err := t.d.Admission.Acquire(ctx, key(id))
-	if err != nil {
-		return nil, err
-	}
-	info, err := t.d.Sessions.Create(ctx, key(id), spec, ttl)
-	release()
+func (t *tools) createSession(ctx context.Context, id auth.Identity, in SessionArgs) ([]sdk.Content, error) {
+	info, err := t.d.StartSession(ctx, id, in)
 	if err != nil {
 		return nil, err
 	}
@@ -283,9 +278,9 @@ func (t *tools) writeFile(_ context.Context, id auth.Identity, in writeFileArgs)
 	if err != nil {
 		return nil, err
 	}
-	data, err := decodeContent(in.Content, in.Encoding)
+	data, err := runner.DecodeContent(in.Content, in.Encoding)
 	if err != nil {
-		return nil, shared.Invalidf("content: %v", err)
+		return nil, runner.Invalid("bad_encoding", "content: %v", err)
 	}
 	n, err := t.d.Workspaces.Put(ref, in.Path, bytes.NewReader(data))
 	if err != nil {
