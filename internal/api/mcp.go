@@ -11,7 +11,6 @@ import (
 	"github.com/runhost/runhost/internal/mcp"
 	"github.com/runhost/runhost/internal/runner"
 	"github.com/runhost/runhost/internal/sessions"
-	"github.com/runhost/runhost/shared"
 )
 
 // mcpRoute serves the Model Context Protocol at /mcp (internal/mcp):
@@ -33,12 +32,12 @@ func (s *Server) mcpRoute() {
 	})
 	s.echo.Match([]string{http.MethodGet, http.MethodPost, http.MethodDelete}, "/mcp", func(c echo.Context) error {
 		r := c.Request()
-		h.ServeHTTP(c.Response(), r.WithContext(mcp.WithCaller(r.Context(), caller(c))))
+		h.ServeHTTP(c.Response(), r.WithContext(mcp.WithCaller(r.Context(), caller(c), requestID(c))))
 		return nil
 	})
 }
 
 // auditTool records a tool call that ran code, as audit does a run.
 func (s *Server) auditTool(ctx context.Context, req runner.Request, res runner.Result, err error, d time.Duration) {
-	s.auditRun(s.log.With("request_id", shared.RequestID(ctx), "front_end", "mcp"), keyOf(req.Caller), req, res, err, d)
+	s.auditRun(s.log.With("request_id", mcp.RequestID(ctx), "front_end", "mcp"), keyOf(req.Caller), req, res, err, d)
 }

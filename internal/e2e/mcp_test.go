@@ -159,7 +159,10 @@ func TestMCPGoClient(t *testing.T) {
 		refused(t, alice, "run_code", map[string]any{"runtime": "python", "version": "2.7", "code": "x"}, "unknown_version")
 		refused(t, alice, "run_code", map[string]any{"runtime": "python", "code": "x", "timeout_ms": 100_000_000}, "limit_exceeded")
 		refused(t, alice, "run_code", map[string]any{"runtime": "python", "files": []map[string]any{{"path": "../x.py", "content": "x"}}}, "unsafe_path")
-		refused(t, alice, "run_code", map[string]any{"runtime": "python"}, "invalid_request")
+		refused(t, alice, "run_code", map[string]any{"runtime": "python"}, "no_code")
+		refused(t, alice, "run_code", map[string]any{"runtime": "python", "files": []map[string]any{{"path": "a.py", "content": "x"}, {"path": "a.py", "content": "y"}}}, "duplicate_file")
+		refused(t, alice, "run_code", map[string]any{"runtime": "python", "files": []map[string]any{{"path": "a.py", "content": "%%", "encoding": "base64"}}}, "bad_encoding")
+		refused(t, alice, "create_session", map[string]any{"runtime": "python", "ttl_s": 1 << 30}, "limit_exceeded")
 		refused(t, alice, "run_in_session", map[string]any{"session_id": "nosuchsession", "code": "x"}, "session_not_found")
 		refused(t, alice, "read_file", map[string]any{"workspace": "nosuch", "path": "x"}, "not_found")
 		refused(t, alice, "read_file", map[string]any{"workspace": "../etc", "path": "passwd"}, "invalid_session")
@@ -169,11 +172,14 @@ func TestMCPGoClient(t *testing.T) {
 				t.Errorf("run_code %v: %q, want a tool error", args, text)
 			}
 		}
+		if text, res := call(t, alice, "create_session", map[string]any{"runtime": "python", "mode": "repl"}); !res.IsError {
+			t.Errorf("create_session with mode repl: %q, want a tool error", text)
+		}
 	})
 
 	var session string
 	t.Run("session", func(t *testing.T) {
-		text := ok(t, alice, "create_session", map[string]any{"runtime": "python", "workspace": "proj"})
+		text := ok(t, alice, "create_session", map[string]any{"runtime": "python", "mode": "plain", "workspace": "proj"})
 		first, _, _ := strings.Cut(text, "\n")
 		session = strings.TrimPrefix(first, "session_id: ")
 		if session == first || session == "" {
@@ -253,8 +259,9 @@ func TestMCPGoClient(t *testing.T) {
 		}
 	})
 
-	if !strings.Contains(h.Logs(), `"front_end":"mcp"`) {
-		t.Error("no audit line for the tool calls that ran code")
+	audit := grepLines(h.Logs(), `"front_end":"mcp"`)
+	if !strings.Contains(audit, `"key":"alice"`) || strings.Contains(audit, `"request_id":""`) {
+		t.Errorf("audit lines of the tool calls that ran code (alice's, each with its request id):\n%s", audit)
 	}
 }
 
@@ -307,10 +314,43 @@ func TestMCPHangUpStopsTheRun(t *testing.T) {
 			testenv.Eventually(t, time.Minute, "the run's container goes", func() bool { return !testenv.AnyRunning(t, h.Docker, label) })
 		})
 	}
-	if n := strings.Count(h.Logs(), `"outcome":"client_disconnect"`); n != 2 {
-		t.Errorf("%d audit lines say client_disconnect, want 2:\n%s", n, grepLines(h.Logs(), `"audit"`))
-	}
+	testenv.Eventually(t, time.Minute, "two audit lines say client_disconnect", func() bool {
+		return strings.Count(h.Logs(), `"outcome":"client_disconnect"`) == 2
+	})
 	if text := ok(t, cs, "run_code", map[string]any{"runtime": "shell", "code": "echo still here"}); !strings.Contains(text, "still here") {
 		t.Errorf("after the hang-ups: %q", text)
+	}
+}
+
+// TestMCPCrossSitePageCannotDriveIt: /mcp is behind the browser guard like
+// every route. On the default keyless loopback host, what a web page can
+// make a browser send (a cross-site JSON POST after no preflight, a
+// text/plain POST, a DNS-rebinding page's Host) is refused before a tool
+// runs; the same call from the host's own origin runs, so the refusals
+// are the guard's.
+func TestMCPCrossSitePageCannotDriveIt(t *testing.T) {
+	h := startHost(t)
+	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"run_code","arguments":{"runtime":"shell","code":"echo csrf"}}}`
+	accept := "application/json, text/event-stream"
+	for _, tt := range []struct {
+		name, host string
+		headers    map[string]string
+		status     int
+		code       string
+	}{
+		{"cross-site JSON", "", map[string]string{"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site", "Content-Type": "application/json", "Accept": accept}, http.StatusForbidden, "cross_site_request"},
+		{"text/plain", "", map[string]string{"Content-Type": "text/plain", "Accept": accept}, http.StatusUnsupportedMediaType, "unsupported_media_type"},
+		{"DNS rebinding", "evil.example:80", map[string]string{"Content-Type": "application/json", "Accept": accept}, http.StatusForbidden, "host_not_allowed"},
+	} {
+		if status, e := rawRequest(t, h, "POST", "/mcp", tt.host, tt.headers, call); status != tt.status || e.Error.Code != tt.code {
+			t.Errorf("%s: %d %+v, want %d %s", tt.name, status, e, tt.status, tt.code)
+		}
+	}
+	if strings.Contains(h.Logs(), `"audit"`) {
+		t.Errorf("a refused call ran:\n%s", grepLines(h.Logs(), `"audit"`))
+	}
+	status, _ := rawRequest(t, h, "POST", "/mcp", "", map[string]string{"Origin": h.URL, "Content-Type": "application/json", "Accept": accept}, call)
+	if status != http.StatusOK || !strings.Contains(h.Logs(), `"audit"`) {
+		t.Errorf("the host's own origin: %d, audit lines:\n%s", status, grepLines(h.Logs(), `"audit"`))
 	}
 }

@@ -103,15 +103,28 @@ type (
 	requestKey struct{}
 )
 
-// WithCaller returns ctx carrying the identity the request authenticated as.
-func WithCaller(ctx context.Context, id auth.Identity) context.Context {
-	return context.WithValue(ctx, callerKey{}, id)
+// caller is who sends a request, and the request's id in the host's log.
+type caller struct {
+	id        auth.Identity
+	requestID string
+}
+
+// WithCaller returns ctx carrying the identity the request authenticated
+// as and the request's id (for log lines and the audit line).
+func WithCaller(ctx context.Context, id auth.Identity, requestID string) context.Context {
+	return context.WithValue(ctx, callerKey{}, caller{id, requestID})
 }
 
 // callerOf is the identity WithCaller recorded; ok is false without one.
 func callerOf(ctx context.Context) (auth.Identity, bool) {
-	id, ok := ctx.Value(callerKey{}).(auth.Identity)
-	return id, ok && id.Name != ""
+	c, ok := ctx.Value(callerKey{}).(caller)
+	return c.id, ok && c.id.Name != ""
+}
+
+// RequestID is the request id WithCaller recorded.
+func RequestID(ctx context.Context) string {
+	c, _ := ctx.Value(callerKey{}).(caller)
+	return c.requestID
 }
 
 // withRequest returns a context that ends when ctx does or when the HTTP

@@ -61,8 +61,8 @@ func (t *tools) toolError(ctx context.Context, err error) *sdk.CallToolResult {
 	status, code := t.d.Code(err)
 	msg := err.Error()
 	if status == http.StatusInternalServerError {
-		t.d.Log.Error("tool failed", "request_id", shared.RequestID(ctx), "error", err)
-		msg = "internal error; the host's log has the details under request id " + shared.RequestID(ctx)
+		t.d.Log.Error("tool failed", "request_id", RequestID(ctx), "error", err)
+		msg = "internal error; the host's log has the details under request id " + RequestID(ctx)
 	}
 	return &sdk.CallToolResult{IsError: true, Content: []sdk.Content{&sdk.TextContent{Text: code + ": " + msg}}}
 }
