@@ -12,43 +12,26 @@ import (
 
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/runner"
-	"github.com/runhost/runhost/shared/kernel"
 )
-
-// Bundle is one rich output of an interpreter cell: MIME type to value,
-// as the kernel protocol carries it (images as base64 strings).
-type Bundle map[string]json.RawMessage
-
-// view is what a tool result shows of a run: the runner's result and,
-// for a cell of an interpreter session, its rich outputs and error.
-type view struct {
-	runner.Result
-	Results []Bundle
-	Error   *kernel.CellError
-}
-
-// viewOf is the view of a runner's result. (Interpreter sessions add
-// their cell's results and error here.)
-func viewOf(res runner.Result) view {
-	return view{Result: res}
-}
 
 // imageTypes are the rich outputs sent as MCP images, in the order they
 // are preferred when a bundle offers several.
 var imageTypes = []string{"image/png", "image/jpeg", "image/gif", "image/webp"}
 
 // runContent is a run's tool result: one text a model reads at a glance
-// (what ran, how it ended, its output), then each image a cell produced.
-func runContent(v view) []sdk.Content {
+// (what ran, how it ended, its output, an interpreter cell's rich results
+// and error), then each image the cell produced.
+func runContent(v runner.Result) []sdk.Content {
 	var b strings.Builder
 	b.WriteString(summary(v))
 	section(&b, "stdout", v.Stdout, v.StdoutTruncated)
 	section(&b, "stderr", v.Stderr, v.StderrTruncated)
-	if len(v.Stdout) == 0 && len(v.Stderr) == 0 && len(v.Results) == 0 && v.Error == nil {
+	if len(v.Stdout) == 0 && len(v.Stderr) == 0 && len(v.Results) == 0 && v.CellError == nil {
 		b.WriteString("\n(no output)")
 	}
 	var images []sdk.Content
-	for i, bundle := range v.Results {
+	for i, r := range v.Results {
+		bundle := r.Data
 		fmt.Fprintf(&b, "\n--- result %d ---\n", i+1)
 		text := bundleText(bundle)
 		img, mime, err := bundleImage(bundle)
@@ -67,7 +50,7 @@ func runContent(v view) []sdk.Content {
 			fmt.Fprintf(&b, "(also as %s, not shown)\n", strings.Join(other, ", "))
 		}
 	}
-	if e := v.Error; e != nil {
+	if e := v.CellError; e != nil {
 		fmt.Fprintf(&b, "\n--- error ---\n%s: %s\n", e.Name, e.Value)
 		for _, line := range e.Traceback {
 			b.WriteString(strings.TrimRight(line, "\n"))
@@ -78,7 +61,7 @@ func runContent(v view) []sdk.Content {
 }
 
 // summary is the first line: what ran and how it ended.
-func summary(v view) string {
+func summary(v runner.Result) string {
 	what := strings.TrimSpace(v.Runtime + " " + v.Version)
 	var s string
 	switch v.Stage {
@@ -100,6 +83,9 @@ func summary(v view) string {
 		s += " · killed: out of memory"
 	case v.OutputLimited:
 		s += " · stopped: the output limit was reached"
+	}
+	if v.Restarted {
+		s += " · the interpreter was restarted: its state is lost"
 	}
 	return s
 }
@@ -130,7 +116,7 @@ func section(b *strings.Builder, name string, out []byte, truncated bool) {
 }
 
 // bundleText is a bundle's text/plain (always present in the protocol).
-func bundleText(bundle Bundle) string {
+func bundleText(bundle map[string]json.RawMessage) string {
 	var s string
 	if err := json.Unmarshal(bundle["text/plain"], &s); err != nil {
 		return ""
@@ -140,7 +126,7 @@ func bundleText(bundle Bundle) string {
 
 // bundleImage is the bundle's preferred image as MCP image content, and
 // its MIME type; nil when it has none.
-func bundleImage(bundle Bundle) (sdk.Content, string, error) {
+func bundleImage(bundle map[string]json.RawMessage) (sdk.Content, string, error) {
 	for _, mime := range imageTypes {
 		raw, ok := bundle[mime]
 		if !ok {
@@ -160,7 +146,7 @@ func bundleImage(bundle Bundle) (sdk.Content, string, error) {
 }
 
 // otherTypes are the bundle's MIME types the text does not show.
-func otherTypes(bundle Bundle, shown string) []string {
+func otherTypes(bundle map[string]json.RawMessage, shown string) []string {
 	var out []string
 	for mime := range bundle {
 		if mime != "text/plain" && mime != shown {

@@ -211,7 +211,7 @@ func (t *tools) run(ctx context.Context, id auth.Identity, in runCodeArgs, run f
 	if err != nil {
 		return nil, err
 	}
-	return runContent(viewOf(res)), nil
+	return runContent(res), nil
 }
 
 func (t *tools) createSession(ctx context.Context, id auth.Identity, in SessionArgs) ([]sdk.Content, error) {
