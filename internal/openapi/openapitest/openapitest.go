@@ -25,11 +25,19 @@ func Load(ctx context.Context) (*openapi3.T, error) {
 	return doc, nil
 }
 
-// NotNative reports whether path belongs to what the host serves beside
-// the native API (Piston's API, the playground, MCP), which the document
-// leaves out.
-func NotNative(path string) bool {
-	return path == "/" || path == "/mcp" || path == "/api/v2" || strings.HasPrefix(path, "/api/v2/") || strings.HasPrefix(path, "/playground/")
+// Undocumented reports whether path is one of the pages the host serves
+// beside its API (the playground), or MCP's JSON-RPC endpoint (described in
+// docs/mcp.md: the protocol's own schema, not an HTTP API's), which the
+// document leaves out.
+func Undocumented(path string) bool {
+	return path == "/" || path == "/mcp" || strings.HasPrefix(path, "/playground/")
+}
+
+// Unchecked reports whether traffic to path is not checked against the
+// document: the undocumented pages, and Piston's WebSocket (documented, but
+// an upgraded connection has no response body to check).
+func Unchecked(path string) bool {
+	return Undocumented(path) || path == "/api/v2/connect"
 }
 
 // restParam is the path parameter that takes the rest of the path, slashes
