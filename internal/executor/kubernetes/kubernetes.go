@@ -31,6 +31,7 @@ import (
 	"github.com/runhost/runhost/internal/executor/depcache"
 	"github.com/runhost/runhost/internal/executor/frames"
 	"github.com/runhost/runhost/internal/executor/warmpool"
+	"github.com/runhost/runhost/internal/initproc"
 	"github.com/runhost/runhost/internal/workspace"
 )
 
@@ -256,7 +257,7 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 		info = &held.Info
 		mounts = append(mounts, claimMount{volume: "deps", claim: e.cfg.Cache.Claim, subPath: depsSubPath(held.Name), target: job.Install.OutputDir, readOnly: true})
 	}
-	frame, err := frames.Encode(job, nil)
+	frame, err := frames.Encode(job, linger)
 	if err != nil {
 		return executor.Result{}, err
 	}
@@ -291,6 +292,14 @@ func (e *Executor) runPod(ctx context.Context, pod *corev1.Pod, job executor.Job
 	}
 	return e.attach(ctx, created.Name, job, frame)
 }
+
+// linger keeps init alive after its exit frame until the pod is deleted
+// (at most lingerMS): an attach stream drops what is still in flight when
+// the container ends, so a run that ends right after much output (stopped
+// at the output limit, say) lost its tail and its exit.
+func linger(h *initproc.Header) { h.LingerMS = lingerMS }
+
+const lingerMS = 10_000
 
 // waitRunning watches the pod until its container runs (or has ended).
 func (e *Executor) waitRunning(ctx context.Context, name string) error {
