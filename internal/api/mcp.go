@@ -23,7 +23,7 @@ func (s *Server) mcpRoute() {
 		Workspaces: s.workspaces,
 		Admission:  s.cfg.Admission,
 		StartSession: func(ctx context.Context, id auth.Identity, a mcp.SessionArgs) (sessions.Info, error) {
-			return s.startSession(ctx, id, SessionRequest(a))
+			return s.startSession(ctx, id, sessionRequestOf(a))
 		},
 		MaxBodyBytes: s.cfg.MaxBodyBytes,
 		Code:         statusOf,
@@ -40,4 +40,13 @@ func (s *Server) mcpRoute() {
 // auditTool records a tool call that ran code, as audit does a run.
 func (s *Server) auditTool(ctx context.Context, req runner.Request, res runner.Result, err error, d time.Duration) {
 	s.auditRun(s.log.With("request_id", mcp.RequestID(ctx), "front_end", "mcp"), keyOf(req.Caller), req, res, err, d)
+}
+
+// sessionRequestOf is create_session's arguments as POST /sessions' body.
+func sessionRequestOf(a mcp.SessionArgs) SessionRequest {
+	r := SessionRequest{Runtime: a.Runtime, Version: a.Version, Mode: a.Mode, Workspace: a.Workspace, TTLS: a.TTLS, MemoryMB: a.MemoryMB, CPUs: a.CPUs}
+	if a.Network != nil {
+		r.Network = &Network{Allow: a.Network.Allow}
+	}
+	return r
 }

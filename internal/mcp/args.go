@@ -4,6 +4,7 @@ import (
 	"github.com/google/jsonschema-go/jsonschema"
 
 	"github.com/runhost/runhost/internal/auth"
+	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/runner"
 	"github.com/runhost/runhost/shared"
 )
@@ -31,6 +32,7 @@ type runCodeArgs struct {
 	program
 	Requirements []string `json:"requirements,omitempty" jsonschema:"dependencies installed before the run (cached per set): pip requirement lines for python (requests==2.32.3), npm packages for node (lodash@4)"`
 	Workspace    string   `json:"workspace,omitempty" jsonschema:"run in a workspace: <name> or <name>/<sub/dir>; it is mounted read-write at /workspaces/<name>, the directory is the working directory and files are written there"`
+	Network      *Network `json:"network,omitempty" jsonschema:"hosts the run may reach through the host's egress proxy; must be within what the host grants this key (absent: the key's default grant, often none)"`
 }
 
 type runInSessionArgs struct {
@@ -39,16 +41,31 @@ type runInSessionArgs struct {
 }
 
 // SessionArgs are create_session's arguments: POST /sessions' body, field
-// for field (the host converts one into the other, so the two cannot drift
-// apart: whatever POST /sessions accepts, create_session forwards).
+// for field (the host maps one onto the other; a test in internal/api keeps
+// their JSON fields the same: whatever POST /sessions accepts,
+// create_session forwards).
 type SessionArgs struct {
-	Runtime   string  `json:"runtime" jsonschema:"runtime name or alias: python, node, shell, ... (see list_runtimes)"`
-	Version   string  `json:"version,omitempty" jsonschema:"exact (3.11), a prefix (3: the newest 3.x), or absent for the runtime's default"`
-	Mode      string  `json:"mode,omitempty" jsonschema:"plain (the default): every run_in_session call is a fresh process in the session's container, which keeps its files, /tmp and run directory. interpreter: one resident interpreter runs every call as a cell in the same global state (variables and imports survive) and returns the cell's rich outputs (charts as images); only for runtimes whose list_runtimes entry accepts interpreter, on hosts that serve it"`
-	Workspace string  `json:"workspace,omitempty" jsonschema:"mount a workspace: <name> or <name>/<sub/dir>, read-write at /workspaces/<name>; the directory is the working directory of every run"`
-	TTLS      int64   `json:"ttl_s,omitempty" jsonschema:"seconds the session may stay idle before it is removed; absent: the host's default"`
-	MemoryMB  int64   `json:"memory_mb,omitempty" jsonschema:"memory limit of the session's container in MiB; absent: the host's default"`
-	CPUs      float64 `json:"cpus,omitempty" jsonschema:"CPU limit of the session's container; absent: the host's default"`
+	Runtime   string   `json:"runtime" jsonschema:"runtime name or alias: python, node, shell, ... (see list_runtimes)"`
+	Version   string   `json:"version,omitempty" jsonschema:"exact (3.11), a prefix (3: the newest 3.x), or absent for the runtime's default"`
+	Mode      string   `json:"mode,omitempty" jsonschema:"plain (the default): every run_in_session call is a fresh process in the session's container, which keeps its files, /tmp and run directory. interpreter: one resident interpreter runs every call as a cell in the same global state (variables and imports survive) and returns the cell's rich outputs (charts as images); only for runtimes whose list_runtimes entry accepts interpreter, on hosts that serve it"`
+	Workspace string   `json:"workspace,omitempty" jsonschema:"mount a workspace: <name> or <name>/<sub/dir>, read-write at /workspaces/<name>; the directory is the working directory of every run"`
+	TTLS      int64    `json:"ttl_s,omitempty" jsonschema:"seconds the session may stay idle before it is removed; absent: the host's default"`
+	MemoryMB  int64    `json:"memory_mb,omitempty" jsonschema:"memory limit of the session's container in MiB; absent: the host's default"`
+	CPUs      float64  `json:"cpus,omitempty" jsonschema:"CPU limit of the session's container; absent: the host's default"`
+	Network   *Network `json:"network,omitempty" jsonschema:"hosts the session's runs may reach through the host's egress proxy; must be within what the host grants this key (absent: the key's default grant, often none)"`
+}
+
+// Network is what a run or session asks to reach, as on the HTTP API.
+type Network struct {
+	Allow []string `json:"allow" jsonschema:"host names (api.example.com, *.example.com, host:port) within the key's grant"`
+}
+
+// networkRequest is n as the runner takes it.
+func networkRequest(n *Network) *policy.NetworkRequest {
+	if n == nil {
+		return nil
+	}
+	return &policy.NetworkRequest{Allow: n.Allow}
 }
 
 // sessionModes are the modes create_session offers; the host decides which
@@ -143,6 +160,7 @@ func runRequest(id auth.Identity, a runCodeArgs) (runner.Request, error) {
 		Workspace: a.Workspace,
 		Stdin:     []byte(a.Stdin),
 		Limits:    runner.RequestedLimits(float64(a.TimeoutMS), 0, 0),
+		Network:   networkRequest(a.Network),
 	}
 	if err := req.Validate(); err != nil {
 		return runner.Request{}, err
