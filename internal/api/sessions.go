@@ -17,6 +17,7 @@ import (
 type SessionRequest struct {
 	Runtime   string  `json:"runtime"`
 	Version   string  `json:"version,omitempty"`
+	Mode      string  `json:"mode,omitempty"` // "plain" (the default) or "interpreter"
 	Workspace string  `json:"workspace,omitempty"`
 	TTLS      int64   `json:"ttl_s,omitempty"` // idle time before it is removed
 	MemoryMB  int64   `json:"memory_mb,omitempty"`
@@ -45,6 +46,7 @@ func (s *Server) createSession(c echo.Context) error {
 		Caller:    caller(c),
 		Runtime:   req.Runtime,
 		Version:   req.Version,
+		Mode:      req.Mode,
 		Workspace: req.Workspace,
 		Limits:    runner.RequestedLimits(0, float64(req.MemoryMB), req.CPUs),
 	}

@@ -2,7 +2,10 @@ package main
 
 import (
 	_ "embed"
+	"maps"
+	"path"
 
+	"github.com/runhost/runhost/shared"
 	"github.com/runhost/runhost/shared/kernel"
 )
 
@@ -23,4 +26,20 @@ const KernelProtocol = kernel.Protocol
 // KernelCommand is the command line that starts the driver kept at path.
 func KernelCommand(path string) []string {
 	return []string{"node", path}
+}
+
+// interpreter is the plan of an interpreter session: the driver, started
+// with the environment of a run.
+func interpreter(req shared.RunRequest) shared.Spec {
+	env := map[string]string{}
+	maps.Copy(env, req.Env)
+	return shared.Spec{
+		Image: req.VersionImage,
+		Env:   env,
+		Kernel: &shared.Kernel{
+			Protocol: KernelProtocol,
+			Driver:   shared.File{Path: KernelFile, Content: KernelSource},
+			Command:  KernelCommand(path.Join(shared.KernelDir, KernelFile)),
+		},
+	}
 }

@@ -2,7 +2,10 @@ package main
 
 import (
 	_ "embed"
+	"maps"
+	"path"
 
+	"github.com/runhost/runhost/shared"
 	"github.com/runhost/runhost/shared/kernel"
 )
 
@@ -24,4 +27,20 @@ const KernelProtocol = kernel.Protocol
 // unbuffered output and UTF-8 mode, like a run's python3.
 func KernelCommand(path string) []string {
 	return []string{"python3", "-u", "-X", "utf8", path}
+}
+
+// interpreter is the plan of an interpreter session: the driver, started
+// with the environment of a run.
+func interpreter(req shared.RunRequest) shared.Spec {
+	env := map[string]string{"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+	maps.Copy(env, req.Env)
+	return shared.Spec{
+		Image: req.VersionImage,
+		Env:   env,
+		Kernel: &shared.Kernel{
+			Protocol: KernelProtocol,
+			Driver:   shared.File{Path: KernelFile, Content: KernelSource},
+			Command:  KernelCommand(path.Join(shared.KernelDir, KernelFile)),
+		},
+	}
 }
