@@ -63,6 +63,20 @@ func claimOver(t *testing.T, dir string) string {
 		_ = cs.CoreV1().PersistentVolumeClaims(ns).Delete(context.Background(), name, metav1.DeleteOptions{})
 		_ = cs.CoreV1().PersistentVolumes().Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
+	// The controller manager binds the claim to its volume; a pod of a
+	// claim not yet bound is unschedulable, so wait for it (a busy
+	// cluster takes seconds).
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		c, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
+		if err == nil && c.Status.Phase == corev1.ClaimBound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("claim %s not bound after 2 minutes (%v)", name, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	return name
 }
 
