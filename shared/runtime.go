@@ -2,6 +2,7 @@ package shared
 
 import (
 	"context"
+	"maps"
 	"time"
 
 	"github.com/runhost/runhost/shared/kernel"
@@ -146,6 +147,24 @@ type Kernel struct {
 	Driver File
 	// Command starts the driver: an argv naming KernelDir/Driver.Path.
 	Command []string
+}
+
+// InterpreterSpec is the usual answer to a RunRequest with Interpreter:
+// the version's image, env (the request's Env on top), and a Kernel whose
+// driver is file with source, started by command(the driver's path).
+func InterpreterSpec(req RunRequest, env map[string]string, file string, source []byte, command func(path string) []string) Spec {
+	all := make(map[string]string, len(env)+len(req.Env))
+	maps.Copy(all, env)
+	maps.Copy(all, req.Env)
+	return Spec{
+		Image: req.VersionImage,
+		Env:   all,
+		Kernel: &Kernel{
+			Protocol: KernelProtocol,
+			Driver:   File{Path: file, Content: source},
+			Command:  command(KernelDir + "/" + file),
+		},
+	}
 }
 
 // Install is a dependency installation step.

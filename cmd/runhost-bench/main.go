@@ -384,17 +384,7 @@ func (h *hostProc) postAnswer(path string, body map[string]any, want string) ([]
 // newInterpreter starts a Python interpreter session of version (with
 // memoryMB, 0 for the default).
 func (h *hostProc) newInterpreter(version string, memoryMB int) (string, error) {
-	body, _ := json.Marshal(map[string]any{"runtime": "python", "version": version, "mode": "interpreter", "memory_mb": memoryMB})
-	resp, err := http.Post(h.url+"/sessions", "application/json", bytes.NewReader(body))
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var info struct{ ID string }
-	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil || info.ID == "" {
-		return "", fmt.Errorf("create interpreter session: %d %v", resp.StatusCode, err)
-	}
-	return info.ID, nil
+	return h.startSession(map[string]any{"runtime": "python", "version": version, "mode": "interpreter", "memory_mb": memoryMB})
 }
 
 // interpreterMemory reports the memory of an interpreter session's
@@ -438,7 +428,13 @@ func interpreterMemory(h *hostProc) string {
 }
 
 func (h *hostProc) newSession() (string, error) {
-	resp, err := http.Post(h.url+"/sessions", "application/json", strings.NewReader(`{"runtime":"python"}`))
+	return h.startSession(map[string]any{"runtime": "python"})
+}
+
+// startSession posts req to /sessions and returns the session's id.
+func (h *hostProc) startSession(req map[string]any) (string, error) {
+	body, _ := json.Marshal(req)
+	resp, err := http.Post(h.url+"/sessions", "application/json", bytes.NewReader(body))
 	if err != nil {
 		return "", err
 	}

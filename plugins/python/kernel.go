@@ -2,8 +2,6 @@ package main
 
 import (
 	_ "embed"
-	"maps"
-	"path"
 
 	"github.com/runhost/runhost/shared"
 	"github.com/runhost/runhost/shared/kernel"
@@ -32,15 +30,5 @@ func KernelCommand(path string) []string {
 // interpreter is the plan of an interpreter session: the driver, started
 // with the environment of a run.
 func interpreter(req shared.RunRequest) shared.Spec {
-	env := map[string]string{"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-	maps.Copy(env, req.Env)
-	return shared.Spec{
-		Image: req.VersionImage,
-		Env:   env,
-		Kernel: &shared.Kernel{
-			Protocol: KernelProtocol,
-			Driver:   shared.File{Path: KernelFile, Content: KernelSource},
-			Command:  KernelCommand(path.Join(shared.KernelDir, KernelFile)),
-		},
-	}
+	return shared.InterpreterSpec(req, map[string]string{"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}, KernelFile, KernelSource, KernelCommand)
 }
