@@ -26,6 +26,8 @@ type SessionSpec struct {
 	Mode      string // ModePlain (or empty) or ModeInterpreter
 	Workspace string // "name/sub/dir", optional
 	Limits    policy.Requested
+	// Network is what the session's runs ask to reach (see Request.Network).
+	Network *policy.NetworkRequest
 	// Lifetime bounds how long the session's container may live (the
 	// sessions manager's maximum lifetime). A sweep treats a container as
 	// left behind only after it, so it must cover the whole session, not
@@ -54,6 +56,7 @@ type SessionBase struct {
 	Workspace *workspace.Ref
 	Source    string // where the engine sees the workspace session
 	Limits    policy.Requested
+	Network   []string     // hosts every run may reach through the egress proxy
 	Job       executor.Job // the container-level part of every run's job
 	Kernel    executor.Job // how the interpreter was started (interpreter mode)
 	// Written are workspace files earlier runs of the session made from
@@ -81,7 +84,11 @@ func (r *Runner) StartSession(ctx context.Context, spec SessionSpec) (executor.S
 	if version.Image == "" {
 		return nil, SessionBase{}, shared.Invalidf("runtime %q has no image of its own to start a session in", desc.Name)
 	}
-	base := SessionBase{Runtime: desc.Name, Version: version, Caps: desc.Capabilities, Limits: spec.Limits, Written: map[string]bool{}}
+	hosts, err := policy.RunNetwork(networkGrant(spec.Caller), spec.Network)
+	if err != nil {
+		return nil, SessionBase{}, err
+	}
+	base := SessionBase{Runtime: desc.Name, Version: version, Caps: desc.Capabilities, Limits: spec.Limits, Network: hosts, Written: map[string]bool{}}
 	var kernel shared.Spec
 	if spec.Mode == ModeInterpreter {
 		if kernel, err = r.planKernel(ctx, p, desc, version); err != nil {
@@ -110,6 +117,7 @@ func (r *Runner) StartSession(ctx context.Context, spec SessionSpec) (executor.S
 		Requested:       spec.Limits,
 		Workspace:       base.Workspace,
 		WorkspaceSource: base.Source,
+		Network:         hosts,
 	})
 	if err != nil {
 		return nil, SessionBase{}, err
@@ -177,6 +185,7 @@ func (r *Runner) startKernel(ctx context.Context, sess executor.Session, base *S
 		Requested:       policy.Requested{MemoryBytes: base.Limits.MemoryBytes, CPUs: base.Limits.CPUs},
 		Workspace:       base.Workspace,
 		WorkspaceSource: base.Source,
+		Network:         base.Network, // the driver's environment reaches the proxy: every cell's does
 	})
 	if err != nil {
 		return err
@@ -219,6 +228,7 @@ func (r *Runner) RunInSession(ctx context.Context, sess executor.Session, base *
 		{"image", req.Image != ""},
 		{"dockerfile", req.Dockerfile != ""},
 		{"build_args", len(req.BuildArgs) > 0},
+		{"network", req.Network != nil},
 	} {
 		if f.set {
 			return Result{}, shared.Invalidf("%s is decided when the session starts, not per run: a session run takes code, files, entry, command, stdin, args, env, version (the session's) and timeout_ms", f.name)
@@ -319,6 +329,7 @@ func (r *Runner) runSessionJob(ctx context.Context, sess executor.Session, base 
 		Stdin:           req.Stdin,
 		Workspace:       base.Workspace,
 		WorkspaceSource: base.Source,
+		Network:         base.Network,
 	})
 	if err != nil {
 		return Result{}, err

@@ -148,6 +148,8 @@ func TestTenancyOnKubernetes(t *testing.T) {
 	if err := os.WriteFile(file, []byte(lines.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h := startHost(t, "RUNHOST_WORKSPACE_ROOT="+root, "DIND_WORKSPACE_PATH=/workspaces", "RUNHOST_K8S_WORKSPACE_CLAIM="+claim, "RUNHOST_API_KEYS_FILE="+file)
+	// A pod requests the CPU it may use; the test node has two, and the
+	// scenario holds a session while it runs: half a CPU each fits.
+	h := startHost(t, "RUNHOST_WORKSPACE_ROOT="+root, "DIND_WORKSPACE_PATH=/workspaces", "RUNHOST_K8S_WORKSPACE_CLAIM="+claim, "RUNHOST_API_KEYS_FILE="+file, "RUNHOST_DEFAULT_CPUS=0.5")
 	scenario.Tenancy(t, func(name string) scenario.Caller { return scenario.HTTPCaller(t, h.url, keys[name]) }, root, false)
 }
