@@ -45,6 +45,8 @@ func planRequestFromProto(p *pluginpb.PlanRequest) RunRequest {
 		Command:    Command{Argv: p.GetCommand().GetArgv(), Shell: p.GetCommand().GetShell()},
 		Dockerfile: p.GetDockerfile(),
 		BuildArgs:  p.GetBuildArgs(),
+
+		Interpreter: p.GetInterpreter(),
 	}
 }
 
@@ -66,6 +68,9 @@ func specToProto(s Spec) *pluginpb.Spec {
 	}
 	if b := s.Build; b != nil {
 		out.Build = &pluginpb.Build{Dockerfile: b.Dockerfile, Context: filesToProto(b.Context), BuildArgs: b.BuildArgs, Cmd: b.Cmd, Args: b.Args}
+	}
+	if k := s.Kernel; k != nil {
+		out.Kernel = &pluginpb.Kernel{Protocol: k.Protocol, Driver: &pluginpb.File{Path: k.Driver.Path, Content: k.Driver.Content}, Command: k.Command}
 	}
 	return out
 }

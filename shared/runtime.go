@@ -2,7 +2,10 @@ package shared
 
 import (
 	"context"
+	"maps"
 	"time"
+
+	"github.com/runhost/runhost/shared/kernel"
 )
 
 // Runtime is the contract a runtime plugin implements.
@@ -27,6 +30,9 @@ const (
 	CapPackages    Capability = "packages"     // dependencies installed before the run (pip, npm)
 	CapCustomImage Capability = "custom-image" // the request names its own image and command
 	CapDockerfile  Capability = "dockerfile"   // the request brings a Dockerfile to build and run
+	// CapInterpreter: the runtime serves interpreter sessions; Plan with
+	// RunRequest.Interpreter answers a Spec whose Kernel starts the driver.
+	CapInterpreter Capability = "interpreter"
 )
 
 // Description is what a plugin says about itself.
@@ -75,6 +81,12 @@ type RunRequest struct {
 	// build context. CapDockerfile.
 	Dockerfile string
 	BuildArgs  map[string]string
+
+	// Interpreter asks for the driver of an interpreter session
+	// (CapInterpreter) instead of a run: the answer's Kernel says how to
+	// start it, with the spec's Image, Env and WorkDir. Code, Files and the
+	// fields above are empty then.
+	Interpreter bool
 }
 
 // Command is a command given by the caller: an argv, or a line for a shell.
@@ -111,6 +123,48 @@ type Spec struct {
 	// docker run does: the image's ENTRYPOINT, Build.Cmd or else the
 	// image's CMD, then Build.Args.
 	Build *Build
+
+	// Kernel is the answer to a RunRequest with Interpreter: the session's
+	// resident driver. Command and Files are then unused.
+	Kernel *Kernel
+}
+
+// KernelProtocol is the driver protocol the host speaks with a Kernel
+// (docs/kernels.md).
+const KernelProtocol = kernel.Protocol
+
+// KernelDir is where the host places a Kernel's Driver in the session's
+// container, outside the run directory and any workspace.
+const KernelDir = "/tmp/.runhost-kernel"
+
+// Kernel is an interpreter session's driver: a program that speaks
+// Protocol, started once per session and kept running, which runs each
+// cell of code in the same global state and reports its rich results.
+type Kernel struct {
+	Protocol string // KernelProtocol
+	// Driver is the driver's source, placed at KernelDir/Driver.Path
+	// (one plain file name).
+	Driver File
+	// Command starts the driver: an argv naming KernelDir/Driver.Path.
+	Command []string
+}
+
+// InterpreterSpec is the usual answer to a RunRequest with Interpreter:
+// the version's image, env (the request's Env on top), and a Kernel whose
+// driver is file with source, started by command(the driver's path).
+func InterpreterSpec(req RunRequest, env map[string]string, file string, source []byte, command func(path string) []string) Spec {
+	all := make(map[string]string, len(env)+len(req.Env))
+	maps.Copy(all, env)
+	maps.Copy(all, req.Env)
+	return Spec{
+		Image: req.VersionImage,
+		Env:   all,
+		Kernel: &Kernel{
+			Protocol: KernelProtocol,
+			Driver:   File{Path: file, Content: source},
+			Command:  command(KernelDir + "/" + file),
+		},
+	}
 }
 
 // Install is a dependency installation step.

@@ -36,6 +36,17 @@ func (e echoRuntime) Plan(ctx context.Context, req shared.RunRequest) (shared.Sp
 		<-ctx.Done()
 		return shared.Spec{}, ctx.Err()
 	}
+	if req.Interpreter {
+		return shared.Spec{
+			Image: req.VersionImage,
+			Env:   req.Env,
+			Kernel: &shared.Kernel{
+				Protocol: shared.KernelProtocol,
+				Driver:   shared.File{Path: "driver.py", Content: []byte("print(1)\n")},
+				Command:  []string{"python3", shared.KernelDir + "/driver.py"},
+			},
+		}, nil
+	}
 	if req.Code == "full" {
 		return shared.Spec{
 			Install: &shared.Install{Command: req.Packages, Files: req.Files, Env: req.Env, OutputDir: "/deps", Network: true},
@@ -254,5 +265,36 @@ func TestConnectCompletesRequestsAsTheHostDoes(t *testing.T) {
 	// The host never sends a version the plugin did not describe.
 	if _, err := rt.Plan(t.Context(), shared.RunRequest{Version: "3", Code: "x"}); !errors.Is(err, shared.ErrInvalidRequest) {
 		t.Errorf("an undescribed version: %v, want an invalid request", err)
+	}
+}
+
+// An interpreter's plan crosses the wire: the request's flag one way, the
+// kernel section (protocol, driver file, command) the other.
+func TestKernelRoundTripThroughGRPC(t *testing.T) {
+	rt := plugintest.Connect(t, echoRuntime{})
+	spec, err := rt.Plan(t.Context(), shared.RunRequest{Version: "1", VersionImage: "img:1", Interpreter: true, Env: map[string]string{"A": "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := shared.Spec{
+		Image: "img:1",
+		Env:   map[string]string{"A": "b"},
+		Files: []shared.File{},
+		Kernel: &shared.Kernel{
+			Protocol: "runhost-kernel/1",
+			Driver:   shared.File{Path: "driver.py", Content: []byte("print(1)\n")},
+			Command:  []string{"python3", "/tmp/.runhost-kernel/driver.py"},
+		},
+	}
+	if !reflect.DeepEqual(spec, want) {
+		t.Errorf("Plan:\n got %+v\nwant %+v", spec, want)
+	}
+	// A plain plan has no kernel section.
+	spec, err = rt.Plan(t.Context(), shared.RunRequest{Version: "1", VersionImage: "img:1", Code: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Kernel != nil {
+		t.Errorf("a run's plan has a kernel: %+v", spec.Kernel)
 	}
 }

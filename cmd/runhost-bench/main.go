@@ -5,13 +5,16 @@
 //	(b) `docker run --rm` of the same program
 //	(c) the bare interpreter in an already running container (`docker exec`)
 //	(d) runhost session runs
+//	(e) runhost interpreter session cells: `x + 1` in a warm interpreter
 //
 // For each: median and p95 latency at concurrency 1, throughput at
 // concurrency 8, and CPU seconds per run for the whole machine. It also
-// reports the host's resident memory, idle, with every plugin loaded. It
-// prints a table and writes it to docs/benchmarks.md.
+// reports the host's resident memory, idle, with every plugin loaded, and
+// the memory of an interpreter session's container, idle and holding a
+// 100 MB DataFrame. It prints a table and writes it to docs/benchmarks.md.
 //
 //	go run ./cmd/runhost-bench            (make bench)
+//	go run ./cmd/runhost-bench -paths e   (some paths; prints, writes nothing)
 package main
 
 import (
@@ -37,6 +40,7 @@ var (
 	serial     = flag.Int("n", 40, "runs at concurrency 1, per path")
 	parallel   = flag.Int("p", 120, "runs at concurrency 8, per path")
 	out        = flag.String("out", "docs/benchmarks.md", "where to write the table")
+	only       = flag.String("paths", "", "letters of the paths to measure (e.g. \"de\"); empty: all, and the table is written to -out")
 	image      = "runhost/python:3.11"
 	program    = "print(1)"
 	dockerArgs = []string{"--network", "none", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
@@ -77,6 +81,17 @@ func main() {
 	}
 	execContainer := startExecContainer()
 	defer exec.Command("docker", "rm", "-f", execContainer).Run()
+	cells := make(chan string, 8)
+	for range 8 {
+		s, err := host.newInterpreter("3.11", 0)
+		if err != nil {
+			fail(err)
+		}
+		if err := host.postExpect("/sessions/"+s+"/run", map[string]any{"code": "x = 41"}, `"exit_code":0`); err != nil {
+			fail(err)
+		}
+		cells <- s
+	}
 
 	// Each client has a session of its own: a session runs one program at
 	// a time.
@@ -98,17 +113,31 @@ func main() {
 			defer func() { free <- s }()
 			return host.post("/sessions/"+s+"/run", map[string]any{"code": program})
 		}},
+		{"(e) runhost interpreter cell `x + 1`", func() error {
+			s := <-cells
+			defer func() { cells <- s }()
+			return host.postExpect("/sessions/"+s+"/run", map[string]any{"code": "x + 1"}, `"results":[{"text/plain":"42"}]`)
+		}},
 	}
 	var results []result
 	for _, p := range paths {
+		if *only != "" && !strings.Contains(*only, p.name[1:2]) {
+			continue
+		}
 		r := measure(p.name, p.run)
 		results = append(results, r)
 		fmt.Fprintf(os.Stderr, "%s: p50 %s, %.1f runs/s\n", r.name, r.p50, r.throughput)
 	}
 	report := table(results, rss)
-	report += quietRuns(host)
-	report += memoryBreakdown(host)
+	if *only == "" {
+		report += quietRuns(host)
+		report += memoryBreakdown(host)
+	}
+	report += interpreterMemory(host)
 	fmt.Print(report)
+	if *only != "" {
+		return
+	}
 	if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
 		fail(err)
 	}
@@ -329,21 +358,83 @@ func (h *hostProc) stop() {
 }
 
 func (h *hostProc) post(path string, body map[string]any) error {
+	return h.postExpect(path, body, `"stdout":"1\n"`)
+}
+
+// postExpect posts body and wants a 200 whose answer contains want.
+func (h *hostProc) postExpect(path string, body map[string]any, want string) error {
+	_, err := h.postAnswer(path, body, want)
+	return err
+}
+
+func (h *hostProc) postAnswer(path string, body map[string]any, want string) ([]byte, error) {
 	b, _ := json.Marshal(body)
 	resp, err := http.Post(h.url+path, "application/json", bytes.NewReader(b))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	rb, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || !bytes.Contains(rb, []byte(`"stdout":"1\n"`)) {
-		return fmt.Errorf("%s: %d %s", path, resp.StatusCode, rb)
+	if resp.StatusCode != 200 || !bytes.Contains(rb, []byte(want)) {
+		return nil, fmt.Errorf("%s: %d %s", path, resp.StatusCode, rb)
 	}
-	return nil
+	return rb, nil
+}
+
+// newInterpreter starts a Python interpreter session of version (with
+// memoryMB, 0 for the default).
+func (h *hostProc) newInterpreter(version string, memoryMB int) (string, error) {
+	return h.startSession(map[string]any{"runtime": "python", "version": version, "mode": "interpreter", "memory_mb": memoryMB})
+}
+
+// interpreterMemory reports the memory of an interpreter session's
+// container on the data image (its cgroup's memory.current, read by a
+// cell: init, the driver and what the session's tmpfs hold), idle and
+// holding a 100 MB DataFrame.
+func interpreterMemory(h *hostProc) string {
+	s, err := h.newInterpreter("3.11-data", 1024)
+	if err != nil {
+		return fmt.Sprintf("\nInterpreter session memory: not measured (%v).\n", err)
+	}
+	defer func() {
+		req, _ := http.NewRequest(http.MethodDelete, h.url+"/sessions/"+s, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	current := func(code string) (float64, error) {
+		rb, err := h.postAnswer("/sessions/"+s+"/run", map[string]any{"code": code + "\nint(open('/sys/fs/cgroup/memory.current').read())", "timeout_ms": 60000}, `"text/plain"`)
+		if err != nil {
+			return 0, err
+		}
+		var res struct {
+			Results []map[string]string `json:"results"`
+		}
+		if err := json.Unmarshal(rb, &res); err != nil || len(res.Results) == 0 {
+			return 0, fmt.Errorf("no result: %s", rb)
+		}
+		n, err := strconv.ParseFloat(res.Results[len(res.Results)-1]["text/plain"], 64)
+		return n / (1 << 20), err
+	}
+	idle, err := current("")
+	if err != nil {
+		return fmt.Sprintf("\nInterpreter session memory: not measured (%v).\n", err)
+	}
+	df, err := current("import numpy as np, pandas as pd\ndf = pd.DataFrame(np.ones((1310720, 10)))\nassert df.memory_usage(index=False).sum() == 100 << 20")
+	if err != nil {
+		return fmt.Sprintf("\nInterpreter session memory: idle %.1f MiB; with a DataFrame not measured (%v).\n", idle, err)
+	}
+	return fmt.Sprintf("\nInterpreter session (python 3.11-data), the container's memory (cgroup memory.current): idle %.1f MiB; holding a 100 MiB pandas DataFrame (numpy and pandas imported) %.1f MiB.\n", idle, df)
 }
 
 func (h *hostProc) newSession() (string, error) {
-	resp, err := http.Post(h.url+"/sessions", "application/json", strings.NewReader(`{"runtime":"python"}`))
+	return h.startSession(map[string]any{"runtime": "python"})
+}
+
+// startSession posts req to /sessions and returns the session's id.
+func (h *hostProc) startSession(req map[string]any) (string, error) {
+	body, _ := json.Marshal(req)
+	resp, err := http.Post(h.url+"/sessions", "application/json", bytes.NewReader(body))
 	if err != nil {
 		return "", err
 	}

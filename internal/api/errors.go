@@ -127,6 +127,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusBadRequest, "invalid_request"
 	case errors.Is(err, policy.ErrSpecRefused):
 		return http.StatusBadGateway, "spec_refused"
+	case errors.Is(err, runner.ErrInterpreterFailed):
+		return http.StatusBadGateway, "interpreter_failed"
 	case errors.Is(err, registry.ErrPluginUnavailable), errors.As(err, new(*registry.PluginError)):
 		return http.StatusBadGateway, "plugin_failed"
 	case errors.Is(err, executor.ErrUnsupported):

@@ -128,7 +128,7 @@ func TestMCPOnFakeExecutor(t *testing.T) {
 	if isErr, text := toolText(t, cs, ctx, "create_session", map[string]any{"runtime": "cobol"}); !isErr || !strings.HasPrefix(text, "unknown_runtime: ") {
 		t.Errorf("create_session of an unknown runtime: %v %q", isErr, text)
 	}
-	if status, body := h.Do(ctx, apptest.Alice, http.MethodPost, "/sessions", `{"runtime":"python","mode":"repl"}`); status != http.StatusBadRequest || apptest.Code(body) != "invalid_request" {
+	if status, body := h.Do(ctx, apptest.Alice, http.MethodPost, "/sessions", `{"runtime":"python","mode":"repl"}`); status != http.StatusBadRequest || apptest.Code(body) != "invalid_mode" {
 		t.Errorf("POST /sessions with an unknown mode: %d %s", status, body)
 	}
 }

@@ -123,6 +123,30 @@ type RunResponse struct {
 	Install *StepInfo   `json:"install,omitempty"` // present when the run had dependencies
 	Build   *BuildInfo  `json:"build,omitempty"`   // present when the run built a Dockerfile
 	Network *NetworkLog `json:"network,omitempty"` // present when the run had a network grant
+
+	// A cell of an interpreter session: its rich results (MIME bundles,
+	// {"text/plain": "42", "image/png": "<base64>"}, in order), the
+	// exception it raised, and whether its interpreter had to be started
+	// again (its state lost).
+	Results   []Bundle            `json:"results,omitempty"`
+	Error     *executor.CellError `json:"error,omitempty"`
+	Restarted bool                `json:"restarted,omitempty"`
+}
+
+// Bundle is one rich result: its representations by MIME type. Binary
+// ones (image/png, image/jpeg) are base64 strings; application/json is a
+// JSON value.
+type Bundle map[string]json.RawMessage
+
+func bundles(rs []executor.RichResult) []Bundle {
+	if len(rs) == 0 {
+		return nil
+	}
+	out := make([]Bundle, len(rs))
+	for i, r := range rs {
+		out[i] = r.Data
+	}
+	return out
 }
 
 // StepInfo describes an install step before the run.
@@ -184,7 +208,7 @@ func (s *Server) answer(c echo.Context, req runner.Request, release func(), run 
 	defer cancel(nil)
 	stream := newEventStream(ctx, c, s.cfg.MaxStreamBufferBytes, cancel)
 	defer stream.out.Close() // finish closes it; this ends its writer on a panic too
-	req.Output = stream.output
+	req.Output, req.Results = stream.output, stream.result
 	res, err := run(ctx, req)
 	release()
 	return res, stream.finish(runResponse(res), err)
@@ -315,6 +339,10 @@ func runResponse(res runner.Result) RunResponse {
 		DurationMS:      res.Duration.Milliseconds(),
 
 		OutputLimitExceeded: res.OutputLimited,
+
+		Results:   bundles(res.Results),
+		Error:     res.CellError,
+		Restarted: res.Restarted,
 	}
 	if i := res.Install; i != nil {
 		out.Install = &StepInfo{Cached: i.Cached, DurationMS: i.Duration.Milliseconds()}

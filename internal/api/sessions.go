@@ -18,7 +18,7 @@ import (
 type SessionRequest struct {
 	Runtime   string  `json:"runtime"`
 	Version   string  `json:"version,omitempty"`
-	Mode      string  `json:"mode,omitempty"` // "plain" (the default)
+	Mode      string  `json:"mode,omitempty"` // "plain" (the default) or "interpreter"
 	Workspace string  `json:"workspace,omitempty"`
 	TTLS      int64   `json:"ttl_s,omitempty"` // idle time before it is removed
 	MemoryMB  int64   `json:"memory_mb,omitempty"`
@@ -59,15 +59,13 @@ func (s *Server) startSession(ctx context.Context, id auth.Identity, req Session
 		Caller:    id,
 		Runtime:   req.Runtime,
 		Version:   req.Version,
+		Mode:      req.Mode,
 		Workspace: req.Workspace,
 		Limits:    runner.RequestedLimits(0, float64(req.MemoryMB), req.CPUs),
 		Network:   networkRequest(req.Network),
 	}
 	if err := spec.Validate(); err != nil {
 		return sessions.Info{}, err
-	}
-	if req.Mode != "" && req.Mode != "plain" {
-		return sessions.Info{}, runner.Invalid("invalid_request", "mode %q: this host serves plain sessions", req.Mode)
 	}
 	if req.TTLS < 0 || req.TTLS > maxTTLS {
 		return sessions.Info{}, &policy.LimitError{Field: "ttl_s", Msg: fmt.Sprintf("%d is out of range", req.TTLS)}

@@ -21,6 +21,7 @@ import (
 //
 //	event: stdout            data: {"text": "..."}   (or {"base64": "..."} for bytes that are not UTF-8)
 //	event: stderr            data: the same
+//	event: rich_result       data: one rich result of a cell (interpreter sessions), a MIME bundle as in "results"
 //	event: result            data: the run's result, as the non-streaming answer
 //	event: error             data: {"error": {"code", "message"}} when the run fails after streaming began
 //
@@ -108,6 +109,14 @@ func (s *eventStream) output(stream executor.Stream, p []byte) {
 	} else {
 		s.event(name, map[string]string{"base64": base64.StdEncoding.EncodeToString(cut)})
 	}
+}
+
+// result sends one rich result of a cell, in its place among the
+// output events.
+func (s *eventStream) result(r executor.RichResult) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.event("rich_result", Bundle(r.Data))
 }
 
 // finish sends what is left of the streams and then the result, or the

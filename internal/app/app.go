@@ -205,7 +205,7 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 		wsCfg.FS = sfs
 	}
 	ws := workspace.NewStore(wsCfg)
-	run := runner.New(runner.Config{MaxContextBytes: cfg.Builds.MaxContextBytes}, reg, pol, exec, ws, log.Named("runner"))
+	run := runner.New(runner.Config{MaxContextBytes: cfg.Builds.MaxContextBytes, InterruptGrace: cfg.Sessions.InterruptGrace, ResultBytes: cfg.Sessions.ResultBytes}, reg, pol, exec, ws, log.Named("runner"))
 	var keys *auth.Keys
 	if cfg.Auth.KeysFile != "" {
 		if keys, err = auth.Load(cfg.Auth.KeysFile); err != nil {

@@ -167,6 +167,11 @@ type Sessions struct {
 	MaxLifetime time.Duration
 	PerKey      int
 	Max         int
+	// InterruptGrace: an interrupted cell of an interpreter session may
+	// take this long to stop before its interpreter is restarted.
+	InterruptGrace time.Duration
+	// ResultBytes bounds the rich results of one cell.
+	ResultBytes int64
 }
 
 // Pool is the warm pool: started containers waiting for a run.
@@ -342,6 +347,8 @@ func settings() []Setting {
 		{"RUNHOST_SESSION_MAX_LIFETIME_S", "3600", "no session lives longer", seconds(func(c *Config) *time.Duration { return &c.Sessions.MaxLifetime })},
 		{"RUNHOST_SESSIONS_PER_KEY", "4", "sessions one API key may hold at once", integer(func(c *Config) *int { return &c.Sessions.PerKey })},
 		{"RUNHOST_MAX_SESSIONS", "32", "sessions the host holds at once", integer(func(c *Config) *int { return &c.Sessions.Max })},
+		{"RUNHOST_INTERPRETER_GRACE_MS", "3000", "a cell of an interpreter session interrupted at its timeout (or when its client hangs up) may take this long to stop before its interpreter is restarted, its state lost", millis(func(c *Config) *time.Duration { return &c.Sessions.InterruptGrace })},
+		{"RUNHOST_INTERPRETER_RESULT_MB", "32", "rich results (images, HTML, values) one cell of an interpreter session may return; a result past it is replaced by a note", mebibytes(func(c *Config) *int64 { return &c.Sessions.ResultBytes })},
 		{"RUNHOST_POOL", "python=2,shell=1,node=1", "warm pool: containers kept started for default requests, `runtime[:version]=count`, comma-separated; `off` turns the pool off", poolTargets},
 		{"RUNHOST_POOL_MEMORY_MB", "1536", "the most memory (by limits) the warm pool holds", mebibytes(func(c *Config) *int64 { return &c.Pool.MemoryBytes })},
 		{"RUNHOST_SELFTEST_ON_START", "true", "run every version's self-test when the host starts (results in `GET /runtimes`)", boolean(func(c *Config) *bool { return &c.Plugins.SelfTestOnStart })},
@@ -511,6 +518,7 @@ func (c *Config) validate() error {
 	check(l.TmpBytes > 0, "RUNHOST_TMP_MB must be positive")
 	check(l.RunDirBytes > 0, "RUNHOST_RUN_DIR_MB must be positive")
 	check(l.OutputBytes > 0, "RUNHOST_OUTPUT_LIMIT_BYTES must be positive")
+	check(c.Sessions.InterruptGrace > 0 && c.Sessions.ResultBytes > 0, "RUNHOST_INTERPRETER_GRACE_MS and RUNHOST_INTERPRETER_RESULT_MB must be positive")
 	check(c.Server.MaxBodyBytes >= 1024, "RUNHOST_MAX_BODY_BYTES must be at least 1024")
 	check(c.Plugins.StartTimeout > 0 && c.Plugins.CallTimeout > 0, "RUNHOST_PLUGIN_START_TIMEOUT_MS and RUNHOST_PLUGIN_CALL_TIMEOUT_MS must be positive")
 	check(c.Engine.SweepInterval >= time.Second, "RUNHOST_SWEEP_INTERVAL_MS must be at least 1000")

@@ -177,6 +177,8 @@ var (
 		"RUNHOST_SESSION_MAX_LIFETIME_S":      {"-1", "abc"},
 		"RUNHOST_SESSIONS_PER_KEY":            {"-1", "abc"},
 		"RUNHOST_MAX_SESSIONS":                {"-1", "abc"},
+		"RUNHOST_INTERPRETER_GRACE_MS":        {"-1", "abc", "0"},
+		"RUNHOST_INTERPRETER_RESULT_MB":       {"-1", "abc", "0"},
 		"RUNHOST_POOL":                        {"python", "=2", "python=-1", "python:=1", "python=x", "python=1.5"},
 		"RUNHOST_POOL_MEMORY_MB":              {"-1", "abc"},
 		"RUNHOST_SELFTEST_ON_START":           {"no way"},

@@ -105,6 +105,8 @@ func planRequestToProto(r shared.RunRequest) *pluginpb.PlanRequest {
 		Command:    &pluginpb.Command{Argv: r.Command.Argv, Shell: r.Command.Shell},
 		Dockerfile: r.Dockerfile,
 		BuildArgs:  r.BuildArgs,
+
+		Interpreter: r.Interpreter,
 	}
 }
 
@@ -126,6 +128,9 @@ func specFromProto(p *pluginpb.Spec) shared.Spec {
 	}
 	if b := p.GetBuild(); b != nil {
 		s.Build = &shared.Build{Dockerfile: b.GetDockerfile(), Context: filesFromProto(b.GetContext()), BuildArgs: b.GetBuildArgs(), Cmd: b.GetCmd(), Args: b.GetArgs()}
+	}
+	if k := p.GetKernel(); k != nil {
+		s.Kernel = &shared.Kernel{Protocol: k.GetProtocol(), Driver: shared.File{Path: k.GetDriver().GetPath(), Content: k.GetDriver().GetContent()}, Command: k.GetCommand()}
 	}
 	return s
 }

@@ -38,6 +38,9 @@ type Request struct {
 
 	// Output, when set, receives the run's output as it is produced.
 	Output func(executor.Stream, []byte)
+	// Results, when set, receives each rich result of a cell as it comes
+	// (interpreter sessions).
+	Results func(executor.RichResult)
 	// StdinStream, when set, feeds the program's stdin after Stdin as data
 	// arrives (see executor.Job.StdinStream); the caller closes it after Run.
 	StdinStream io.Reader
@@ -144,6 +147,11 @@ func (r *Request) Validate() error {
 func (s *SessionSpec) Validate() error {
 	if s.Runtime == "" {
 		return Invalid("invalid_request", "runtime is required")
+	}
+	switch s.Mode {
+	case "", ModePlain, ModeInterpreter:
+	default:
+		return Invalid("invalid_mode", "mode %q: want %q (the default: each run starts a program) or %q (an interpreter stays resident; each run is a cell in its state)", s.Mode, ModePlain, ModeInterpreter)
 	}
 	if err := validateNetwork(s.Network); err != nil {
 		return err

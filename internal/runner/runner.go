@@ -51,6 +51,10 @@ type Runner struct {
 	workspaces *workspace.Store
 	log        hclog.Logger
 	maxContext int64
+	// An interpreter session's interrupt grace and cap on a cell's rich
+	// results.
+	interrupt   time.Duration
+	resultBytes int64
 
 	selfTests selfTests
 }
@@ -58,6 +62,11 @@ type Runner struct {
 // Config holds what the runner needs besides its collaborators.
 type Config struct {
 	MaxContextBytes int64 // for build contexts read from a workspace
+	// InterruptGrace is how long an interrupted cell of an interpreter
+	// session may take to stop before its interpreter is restarted.
+	InterruptGrace time.Duration
+	// ResultBytes bounds the rich results of one cell.
+	ResultBytes int64
 }
 
 // New returns a Runner. ws may be a disabled store.
@@ -65,7 +74,7 @@ func New(cfg Config, reg *registry.Registry, pol *policy.Policy, exec executor.E
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Runner{registry: reg, policy: pol, executor: exec, workspaces: ws, log: log, maxContext: cfg.MaxContextBytes}
+	return &Runner{registry: reg, policy: pol, executor: exec, workspaces: ws, log: log, maxContext: cfg.MaxContextBytes, interrupt: cfg.InterruptGrace, resultBytes: cfg.ResultBytes}
 }
 
 // Run executes req from start to finish.

@@ -40,6 +40,7 @@ type Info struct {
 	ID        string    `json:"id"`
 	Runtime   string    `json:"runtime"`
 	Version   string    `json:"version"`
+	Mode      string    `json:"mode"` // "plain" or "interpreter"
 	Image     string    `json:"image"`
 	Workspace string    `json:"workspace,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
@@ -280,8 +281,13 @@ func (s *session) info() Info {
 	if s.base.Workspace != nil {
 		ws = s.base.Workspace.String()
 	}
+	mode := runner.ModePlain
+	if s.base.Interpreter {
+		mode = runner.ModeInterpreter
+	}
 	return Info{
 		ID:        s.id,
+		Mode:      mode,
 		Runtime:   s.base.Runtime,
 		Version:   s.base.Version.Version,
 		Image:     s.base.Job.Image,

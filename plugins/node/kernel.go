@@ -3,6 +3,7 @@ package main
 import (
 	_ "embed"
 
+	"github.com/runhost/runhost/shared"
 	"github.com/runhost/runhost/shared/kernel"
 )
 
@@ -23,4 +24,10 @@ const KernelProtocol = kernel.Protocol
 // KernelCommand is the command line that starts the driver kept at path.
 func KernelCommand(path string) []string {
 	return []string{"node", path}
+}
+
+// interpreter is the plan of an interpreter session: the driver, started
+// with the environment of a run.
+func interpreter(req shared.RunRequest) shared.Spec {
+	return shared.InterpreterSpec(req, nil, KernelFile, KernelSource, KernelCommand)
 }

@@ -47,12 +47,16 @@ func (Node) Describe(context.Context) (shared.Description, error) {
 		Versions:    versions,
 		Capabilities: []shared.Capability{
 			shared.CapStdin, shared.CapArgs, shared.CapEnv, shared.CapFiles, shared.CapPackages,
+			shared.CapInterpreter,
 		},
 	}, nil
 }
 
 // Plan implements shared.Runtime: `node <entry> <args...>`.
 func (Node) Plan(_ context.Context, req shared.RunRequest) (shared.Spec, error) {
+	if req.Interpreter {
+		return interpreter(req), nil
+	}
 	// Code written as an ES module (import/export statements) becomes
 	// main.mjs, so it runs the same on every version: Node 20 would guess
 	// the module type of a main.js itself, Node 18 does not.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"slices"
 	"strings"
@@ -71,5 +72,28 @@ func TestESModuleCodeIsAnMJSFile(t *testing.T) {
 		if spec.Command[1] != tc.entry || spec.Files[0].Path != tc.entry {
 			t.Errorf("%q: entry %s, want %s", tc.code, spec.Command[1], tc.entry)
 		}
+	}
+}
+
+// TestInterpreterPlan: the plugin declares interpreter sessions and plans
+// its driver: the embedded source in shared.KernelDir, started by
+// KernelCommand, speaking the host's protocol, in the version's image.
+func TestInterpreterPlan(t *testing.T) {
+	rt := plugintest.Connect(t, Node{})
+	d := plugintest.Describe(t, rt)
+	if !slices.Contains(d.Capabilities, shared.CapInterpreter) {
+		t.Errorf("capabilities %q lack %q", d.Capabilities, shared.CapInterpreter)
+	}
+	spec, err := rt.Plan(t.Context(), shared.RunRequest{Version: "20", Interpreter: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := spec.Kernel
+	if k == nil || !strings.HasSuffix(spec.Image, ":20") || len(spec.Files) != 0 || spec.Install != nil {
+		t.Fatalf("%+v", spec)
+	}
+	if k.Protocol != shared.KernelProtocol || k.Driver.Path != KernelFile || !bytes.Equal(k.Driver.Content, KernelSource) ||
+		!slices.Equal(k.Command, KernelCommand(shared.KernelDir+"/"+KernelFile)) {
+		t.Errorf("kernel %q %q %q", k.Protocol, k.Driver.Path, k.Command)
 	}
 }

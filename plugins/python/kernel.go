@@ -3,6 +3,7 @@ package main
 import (
 	_ "embed"
 
+	"github.com/runhost/runhost/shared"
 	"github.com/runhost/runhost/shared/kernel"
 )
 
@@ -24,4 +25,10 @@ const KernelProtocol = kernel.Protocol
 // unbuffered output and UTF-8 mode, like a run's python3.
 func KernelCommand(path string) []string {
 	return []string{"python3", "-u", "-X", "utf8", path}
+}
+
+// interpreter is the plan of an interpreter session: the driver, started
+// with the environment of a run.
+func interpreter(req shared.RunRequest) shared.Spec {
+	return shared.InterpreterSpec(req, map[string]string{"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}, KernelFile, KernelSource, KernelCommand)
 }

@@ -63,6 +63,7 @@ func (Python) Describe(context.Context) (shared.Description, error) {
 		Versions:    versions,
 		Capabilities: []shared.Capability{
 			shared.CapStdin, shared.CapArgs, shared.CapEnv, shared.CapFiles, shared.CapPackages,
+			shared.CapInterpreter,
 		},
 	}, nil
 }
@@ -71,6 +72,9 @@ func (Python) Describe(context.Context) (shared.Description, error) {
 // output interleaves as the program wrote it; requirements are installed
 // with pip into a cached directory first.
 func (Python) Plan(_ context.Context, req shared.RunRequest) (shared.Spec, error) {
+	if req.Interpreter {
+		return interpreter(req), nil
+	}
 	files, entry, err := shared.SourceFiles(req, "main.py")
 	if err != nil {
 		return shared.Spec{}, err

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/runhost/runhost/shared"
@@ -80,5 +82,28 @@ func TestRequirements(t *testing.T) {
 		if _, err := rt.Plan(t.Context(), shared.RunRequest{Version: "3.11", Code: "1", Packages: []string{bad}}); !errors.Is(err, shared.ErrInvalidRequest) {
 			t.Errorf("requirement %q: %v, want refused", bad, err)
 		}
+	}
+}
+
+// TestInterpreterPlan: the plugin declares interpreter sessions and plans
+// its driver: the embedded source in shared.KernelDir, started by
+// KernelCommand, speaking the host's protocol, in the version's image.
+func TestInterpreterPlan(t *testing.T) {
+	rt := plugintest.Connect(t, Python{})
+	d := plugintest.Describe(t, rt)
+	if !slices.Contains(d.Capabilities, shared.CapInterpreter) {
+		t.Errorf("capabilities %q lack %q", d.Capabilities, shared.CapInterpreter)
+	}
+	spec, err := rt.Plan(t.Context(), shared.RunRequest{Version: "3.11", Interpreter: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := spec.Kernel
+	if k == nil || !strings.HasSuffix(spec.Image, ":3.11") || len(spec.Files) != 0 || spec.Install != nil {
+		t.Fatalf("%+v", spec)
+	}
+	if k.Protocol != shared.KernelProtocol || k.Driver.Path != KernelFile || !bytes.Equal(k.Driver.Content, KernelSource) ||
+		!slices.Equal(k.Command, KernelCommand(shared.KernelDir+"/"+KernelFile)) {
+		t.Errorf("kernel %q %q %q", k.Protocol, k.Driver.Path, k.Command)
 	}
 }

@@ -278,7 +278,8 @@ class RunhostClient:
             t += self.setup_timeout
         return t
 
-    def _stream(self, path: str, payload: Dict[str, Any], on_stdout, on_stderr, timeout: float) -> Dict[str, Any]:
+    def _stream(self, path: str, payload: Dict[str, Any], on_stdout, on_stderr, timeout: float,
+                on_event: Optional[Callable[[str, Any], None]] = None) -> Dict[str, Any]:
         """POST payload asking for server-sent events; hand output chunks to
         the callbacks; return the result event's JSON."""
         req = urllib.request.Request(self.base_url + path, data=json.dumps(payload).encode("utf-8"), method="POST")
@@ -322,7 +323,7 @@ class RunhostClient:
                         err = msg.get("error", {})
                         raise RunhostError(resp.status, str(err.get("code", "error")), str(err.get("message", "")))
                     else:
-                        self._on_event(event, msg)
+                        (on_event or self._on_event)(event, msg)
                     event, data = "", []
         raise RunhostError(0, "bad_response", "the stream ended without a result")
 
@@ -359,18 +360,28 @@ class RunhostClient:
     def run_in_session(self, session_id: str, code: Optional[str] = None,
                        on_stdout: Optional[Callable[[Union[str, bytes]], None]] = None,
                        on_stderr: Optional[Callable[[Union[str, bytes]], None]] = None,
-                       http_timeout: Optional[float] = None, **fields: Any) -> Dict[str, Any]:
+                       http_timeout: Optional[float] = None,
+                       on_event: Optional[Callable[[str, Any], None]] = None, **fields: Any) -> Dict[str, Any]:
         """``POST /sessions/{id}/run``: ``code`` (or ``files``, ``entry``,
         ``stdin``, ``args``, ``env``, ``timeout_ms`` ...) in the session. With
-        ``on_stdout``/``on_stderr`` the output streams to them as it comes."""
+        ``on_stdout``/``on_stderr`` the output streams to them as it comes;
+        ``on_event`` gets the stream's other events (``rich_result``)."""
         payload = _run_payload(code=code, **fields)
         if http_timeout is None:
             t = fields.get("timeout_ms")
             http_timeout = (t / 1000.0 if t else self.default_run_timeout) + self.run_timeout_margin
         path = "/sessions/" + _quote_segment(session_id) + "/run"
-        if on_stdout is not None or on_stderr is not None:
-            return self._stream(path, payload, on_stdout, on_stderr, http_timeout)
+        if on_stdout is not None or on_stderr is not None or on_event is not None:
+            return self._stream(path, payload, on_stdout, on_stderr, http_timeout, on_event)
         return self._json("POST", path, payload, timeout=http_timeout)
+
+    def interpreter(self, runtime: str = "python", version: Optional[str] = None, **session: Any) -> "Any":
+        """Start an interpreter session (``mode: interpreter``): a
+        :class:`runhost.Interpreter` whose ``run_code`` runs cells in one
+        resident interpreter. ``session`` takes :meth:`create_session`'s
+        fields."""
+        from .interpreter import Interpreter
+        return Interpreter(self, runtime, version, **session)
 
     def end_session(self, session_id: str) -> None:
         """``DELETE /sessions/{id}``: end the session and remove its container."""

@@ -16,6 +16,7 @@ RUNHOST_API_KEY is sent when set.
 Nothing is skipped: without RUNHOST_URL every test fails, saying so.
 """
 
+import base64
 import http.server
 import os
 import threading
@@ -530,3 +531,55 @@ class Client(_Base):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class InterpreterSession(_Base):
+    """runhost.Interpreter: cells in one resident interpreter."""
+
+    def test_state_results_errors_and_streaming(self):
+        with self.client.interpreter("python", version="3.11") as py:
+            self.assertEqual(py.info["mode"], "interpreter")
+            first = py.run_code("x = 41")
+            self.assertEqual(first.results, [])
+            self.assertIsNone(first.text)
+            ex = py.run_code("print('hi')\nx + 1")
+            self.assertEqual(ex.text, "42")
+            self.assertEqual(ex.logs.stdout, ["hi\n"])
+            self.assertIsNone(ex.error)
+
+            err = py.run_code("1 / 0")
+            self.assertIsNotNone(err.error)
+            self.assertEqual(err.error.name, "ZeroDivisionError")
+            self.assertTrue(any("1 / 0" in line for line in err.error.traceback), err.error.traceback)
+            self.assertEqual(py.run_code("x").text, "41")
+
+            seen = []
+            png = base64.b64encode(b"\x89PNG\r\n\x1a\nnot really").decode()
+            streamed = py.run_code(
+                "print('a')\ndisplay({'text/plain': 'chart', 'image/png': %r}, raw=True)\nx" % png,
+                on_stdout=lambda s: seen.append(("stdout", s)),
+                on_result=lambda r: seen.append(("result", r.get("text/plain"))))
+            # print() may write "a" and "\n" apart: consecutive chunks are one here.
+            merged = []
+            for kind, v in seen:
+                if merged and kind == "stdout" and merged[-1][0] == "stdout":
+                    merged[-1] = ("stdout", merged[-1][1] + v)
+                else:
+                    merged.append((kind, v))
+            self.assertEqual(merged, [("stdout", "a\n"), ("result", "chart"), ("result", "41")])
+            self.assertEqual(streamed.text, "41")
+            self.assertEqual(streamed.png(0), b"\x89PNG\r\n\x1a\nnot really")
+            self.assertEqual("".join(streamed.logs.stdout), "a\n")
+
+            slow = py.run_code("import time\nwhile True: time.sleep(0.05)", timeout_ms=1000)
+            self.assertTrue(slow.timed_out)
+            self.assertFalse(slow.restarted)
+            self.assertEqual(py.run_code("x").text, "41")
+        with self.assertRaises(RunhostError) as cm:
+            self.client.session(py.id)
+        self.assertEqual(cm.exception.code, "session_not_found")
+
+    def test_runtime_without_an_interpreter(self):
+        with self.assertRaises(RunhostError) as cm:
+            self.client.interpreter("bash")
+        self.assertEqual((cm.exception.status, cm.exception.code), (400, "interpreter_unsupported"))

@@ -25,6 +25,7 @@ type Session struct {
 	mu     sync.Mutex    // one run at a time
 	closed chan struct{}
 	once   sync.Once
+	grace  time.Duration // the interpreter's interrupt grace, once one is started (under mu)
 	// forward goes in the first run's header: init starts it with the
 	// session and keeps it for every run.
 	forward *initproc.Forward
@@ -84,7 +85,10 @@ func (s *Session) Run(ctx context.Context, job executor.Job) (executor.Result, e
 	s.started = true
 	stdout, stderr := output.NewCapped(job.Limits.OutputBytes), output.NewCapped(job.Limits.OutputBytes)
 	var results []executor.RichResult
-	backstop := time.NewTimer(job.Limits.Timeout + 5*time.Second)
+	if job.Kernel != nil {
+		s.grace = job.Kernel.InterruptGrace
+	}
+	backstop := time.NewTimer(s.backstop(job))
 	defer backstop.Stop()
 	for {
 		select {
@@ -120,25 +124,47 @@ func (s *Session) Run(ctx context.Context, job executor.Job) (executor.Result, e
 		case <-ctx.Done():
 			// The caller went away mid-run: stop this run, as a timeout
 			// would, and keep the session.
-			return executor.Result{}, s.cancel(ctx.Err())
+			return executor.Result{}, s.cancel(ctx.Err(), s.kernelMargin(job))
 		}
 	}
 }
 
+// backstop is how long a run may take to report its exit before the
+// session is ended: its timeout and a margin; for an interpreter's start
+// or cell, also what init may take to interrupt the cell, wait out the
+// grace and start the interpreter again (kernelReady).
+func (s *Session) backstop(job executor.Job) time.Duration {
+	return job.Limits.Timeout + 5*time.Second + s.kernelMargin(job)
+}
+
+// kernelMargin is what an interpreter's start or cell may take beyond a
+// run's: the interrupt grace and a start of the driver.
+func (s *Session) kernelMargin(job executor.Job) time.Duration {
+	if job.Kernel != nil || job.Cell {
+		return s.grace + kernelReady
+	}
+	return 0
+}
+
+// kernelReady is how long init waits for an interpreter's driver to be
+// ready (initproc's start).
+const kernelReady = 60 * time.Second
+
 // cancelGrace is how long a cancelled run may take to report its exit
-// before the session is ended instead.
+// before the session is ended instead (beyond what its backstop allows
+// on top of its timeout).
 const cancelGrace = 10 * time.Second
 
 // cancel asks init to stop the run in progress and waits for its exit
 // frame, discarding its output, so the next run starts on a clean stream.
 // A session that cannot be brought back (init does not answer) is ended.
 // It returns cause.
-func (s *Session) cancel(cause error) error {
+func (s *Session) cancel(cause error, extra time.Duration) error {
 	if _, err := io.WriteString(s.stdin, initproc.CancelMagic); err != nil {
 		s.Close()
 		return cause
 	}
-	grace := time.NewTimer(cancelGrace)
+	grace := time.NewTimer(cancelGrace + extra)
 	defer grace.Stop()
 	for {
 		select {

@@ -111,5 +111,5 @@ func TestCheckerCatchesDrift(t *testing.T) {
 	}
 }
 
-const session = `{"id":"a","runtime":"python","version":"3.11","image":"runhost/python:3.11","created_at":"2026-01-02T03:04:05.123Z",` +
+const session = `{"id":"a","runtime":"python","version":"3.11","mode":"plain","image":"runhost/python:3.11","created_at":"2026-01-02T03:04:05.123Z",` +
 	`"last_used":"2026-01-02T03:04:05Z","expires_at":"2026-01-02T03:09:05Z","idle_ttl_s":300,"runs":0,"busy":false}`

@@ -331,7 +331,11 @@ type PlanRequest struct {
 	Dockerfile string            `protobuf:"bytes,10,opt,name=dockerfile,proto3" json:"dockerfile,omitempty"`
 	BuildArgs  map[string]string `protobuf:"bytes,11,rep,name=build_args,json=buildArgs,proto3" json:"build_args,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The image of that version, as the plugin described it (protocol 2).
-	VersionImage  string `protobuf:"bytes,12,opt,name=version_image,json=versionImage,proto3" json:"version_image,omitempty"`
+	VersionImage string `protobuf:"bytes,12,opt,name=version_image,json=versionImage,proto3" json:"version_image,omitempty"`
+	// Plan the driver of an interpreter session (capability "interpreter"):
+	// the answer's spec carries kernel. A plugin that does not know the field
+	// answers without it, and the host refuses interpreter mode.
+	Interpreter   bool `protobuf:"varint,13,opt,name=interpreter,proto3" json:"interpreter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -450,6 +454,13 @@ func (x *PlanRequest) GetVersionImage() string {
 	return ""
 }
 
+func (x *PlanRequest) GetInterpreter() bool {
+	if x != nil {
+		return x.Interpreter
+	}
+	return false
+}
+
 type Command struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Argv          []string               `protobuf:"bytes,1,rep,name=argv,proto3" json:"argv,omitempty"`
@@ -547,15 +558,17 @@ func (x *PlanResponse) GetSpec() *Spec {
 }
 
 type Spec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Image         string                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
-	Files         []*File                `protobuf:"bytes,2,rep,name=files,proto3" json:"files,omitempty"`
-	Command       []string               `protobuf:"bytes,3,rep,name=command,proto3" json:"command,omitempty"`
-	Env           map[string]string      `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	WorkDir       string                 `protobuf:"bytes,5,opt,name=work_dir,json=workDir,proto3" json:"work_dir,omitempty"`
-	Limits        *Limits                `protobuf:"bytes,6,opt,name=limits,proto3" json:"limits,omitempty"`
-	Install       *Install               `protobuf:"bytes,7,opt,name=install,proto3" json:"install,omitempty"`
-	Build         *Build                 `protobuf:"bytes,8,opt,name=build,proto3" json:"build,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Image   string                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	Files   []*File                `protobuf:"bytes,2,rep,name=files,proto3" json:"files,omitempty"`
+	Command []string               `protobuf:"bytes,3,rep,name=command,proto3" json:"command,omitempty"`
+	Env     map[string]string      `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	WorkDir string                 `protobuf:"bytes,5,opt,name=work_dir,json=workDir,proto3" json:"work_dir,omitempty"`
+	Limits  *Limits                `protobuf:"bytes,6,opt,name=limits,proto3" json:"limits,omitempty"`
+	Install *Install               `protobuf:"bytes,7,opt,name=install,proto3" json:"install,omitempty"`
+	Build   *Build                 `protobuf:"bytes,8,opt,name=build,proto3" json:"build,omitempty"`
+	// Set when the request asked for an interpreter: how to start its driver.
+	Kernel        *Kernel `protobuf:"bytes,9,opt,name=kernel,proto3" json:"kernel,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -646,6 +659,76 @@ func (x *Spec) GetBuild() *Build {
 	return nil
 }
 
+func (x *Spec) GetKernel() *Kernel {
+	if x != nil {
+		return x.Kernel
+	}
+	return nil
+}
+
+// Kernel is an interpreter session's resident driver: driver is placed in
+// the directory /tmp/.runhost-kernel and command starts it, once per session;
+// it speaks protocol (today only "runhost-kernel/1", docs/kernels.md).
+type Kernel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Protocol      string                 `protobuf:"bytes,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Driver        *File                  `protobuf:"bytes,2,opt,name=driver,proto3" json:"driver,omitempty"`
+	Command       []string               `protobuf:"bytes,3,rep,name=command,proto3" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Kernel) Reset() {
+	*x = Kernel{}
+	mi := &file_internal_pluginwire_pluginpb_runtime_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Kernel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Kernel) ProtoMessage() {}
+
+func (x *Kernel) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_pluginwire_pluginpb_runtime_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Kernel.ProtoReflect.Descriptor instead.
+func (*Kernel) Descriptor() ([]byte, []int) {
+	return file_internal_pluginwire_pluginpb_runtime_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Kernel) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *Kernel) GetDriver() *File {
+	if x != nil {
+		return x.Driver
+	}
+	return nil
+}
+
+func (x *Kernel) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
 type Install struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Command       []string               `protobuf:"bytes,1,rep,name=command,proto3" json:"command,omitempty"`
@@ -659,7 +742,7 @@ type Install struct {
 
 func (x *Install) Reset() {
 	*x = Install{}
-	mi := &file_internal_pluginwire_pluginpb_runtime_proto_msgTypes[9]
+	mi := &file_internal_pluginwire_pluginpb_runtime_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +754,7 @@ func (x *Install) String() string {
 func (*Install) ProtoMessage() {}
 
 func (x *Install) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_pluginwire_pluginpb_runtime_proto_msgTypes[9]
+	mi := &file_internal_pluginwire_pluginpb_runtime_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +767,7 @@ func (x *Install) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Install.ProtoReflect.Descriptor instead.
 func (*Install) Descriptor() ([]byte, []int) {
-	return file_internal_pluginwire_pluginpb_runtime_proto_rawDescGZIP(), []int{9}
+	return file_internal_pluginwire_pluginpb_runtime_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Install) GetCommand() []string {
@@ -737,7 +820,7 @@ type Build struct {
 
 func (x *Build) Reset() {
 	*x = Build{}
-	mi := &file_internal_pluginwire_pluginpb_runtime_proto_msgTypes[10]
+	mi := &file_internal_pluginwire_pluginpb_runtime_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +832,7 @@ func (x *Build) String() string {
 func (*Build) ProtoMessage() {}
 
 func (x *Build) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_pluginwire_pluginpb_runtime_proto_msgTypes[10]
+	mi := &file_internal_pluginwire_pluginpb_runtime_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +845,7 @@ func (x *Build) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Build.ProtoReflect.Descriptor instead.
 func (*Build) Descriptor() ([]byte, []int) {
-	return file_internal_pluginwire_pluginpb_runtime_proto_rawDescGZIP(), []int{10}
+	return file_internal_pluginwire_pluginpb_runtime_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Build) GetDockerfile() string {
@@ -811,7 +894,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_internal_pluginwire_pluginpb_runtime_proto_msgTypes[11]
+	mi := &file_internal_pluginwire_pluginpb_runtime_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +906,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_pluginwire_pluginpb_runtime_proto_msgTypes[11]
+	mi := &file_internal_pluginwire_pluginpb_runtime_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +919,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_internal_pluginwire_pluginpb_runtime_proto_rawDescGZIP(), []int{11}
+	return file_internal_pluginwire_pluginpb_runtime_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Limits) GetTimeoutMs() int64 {
@@ -882,7 +965,7 @@ const file_internal_pluginwire_pluginpb_runtime_proto_rawDesc = "" +
 	"\x0fexpected_stdout\x18\x02 \x01(\tR\x0eexpectedStdout\"4\n" +
 	"\x04File\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
-	"\acontent\x18\x02 \x01(\fR\acontent\"\xc0\x04\n" +
+	"\acontent\x18\x02 \x01(\fR\acontent\"\xe2\x04\n" +
 	"\vPlanRequest\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12-\n" +
@@ -899,7 +982,8 @@ const file_internal_pluginwire_pluginpb_runtime_proto_rawDesc = "" +
 	"dockerfile\x12L\n" +
 	"\n" +
 	"build_args\x18\v \x03(\v2-.runhost.plugin.v1.PlanRequest.BuildArgsEntryR\tbuildArgs\x12#\n" +
-	"\rversion_image\x18\f \x01(\tR\fversionImage\x1a6\n" +
+	"\rversion_image\x18\f \x01(\tR\fversionImage\x12 \n" +
+	"\vinterpreter\x18\r \x01(\bR\vinterpreter\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a<\n" +
@@ -910,7 +994,7 @@ const file_internal_pluginwire_pluginpb_runtime_proto_rawDesc = "" +
 	"\x04argv\x18\x01 \x03(\tR\x04argv\x12\x14\n" +
 	"\x05shell\x18\x02 \x01(\tR\x05shell\";\n" +
 	"\fPlanResponse\x12+\n" +
-	"\x04spec\x18\x01 \x01(\v2\x17.runhost.plugin.v1.SpecR\x04spec\"\x85\x03\n" +
+	"\x04spec\x18\x01 \x01(\v2\x17.runhost.plugin.v1.SpecR\x04spec\"\xb8\x03\n" +
 	"\x04Spec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12-\n" +
 	"\x05files\x18\x02 \x03(\v2\x17.runhost.plugin.v1.FileR\x05files\x12\x18\n" +
@@ -919,10 +1003,15 @@ const file_internal_pluginwire_pluginpb_runtime_proto_rawDesc = "" +
 	"\bwork_dir\x18\x05 \x01(\tR\aworkDir\x121\n" +
 	"\x06limits\x18\x06 \x01(\v2\x19.runhost.plugin.v1.LimitsR\x06limits\x124\n" +
 	"\ainstall\x18\a \x01(\v2\x1a.runhost.plugin.v1.InstallR\ainstall\x12.\n" +
-	"\x05build\x18\b \x01(\v2\x18.runhost.plugin.v1.BuildR\x05build\x1a6\n" +
+	"\x05build\x18\b \x01(\v2\x18.runhost.plugin.v1.BuildR\x05build\x121\n" +
+	"\x06kernel\x18\t \x01(\v2\x19.runhost.plugin.v1.KernelR\x06kernel\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfa\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"o\n" +
+	"\x06Kernel\x12\x1a\n" +
+	"\bprotocol\x18\x01 \x01(\tR\bprotocol\x12/\n" +
+	"\x06driver\x18\x02 \x01(\v2\x17.runhost.plugin.v1.FileR\x06driver\x12\x18\n" +
+	"\acommand\x18\x03 \x03(\tR\acommand\"\xfa\x01\n" +
 	"\aInstall\x12\x18\n" +
 	"\acommand\x18\x01 \x03(\tR\acommand\x12-\n" +
 	"\x05files\x18\x02 \x03(\v2\x17.runhost.plugin.v1.FileR\x05files\x125\n" +
@@ -966,7 +1055,7 @@ func file_internal_pluginwire_pluginpb_runtime_proto_rawDescGZIP() []byte {
 	return file_internal_pluginwire_pluginpb_runtime_proto_rawDescData
 }
 
-var file_internal_pluginwire_pluginpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_internal_pluginwire_pluginpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_internal_pluginwire_pluginpb_runtime_proto_goTypes = []any{
 	(*DescribeRequest)(nil),  // 0: runhost.plugin.v1.DescribeRequest
 	(*DescribeResponse)(nil), // 1: runhost.plugin.v1.DescribeResponse
@@ -977,41 +1066,44 @@ var file_internal_pluginwire_pluginpb_runtime_proto_goTypes = []any{
 	(*Command)(nil),          // 6: runhost.plugin.v1.Command
 	(*PlanResponse)(nil),     // 7: runhost.plugin.v1.PlanResponse
 	(*Spec)(nil),             // 8: runhost.plugin.v1.Spec
-	(*Install)(nil),          // 9: runhost.plugin.v1.Install
-	(*Build)(nil),            // 10: runhost.plugin.v1.Build
-	(*Limits)(nil),           // 11: runhost.plugin.v1.Limits
-	nil,                      // 12: runhost.plugin.v1.PlanRequest.EnvEntry
-	nil,                      // 13: runhost.plugin.v1.PlanRequest.BuildArgsEntry
-	nil,                      // 14: runhost.plugin.v1.Spec.EnvEntry
-	nil,                      // 15: runhost.plugin.v1.Install.EnvEntry
-	nil,                      // 16: runhost.plugin.v1.Build.BuildArgsEntry
+	(*Kernel)(nil),           // 9: runhost.plugin.v1.Kernel
+	(*Install)(nil),          // 10: runhost.plugin.v1.Install
+	(*Build)(nil),            // 11: runhost.plugin.v1.Build
+	(*Limits)(nil),           // 12: runhost.plugin.v1.Limits
+	nil,                      // 13: runhost.plugin.v1.PlanRequest.EnvEntry
+	nil,                      // 14: runhost.plugin.v1.PlanRequest.BuildArgsEntry
+	nil,                      // 15: runhost.plugin.v1.Spec.EnvEntry
+	nil,                      // 16: runhost.plugin.v1.Install.EnvEntry
+	nil,                      // 17: runhost.plugin.v1.Build.BuildArgsEntry
 }
 var file_internal_pluginwire_pluginpb_runtime_proto_depIdxs = []int32{
 	2,  // 0: runhost.plugin.v1.DescribeResponse.versions:type_name -> runhost.plugin.v1.Version
 	3,  // 1: runhost.plugin.v1.Version.self_test:type_name -> runhost.plugin.v1.SelfTest
 	4,  // 2: runhost.plugin.v1.PlanRequest.files:type_name -> runhost.plugin.v1.File
-	12, // 3: runhost.plugin.v1.PlanRequest.env:type_name -> runhost.plugin.v1.PlanRequest.EnvEntry
+	13, // 3: runhost.plugin.v1.PlanRequest.env:type_name -> runhost.plugin.v1.PlanRequest.EnvEntry
 	6,  // 4: runhost.plugin.v1.PlanRequest.command:type_name -> runhost.plugin.v1.Command
-	13, // 5: runhost.plugin.v1.PlanRequest.build_args:type_name -> runhost.plugin.v1.PlanRequest.BuildArgsEntry
+	14, // 5: runhost.plugin.v1.PlanRequest.build_args:type_name -> runhost.plugin.v1.PlanRequest.BuildArgsEntry
 	8,  // 6: runhost.plugin.v1.PlanResponse.spec:type_name -> runhost.plugin.v1.Spec
 	4,  // 7: runhost.plugin.v1.Spec.files:type_name -> runhost.plugin.v1.File
-	14, // 8: runhost.plugin.v1.Spec.env:type_name -> runhost.plugin.v1.Spec.EnvEntry
-	11, // 9: runhost.plugin.v1.Spec.limits:type_name -> runhost.plugin.v1.Limits
-	9,  // 10: runhost.plugin.v1.Spec.install:type_name -> runhost.plugin.v1.Install
-	10, // 11: runhost.plugin.v1.Spec.build:type_name -> runhost.plugin.v1.Build
-	4,  // 12: runhost.plugin.v1.Install.files:type_name -> runhost.plugin.v1.File
-	15, // 13: runhost.plugin.v1.Install.env:type_name -> runhost.plugin.v1.Install.EnvEntry
-	4,  // 14: runhost.plugin.v1.Build.context:type_name -> runhost.plugin.v1.File
-	16, // 15: runhost.plugin.v1.Build.build_args:type_name -> runhost.plugin.v1.Build.BuildArgsEntry
-	0,  // 16: runhost.plugin.v1.Runtime.Describe:input_type -> runhost.plugin.v1.DescribeRequest
-	5,  // 17: runhost.plugin.v1.Runtime.Plan:input_type -> runhost.plugin.v1.PlanRequest
-	1,  // 18: runhost.plugin.v1.Runtime.Describe:output_type -> runhost.plugin.v1.DescribeResponse
-	7,  // 19: runhost.plugin.v1.Runtime.Plan:output_type -> runhost.plugin.v1.PlanResponse
-	18, // [18:20] is the sub-list for method output_type
-	16, // [16:18] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	15, // 8: runhost.plugin.v1.Spec.env:type_name -> runhost.plugin.v1.Spec.EnvEntry
+	12, // 9: runhost.plugin.v1.Spec.limits:type_name -> runhost.plugin.v1.Limits
+	10, // 10: runhost.plugin.v1.Spec.install:type_name -> runhost.plugin.v1.Install
+	11, // 11: runhost.plugin.v1.Spec.build:type_name -> runhost.plugin.v1.Build
+	9,  // 12: runhost.plugin.v1.Spec.kernel:type_name -> runhost.plugin.v1.Kernel
+	4,  // 13: runhost.plugin.v1.Kernel.driver:type_name -> runhost.plugin.v1.File
+	4,  // 14: runhost.plugin.v1.Install.files:type_name -> runhost.plugin.v1.File
+	16, // 15: runhost.plugin.v1.Install.env:type_name -> runhost.plugin.v1.Install.EnvEntry
+	4,  // 16: runhost.plugin.v1.Build.context:type_name -> runhost.plugin.v1.File
+	17, // 17: runhost.plugin.v1.Build.build_args:type_name -> runhost.plugin.v1.Build.BuildArgsEntry
+	0,  // 18: runhost.plugin.v1.Runtime.Describe:input_type -> runhost.plugin.v1.DescribeRequest
+	5,  // 19: runhost.plugin.v1.Runtime.Plan:input_type -> runhost.plugin.v1.PlanRequest
+	1,  // 20: runhost.plugin.v1.Runtime.Describe:output_type -> runhost.plugin.v1.DescribeResponse
+	7,  // 21: runhost.plugin.v1.Runtime.Plan:output_type -> runhost.plugin.v1.PlanResponse
+	20, // [20:22] is the sub-list for method output_type
+	18, // [18:20] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_internal_pluginwire_pluginpb_runtime_proto_init() }
@@ -1025,7 +1117,7 @@ func file_internal_pluginwire_pluginpb_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_pluginwire_pluginpb_runtime_proto_rawDesc), len(file_internal_pluginwire_pluginpb_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,314 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runhost/runhost/internal/auth"
+	"github.com/runhost/runhost/internal/testenv"
+)
+
+// cellResult is the result of a cell of an interpreter session.
+type cellResult struct {
+	runResult
+	Results []map[string]json.RawMessage `json:"results"`
+	Error   *struct {
+		Name      string   `json:"name"`
+		Value     string   `json:"value"`
+		Traceback []string `json:"traceback"`
+	} `json:"error"`
+	Restarted bool `json:"restarted"`
+}
+
+// text is the text/plain of result i ("" when there is none).
+func (r cellResult) text(i int) string {
+	if i >= len(r.Results) {
+		return ""
+	}
+	var s string
+	_ = json.Unmarshal(r.Results[i]["text/plain"], &s)
+	return s
+}
+
+// startInterpreter starts an interpreter session and ends it with the test.
+func startInterpreter(t *testing.T, h *host, runtime, version string) string {
+	t.Helper()
+	status, body := h.post("/sessions", map[string]any{"runtime": runtime, "version": version, "mode": "interpreter"})
+	if status != http.StatusCreated {
+		t.Fatalf("start an interpreter session of %s %s: %d %s", runtime, version, status, body)
+	}
+	var info struct {
+		ID   string `json:"id"`
+		Mode string `json:"mode"`
+	}
+	if err := json.Unmarshal(body, &info); err != nil || info.Mode != "interpreter" {
+		t.Fatalf("session %s: %v", body, err)
+	}
+	t.Cleanup(func() { h.do(context.Background(), http.MethodDelete, "/sessions/"+info.ID, nil) })
+	return info.ID
+}
+
+// cell runs code in session id and returns its result (the request must
+// be answered 200).
+func (h *host) cell(id, code string, extra ...any) cellResult {
+	h.t.Helper()
+	req := map[string]any{"code": code}
+	for i := 0; i+1 < len(extra); i += 2 {
+		req[extra[i].(string)] = extra[i+1]
+	}
+	status, body := h.post("/sessions/"+id+"/run", req)
+	if status != http.StatusOK {
+		h.t.Fatalf("cell %q: %d %s", code, status, body)
+	}
+	var res cellResult
+	if err := json.Unmarshal(body, &res); err != nil {
+		h.t.Fatalf("cell %q: %s: %v", code, body, err)
+	}
+	return res
+}
+
+// waitBusy waits until session id is running a cell (or not).
+func (h *host) waitBusy(id string, busy bool) {
+	h.t.Helper()
+	want := `"busy":false`
+	if busy {
+		want = `"busy":true`
+	}
+	testenv.Eventually(h.t, 30*time.Second, "session busy="+want, func() bool {
+		status, body := h.do(context.Background(), http.MethodGet, "/sessions/"+id, nil)
+		return status == http.StatusOK && strings.Contains(string(body), want)
+	})
+}
+
+// TestInterpreterPython: a Python interpreter session on the plain image
+// keeps its state between cells, reports the last expression's value and
+// exceptions, interrupts a cell at its timeout and when its client hangs
+// up (the state survives), refuses a second cell while one runs, restarts
+// an interpreter a cell killed, and hides the session from another key.
+func TestInterpreterPython(t *testing.T) {
+	alice, bob := auth.NewKey(), auth.NewKey()
+	file := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(file, []byte("alice "+auth.Hash(alice)+"\nbob "+auth.Hash(bob)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startHost(t, "RUNHOST_API_KEYS_FILE="+file, "RUNHOST_INTERPRETER_GRACE_MS=2000")
+	h.Key = alice
+	id := startInterpreter(t, h, "python", "3.11")
+
+	if res := h.cell(id, "x = 41"); len(res.Results) != 0 || res.Error != nil || res.ExitCode != 0 {
+		t.Fatalf("x = 41: %+v", res)
+	}
+	if res := h.cell(id, "print('hi')\nx + 1"); res.text(0) != "42" || res.Stdout != "hi\n" {
+		t.Fatalf("x + 1: results %s stdout %q", res.Results, res.Stdout)
+	}
+
+	// An exception is the cell's error; the session goes on.
+	res := h.cell(id, "def f():\n    return 1 / 0\nf()")
+	if res.Error == nil || res.Error.Name != "ZeroDivisionError" || res.ExitCode != 1 ||
+		!strings.Contains(strings.Join(res.Error.Traceback, "\n"), "<cell-") || res.Restarted {
+		t.Fatalf("an exception: %+v", res.Error)
+	}
+	if res := h.cell(id, "x"); res.text(0) != "41" {
+		t.Fatalf("after an exception: %s", res.Results)
+	}
+
+	// A timeout interrupts the cell: timed out, KeyboardInterrupt, state kept.
+	res = h.cell(id, "import time\nx = 7\nwhile True:\n    time.sleep(0.05)", "timeout_ms", 1000)
+	if !res.TimedOut || res.Error == nil || res.Error.Name != "KeyboardInterrupt" || res.Restarted {
+		t.Fatalf("a timed-out cell: timed_out %v restarted %v error %+v", res.TimedOut, res.Restarted, res.Error)
+	}
+	if res := h.cell(id, "x"); res.text(0) != "7" {
+		t.Fatalf("after a timeout: %s", res.Results)
+	}
+
+	// A second cell while one runs is 409; hanging up interrupts the
+	// first, and the session and its state stay.
+	ctx, hangUp := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		body := strings.NewReader(`{"code":"import time\nwhile True:\n    time.sleep(0.05)"}`)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.URL+"/sessions/"+id+"/run", body)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+alice)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	h.waitBusy(id, true)
+	if status, body := h.post("/sessions/"+id+"/run", map[string]any{"code": "1"}); status != http.StatusConflict || errorCode(body) != "session_busy" {
+		t.Errorf("a second cell while one runs: %d %s", status, body)
+	}
+	hangUp()
+	<-done
+	h.waitBusy(id, false)
+	if res := h.cell(id, "x * 6"); res.text(0) != "42" || res.Restarted {
+		t.Fatalf("after a hang-up: %s restarted %v", res.Results, res.Restarted)
+	}
+
+	// Another key's cell is a 404, as a session that does not exist.
+	other := *h
+	other.Key = bob
+	if status, body := other.post("/sessions/"+id+"/run", map[string]any{"code": "x"}); status != http.StatusNotFound || errorCode(body) != "session_not_found" {
+		t.Errorf("bob's cell in alice's session: %d %s", status, body)
+	}
+
+	// A cell that ends its interpreter: restarted, the state is lost, the
+	// next cell works.
+	res = h.cell(id, "import os\nos._exit(3)")
+	if !res.Restarted || res.Error == nil {
+		t.Fatalf("a cell that kills its interpreter: %+v", res)
+	}
+	if res := h.cell(id, "1 + 1"); res.text(0) != "2" || res.Restarted {
+		t.Fatalf("after a restart: %s", res.Results)
+	}
+	if res := h.cell(id, "x"); res.Error == nil || res.Error.Name != "NameError" {
+		t.Fatalf("the state after a restart: %+v", res.Error)
+	}
+
+	// An unknown mode is refused.
+	if status, body := h.post("/sessions", map[string]any{"runtime": "python", "mode": "notebook"}); status != http.StatusBadRequest || errorCode(body) != "invalid_mode" {
+		t.Errorf("an unknown mode: %d %s", status, body)
+	}
+}
+
+func errorCode(body []byte) string {
+	var e apiError
+	_ = json.Unmarshal(body, &e)
+	return e.Error.Code
+}
+
+// TestInterpreterStreams: with Accept: text/event-stream a cell's output
+// and rich results arrive in the order the cell made them, then the result.
+func TestInterpreterStreams(t *testing.T) {
+	h := startHost(t)
+	id := startInterpreter(t, h, "python", "3.11")
+	code := "print('a')\ndisplay(1)\nimport sys\nprint('b', file=sys.stderr)\n2"
+	req, _ := http.NewRequest(http.MethodPost, h.URL+"/sessions/"+id+"/run", strings.NewReader(`{"code":`+mustJSON(t, code)+`}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var events []string
+	var last cellResult
+	event := ""
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if name, ok := strings.CutPrefix(line, "event: "); ok {
+			event = name
+			continue
+		}
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			continue
+		}
+		if event == "result" {
+			if err := json.Unmarshal([]byte(data), &last); err != nil {
+				t.Fatal(err)
+			}
+			events = append(events, "result")
+			continue
+		}
+		// A stream's consecutive chunks are one event here: how the
+		// program's writes were cut is not the point.
+		if n := len(events); n > 0 && (event == "stdout" || event == "stderr") && strings.HasPrefix(events[n-1], event+" ") {
+			var prev, next struct{ Text string }
+			_ = json.Unmarshal([]byte(strings.TrimPrefix(events[n-1], event+" ")), &prev)
+			_ = json.Unmarshal([]byte(data), &next)
+			events[n-1] = event + " " + mustJSON(t, map[string]string{"text": prev.Text + next.Text})
+			continue
+		}
+		events = append(events, event+" "+data)
+	}
+	want := []string{
+		`stdout {"text":"a\n"}`,
+		`rich_result {"text/plain":"1"}`,
+		`stderr {"text":"b\n"}`,
+		`rich_result {"text/plain":"2"}`,
+		`result`,
+	}
+	if !slices.Equal(events, want) {
+		t.Errorf("events:\n got %q\nwant %q", events, want)
+	}
+	if last.text(0) != "1" || last.text(1) != "2" {
+		t.Errorf("the final result's results: %s", last.Results)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestInterpreterDataImage: on the data image a matplotlib figure left
+// open comes back as image/png and a pandas DataFrame as text/html, with
+// nothing special called.
+func TestInterpreterDataImage(t *testing.T) {
+	h := startHost(t)
+	testenv.RequireImages(t, h.Docker, "runhost/python:3.11-data")
+	id := startInterpreter(t, h, "python", "3.11-data")
+
+	// The first imports of matplotlib and pandas take seconds of CPU on a
+	// loaded machine: the cells get a minute.
+	res := h.cell(id, "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])", "timeout_ms", 60000)
+	var png []byte
+	for _, r := range res.Results {
+		var s string
+		if json.Unmarshal(r["image/png"], &s) == nil {
+			png, _ = base64.StdEncoding.DecodeString(s)
+		}
+	}
+	if !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
+		t.Errorf("a figure: no PNG in %d results: %+v", len(res.Results), res)
+	}
+	t.Logf("the figure's cell took %d ms", res.DurationMS)
+
+	res = h.cell(id, "import pandas as pd\ndf = pd.DataFrame({'a': [1, 2], 'b': ['x', 'y']})\ndf", "timeout_ms", 60000)
+	var html string
+	if len(res.Results) == 1 {
+		_ = json.Unmarshal(res.Results[0]["text/html"], &html)
+	}
+	if !strings.Contains(html, "<table") || !strings.Contains(res.text(0), "a  b") {
+		t.Errorf("a DataFrame: %s (stderr %q)", res.Results, res.Stderr)
+	}
+}
+
+// TestInterpreterNode: a Node interpreter session keeps let and const
+// between cells, awaits at the top level and reports errors with their
+// stack.
+func TestInterpreterNode(t *testing.T) {
+	h := startHost(t)
+	id := startInterpreter(t, h, "node", "20")
+	if res := h.cell(id, "let a = 40\nconst b = await Promise.resolve(2)"); res.Error != nil {
+		t.Fatalf("declarations: %+v", res.Error)
+	}
+	if res := h.cell(id, "a + b"); res.text(0) != "42" {
+		t.Fatalf("a + b: %s", res.Results)
+	}
+	res := h.cell(id, "function f() { return null.x }\nf()")
+	if res.Error == nil || res.Error.Name != "TypeError" || !strings.Contains(strings.Join(res.Error.Traceback, "\n"), "at f") {
+		t.Fatalf("an error: %+v", res.Error)
+	}
+	if res := h.cell(id, "a"); res.text(0) != "40" {
+		t.Fatalf("after an error: %s", res.Results)
+	}
+}
