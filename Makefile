@@ -57,9 +57,14 @@ examples: engine
 test-examples:
 	@for p in $(EXAMPLES); do (cd examples/plugins/$$p && $(GO) vet ./... && $(GO) test -count=1 ./...) || exit 1; done
 
-## run: everything needed, then the host on RUNHOST_ADDR (default 127.0.0.1:8080)
+# The workspace `make run` serves: ./workspace of the checkout (the seed's
+# host directory), created by the host at start; RUNHOST_WORKSPACE_ROOT=off
+# (or another directory) in the environment wins. A bare bin/host serves none.
+RUNHOST_WORKSPACE_ROOT ?= $(CURDIR)/workspace
+
+## run: everything needed, then the host on RUNHOST_ADDR (default 127.0.0.1:8080), serving the workspace ./workspace
 run: engine build images
-	./$(BIN)/host
+	RUNHOST_WORKSPACE_ROOT='$(RUNHOST_WORKSPACE_ROOT)' ./$(BIN)/host
 
 ## selftest: every runtime version's self-test against the real images
 selftest: engine build images

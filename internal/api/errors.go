@@ -99,8 +99,6 @@ func statusOf(err error) (int, string) {
 		return http.StatusBadRequest, "is_a_directory"
 	case errors.Is(err, workspace.ErrNotDir):
 		return http.StatusBadRequest, "not_a_directory"
-	case errors.Is(err, workspace.ErrExists):
-		return http.StatusConflict, "would_overwrite"
 	case errors.Is(err, workspace.ErrNotFound):
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, workspace.ErrQuota):

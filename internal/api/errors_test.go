@@ -56,7 +56,6 @@ func TestStatusOf(t *testing.T) {
 		{wrap(workspace.ErrNotRegular), 400, "not_a_regular_file"},
 		{wrap(workspace.ErrIsDir), 400, "is_a_directory"},
 		{wrap(workspace.ErrNotDir), 400, "not_a_directory"},
-		{wrap(workspace.ErrExists), 409, "would_overwrite"},
 		{wrap(workspace.ErrNotFound), 404, "not_found"},
 		{wrap(workspace.ErrQuota), 413, "quota_exceeded"},
 		{wrap(workspace.ErrTooLarge), 413, "file_too_large"},

@@ -371,7 +371,7 @@ func settings() []Setting {
 		{"RUNHOST_K8S_BUILDER_IMAGE", "", "the builder image of build pods as the nodes pull it; empty: RUNHOST_BUILDER_IMAGE", str(func(c *Config) *string { return &c.Kubernetes.BuilderImage })},
 		{"RUNHOST_K8S_BUILDER_SECCOMP", "runhost-builder.json", "seccomp profile of build pods: a Localhost profile installed on every node (`deploy/kubernetes/seccomp`), or `Unconfined`", str(func(c *Config) *string { return &c.Kubernetes.BuilderSeccomp })},
 		{"RUNHOST_K8S_BUILDKIT_CONFIG", "", "buildkitd.toml file for every build (registry mirrors, plain-HTTP registries); empty: the builder image's", file(func(c *Config) *[]byte { return &c.Kubernetes.BuildkitConfig })},
-		{"RUNHOST_WORKSPACE_ROOT", "", "where this host sees the shared workspace volume (the seed's `/app/workspace`); empty disables workspaces", str(func(c *Config) *string { return &c.Workspace.Root })},
+		{"RUNHOST_WORKSPACE_ROOT", "off", "where this host sees the shared workspace (the seed's `/app/workspace`), created at start if missing; the host refuses to start when it cannot write there; `off` (or empty) disables workspaces. A bare `bin/host` creates no directory of its own: `make run` passes `./workspace` of the checkout, the compose files `/app/workspace` (the machine's `./workspace`)", workspaceRoot},
 		{"DIND_WORKSPACE_PATH", "", "where the engine sees the same volume; bind sources use it, never a host path", str(func(c *Config) *string { return &c.Workspace.DaemonDir })},
 		{"RUNHOST_WORKSPACE_QUOTA_MB", "1024", "bytes one workspace session may hold (files API uploads are refused above it; runs get ENOSPC when the quota mode is `fs`)", mebibytes(func(c *Config) *int64 { return &c.Workspace.QuotaBytes })},
 		{"RUNHOST_WORKSPACE_QUOTA_MODE", "auto", "`fs`: every workspace session is a loop-mounted ext4 filesystem of RUNHOST_WORKSPACE_QUOTA_MB, so the quota holds while runs write (needs root, loop devices and an engine that sees the host's mounts); `off`: only the files API checks the quota; `auto`: `fs` when the host can mount and the engine shares its filesystem (DIND_WORKSPACE_PATH equals RUNHOST_WORKSPACE_ROOT), else `off` with a warning", oneOf(func(c *Config) *string { return &c.Workspace.QuotaMode }, "auto", "fs", "off")},
@@ -798,6 +798,14 @@ func file(field func(*Config) *[]byte) setter {
 		*field(c) = b
 		return nil
 	}
+}
+
+// workspaceRoot reads RUNHOST_WORKSPACE_ROOT: a directory, or off.
+func workspaceRoot(c *Config, v string) error {
+	if v != "off" {
+		c.Workspace.Root = v
+	}
+	return nil
 }
 
 func runUser(c *Config, v string) error {

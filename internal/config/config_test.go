@@ -331,6 +331,20 @@ func TestDindNeedsTLS(t *testing.T) {
 	}
 }
 
+// A bare host serves no workspace and creates no directory; `off` turns a
+// configured one off (the compose files and make run set one).
+func TestWorkspaceRootOff(t *testing.T) {
+	for _, env := range [][]string{nil, {"RUNHOST_WORKSPACE_ROOT="}, {"RUNHOST_WORKSPACE_ROOT=off"}} {
+		c, err := FromEnv(env)
+		if err != nil || c.Workspace.Root != "" {
+			t.Errorf("%v: root %q, %v; want no workspace", env, c.Workspace.Root, err)
+		}
+	}
+	if c, err := FromEnv([]string{"RUNHOST_WORKSPACE_ROOT=/srv/ws"}); err != nil || c.Workspace.Root != "/srv/ws" {
+		t.Errorf("root %q, %v", c.Workspace.Root, err)
+	}
+}
+
 func TestOverrides(t *testing.T) {
 	c, err := FromEnv([]string{"RUNHOST_ADDR=0.0.0.0:9000", "RUNHOST_ALLOW_UNAUTHENTICATED=true", "RUNHOST_MAX_CPUS=1.5", "RUNHOST_OUTPUT_LIMIT_BYTES=10", "UNRELATED=1"})
 	if err != nil {

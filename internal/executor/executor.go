@@ -74,6 +74,10 @@ type Job struct {
 	// FilesDir is where Files go: RunDir, or the root of the workspace
 	// mount. Empty means RunDir.
 	FilesDir string
+	// RunFiles are placed under RunDir when FilesDir is elsewhere (a
+	// workspace): the program as the plugin planned it, so that what the
+	// plugin made (the file made from code) never lands in the workspace.
+	RunFiles []File
 	// Workspace, when set, bind-mounts a session directory of the shared
 	// workspace read-write.
 	Workspace *Mount

@@ -104,6 +104,10 @@ type Input struct {
 	// WorkspaceSource where the engine sees that session (the bind source).
 	Workspace       *workspace.Ref
 	WorkspaceSource string
+	// Sent are the paths of the files the caller sent: in a workspace run
+	// only they are written to the workspace; what the plugin made (the
+	// file made from code) stays in the private run directory.
+	Sent []string
 	// Owner is the caller's key name: what the run caches (installed
 	// dependencies, built images) is keyed by it, so one key never finds
 	// another key's entry (no cross-tenant oracle, no poisoning).
@@ -244,17 +248,13 @@ func (p *Policy) Job(in Input) (executor.Job, error) {
 	}
 	workDir, filesDir := executor.RunDir, executor.RunDir
 	var mount *executor.Mount
+	var runFiles []executor.File
 	if ws := in.Workspace; ws != nil {
 		// The session is mounted (never anything below it: a run could swap
-		// a sub-directory for a symlink); files and the working directory
-		// are placed inside it.
+		// a sub-directory for a symlink); the working directory is inside it.
 		mount = &executor.Mount{Source: in.WorkspaceSource, Target: path.Join(workspace.MountPoint, ws.Session)}
 		filesDir, workDir = mount.Target, ws.InContainer()
-		if ws.Dir != "" {
-			for i := range files {
-				files[i].Path = ws.Dir + "/" + files[i].Path
-			}
-		}
+		files, runFiles, command = splitWorkspaceFiles(files, in.Sent, ws.Dir, command)
 	}
 	if in.Built != nil && in.Built.WorkingDir != "" && spec.WorkDir == "" && in.Workspace == nil {
 		workDir = path.Clean(in.Built.WorkingDir) // the Dockerfile's WORKDIR
@@ -281,14 +281,15 @@ func (p *Policy) Job(in Input) (executor.Job, error) {
 		}
 	}
 	return executor.Job{
-		ID:      in.RunID,
-		Image:   image,
-		Command: command,
-		Env:     env,
-		WorkDir: workDir,
-		Files:   files,
-		Stdin:   in.Stdin,
-		User:    p.cfg.User,
+		ID:       in.RunID,
+		Image:    image,
+		Command:  command,
+		Env:      env,
+		WorkDir:  workDir,
+		Files:    files,
+		RunFiles: runFiles,
+		Stdin:    in.Stdin,
+		User:     p.cfg.User,
 		Labels: map[string]string{
 			"runhost.run":     in.RunID,
 			"runhost.runtime": in.Runtime,
@@ -300,6 +301,38 @@ func (p *Policy) Job(in Input) (executor.Job, error) {
 		Workspace:  mount,
 		OCIRuntime: p.ociRuntime(in.Runtime),
 	}, nil
+}
+
+// splitWorkspaceFiles places a workspace run's files: the ones the caller
+// sent go to the workspace directory dir, where asked; when the plugin made
+// files of its own (the main file made from code), the whole program goes
+// to the private run directory instead, so that what the plugin made never
+// litters (or replaces) the user's files, and the main file finds its
+// modules beside it. Arguments naming a plugin-made file by its relative
+// path then name it in the run directory: the working directory stays the
+// workspace directory.
+func splitWorkspaceFiles(files []executor.File, sent []string, dir string, command []string) (ws, run []executor.File, cmd []string) {
+	made := map[string]bool{}
+	for _, f := range files {
+		if slices.Contains(sent, f.Path) {
+			if dir != "" {
+				f.Path = dir + "/" + f.Path
+			}
+			ws = append(ws, f)
+		} else {
+			made[f.Path] = true
+		}
+	}
+	if len(made) == 0 {
+		return ws, nil, command
+	}
+	cmd = slices.Clone(command)
+	for i, a := range cmd {
+		if made[a] {
+			cmd[i] = executor.RunDir + "/" + a
+		}
+	}
+	return ws, files, cmd
 }
 
 // builtCommand is what a built image runs, as docker run does: the

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/runhost/runhost/internal/dockerfile"
 	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/workspace"
 	"github.com/runhost/runhost/shared"
 )
 
@@ -83,6 +85,57 @@ func TestJobDefaults(t *testing.T) {
 	}
 	if job.Labels["runhost.run"] != "r1" || job.Labels["runhost.runtime"] != "python" {
 		t.Errorf("labels = %v", job.Labels)
+	}
+}
+
+// TestWorkspaceFiles: in a workspace run the files the caller sent go to
+// the workspace directory; once the plugin made a file of its own, the
+// whole program is in the private run directory too and the command names
+// the plugin-made file there; the working directory stays the workspace's.
+func TestWorkspaceFiles(t *testing.T) {
+	ws := &workspace.Ref{Session: "s1", Dir: "proj"}
+	helper := shared.File{Path: "helper.py", Content: []byte("x = 1")}
+	tests := []struct {
+		name       string
+		files      []shared.File
+		sent       []string
+		wantFiles  []string // under FilesDir
+		wantRun    []string // under the run directory
+		wantCmdArg string
+	}{
+		{"code only", []shared.File{{Path: "main.py"}}, nil, nil, []string{"main.py"}, executor.RunDir + "/main.py"},
+		{"files only", []shared.File{{Path: "main.py"}, helper}, []string{"main.py", "helper.py"}, []string{"proj/main.py", "proj/helper.py"}, nil, "main.py"},
+		{"code and a module", []shared.File{{Path: "main.py"}, helper}, []string{"helper.py"}, []string{"proj/helper.py"}, []string{"main.py", "helper.py"}, executor.RunDir + "/main.py"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := New(testConfig())
+			job, err := p.Job(input(func(in *Input) {
+				in.Spec.Files = tt.files
+				in.Workspace, in.WorkspaceSource, in.Sent = ws, "/srv/ws/s1", tt.sent
+			}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			paths := func(fs []executor.File) (out []string) {
+				for _, f := range fs {
+					out = append(out, f.Path)
+				}
+				return out
+			}
+			if got := paths(job.Files); !slices.Equal(got, tt.wantFiles) {
+				t.Errorf("workspace files = %v, want %v", got, tt.wantFiles)
+			}
+			if got := paths(job.RunFiles); !slices.Equal(got, tt.wantRun) {
+				t.Errorf("run directory files = %v, want %v", got, tt.wantRun)
+			}
+			if job.Command[1] != tt.wantCmdArg {
+				t.Errorf("command = %v, want the file as %s", job.Command, tt.wantCmdArg)
+			}
+			if job.WorkDir != "/workspaces/s1/proj" || job.FilesDir != "/workspaces/s1" {
+				t.Errorf("work dir %s, files dir %s", job.WorkDir, job.FilesDir)
+			}
+		})
 	}
 }
 

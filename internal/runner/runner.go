@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"path"
 	"slices"
 	"time"
 
@@ -112,11 +111,6 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if ws != nil {
-		if err := r.checkOverwrite(*ws, req.Files, spec.Files); err != nil {
-			return Result{}, err
-		}
-	}
 	id := newRunID()
 	in := policy.Input{
 		RunID:          id,
@@ -128,6 +122,7 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 		Stdin:          req.Stdin,
 		DeclaredImages: r.declaredImages(),
 		Workspace:      ws,
+		Sent:           sentPaths(req.Files),
 		Owner:          req.Caller.Name,
 		Resolve: func(ref string) (executor.ImageInfo, error) {
 			return r.executor.ResolveImage(ctx, ref)
@@ -173,28 +168,13 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	return out, nil
 }
 
-// checkOverwrite refuses a workspace run whose plugin-made files (the main
-// file made from code) would replace files already in the workspace: only
-// files the caller sent explicitly may overwrite.
-func (r *Runner) checkOverwrite(ws workspace.Ref, sent, planned []shared.File) error {
-	explicit := make(map[string]bool, len(sent))
-	for _, f := range sent {
-		explicit[f.Path] = true
+// sentPaths are the paths of the files the caller sent.
+func sentPaths(files []shared.File) []string {
+	out := make([]string, len(files))
+	for i, f := range files {
+		out[i] = f.Path
 	}
-	for _, f := range planned {
-		if explicit[f.Path] {
-			continue
-		}
-		p := path.Join(ws.Dir, f.Path)
-		exists, err := r.workspaces.Exists(ws, f.Path)
-		if err != nil {
-			return fmt.Errorf("workspace %s: %w", ws, err)
-		}
-		if exists {
-			return fmt.Errorf("%w: the run would write %s, which is already in workspace %s; send the program as files to overwrite it, or run in another directory", workspace.ErrExists, p, ws.Session)
-		}
-	}
-	return nil
+	return out
 }
 
 // contextFiles reads a build context from the workspace.

@@ -36,9 +36,6 @@ type SessionBase struct {
 	Source    string // where the engine sees the workspace session
 	Limits    policy.Requested
 	Job       executor.Job // the container-level part of every run's job
-	// Written are workspace files earlier runs of the session made from
-	// code: later runs may replace them (and nothing else already there).
-	Written map[string]bool
 }
 
 // StartSession resolves the runtime and version, decides the container
@@ -59,7 +56,7 @@ func (r *Runner) StartSession(ctx context.Context, spec SessionSpec) (executor.S
 	if version.Image == "" {
 		return nil, SessionBase{}, shared.Invalidf("runtime %q has no image of its own to start a session in", desc.Name)
 	}
-	base := SessionBase{Runtime: desc.Name, Version: version, Caps: desc.Capabilities, Limits: spec.Limits, Written: map[string]bool{}}
+	base := SessionBase{Runtime: desc.Name, Version: version, Caps: desc.Capabilities, Limits: spec.Limits}
 	if spec.Workspace != "" {
 		ref, err := r.workspaces.Resolve(spec.Caller, spec.Workspace)
 		if err != nil {
@@ -153,18 +150,6 @@ func (r *Runner) RunInSession(ctx context.Context, sess executor.Session, base *
 	if spec.Install != nil || spec.Build != nil {
 		return Result{}, shared.Invalidf("runtime %q planned an install or a build, which a session run cannot do", desc.Name)
 	}
-	if ws := base.Workspace; ws != nil {
-		sent := append([]shared.File{}, req.Files...)
-		for p := range base.Written {
-			sent = append(sent, shared.File{Path: p})
-		}
-		if err := r.checkOverwrite(*ws, sent, spec.Files); err != nil {
-			return Result{}, err
-		}
-		for _, f := range spec.Files {
-			base.Written[f.Path] = true
-		}
-	}
 	id := newRunID()
 	job, err := r.policy.Job(policy.Input{
 		RunID:           id,
@@ -176,6 +161,7 @@ func (r *Runner) RunInSession(ctx context.Context, sess executor.Session, base *
 		Stdin:           req.Stdin,
 		Workspace:       base.Workspace,
 		WorkspaceSource: base.Source,
+		Sent:            sentPaths(req.Files),
 	})
 	if err != nil {
 		return Result{}, err
