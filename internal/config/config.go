@@ -116,6 +116,7 @@ type Installs struct {
 	PipIndexURL  *url.URL // nil: pip's default
 	NpmRegistry  *url.URL // nil: npm's default
 	CABundle     []byte   // PEM given to install steps and builds; nil for none
+	CABundleFile string   // where CABundle was read from: RUNHOST_CA_BUNDLE, or the machine's bundle
 	Timeout      time.Duration
 	MemoryBytes  int64
 	DiskBytes    int64 // the install's output directory, a tmpfs
@@ -261,6 +262,7 @@ var computed = map[string]string{
 	"RUNHOST_MAX_RUNS":     "4 per core, at most ¾ of memory / RUNHOST_DEFAULT_MEMORY_MB",
 	"DIND_WORKSPACE_PATH":  "`/workspaces` with `DIND_ENABLED`, else `RUNHOST_WORKSPACE_ROOT`",
 	"RUNHOST_MAX_CPUS":     "number of cores",
+	"RUNHOST_CA_BUNDLE":    "the machine's: the first of " + "`" + strings.Join(MachineCABundles, "`, `") + "`" + " that exists",
 	"RUNHOST_INIT_PATH":    "`runhost-init` next to the host binary",
 	"DOCKER_HOST":          "the local engine's unix socket",
 }
@@ -310,7 +312,7 @@ func settings() []Setting {
 		{"RUNHOST_EGRESS_PATH", "", "the static egress proxy binary", str(func(c *Config) *string { return &c.Egress.Path })},
 		{"RUNHOST_PIP_INDEX_URL", "", "package index for pip installs (pip's default, PyPI, when empty)", httpURL(func(c *Config) **url.URL { return &c.Installs.PipIndexURL })},
 		{"RUNHOST_NPM_REGISTRY", "", "registry for npm installs (npm's default when empty)", httpURL(func(c *Config) **url.URL { return &c.Installs.NpmRegistry })},
-		{"RUNHOST_CA_BUNDLE", "", "PEM bundle trusted by install steps and builds, for TLS-intercepting proxies (e.g. `/etc/ssl/certs/ca-certificates.crt`)", file(func(c *Config) *[]byte { return &c.Installs.CABundle })},
+		{"RUNHOST_CA_BUNDLE", "", "PEM bundle install steps and builds trust (so a TLS-intercepting proxy the machine trusts works for them too); `none`: only the images' own CAs", caBundle},
 		{"RUNHOST_INSTALL_TIMEOUT_MS", "300000", "wall-clock timeout of one dependency install", millis(func(c *Config) *time.Duration { return &c.Installs.Timeout })},
 		{"RUNHOST_INSTALL_MEMORY_MB", "1024", "memory limit of a dependency install", mebibytes(func(c *Config) *int64 { return &c.Installs.MemoryBytes })},
 		{"RUNHOST_INSTALL_DISK_MB", "512", "size of the filesystem a dependency install writes its output to (a tmpfs counted against RUNHOST_INSTALL_MEMORY_MB); an install that needs more fails and nothing is cached", mebibytes(func(c *Config) *int64 { return &c.Installs.DiskBytes })},
@@ -464,6 +466,17 @@ func (c *Config) fillComputedDefaults() {
 	if len(c.Egress.Allow) == 0 {
 		c.Egress.Allow = indexHosts(c.Installs.PipIndexURL, "pypi.org", "files.pythonhosted.org")
 		c.Egress.Allow = append(c.Egress.Allow, indexHosts(c.Installs.NpmRegistry, "registry.npmjs.org")...)
+	}
+	if c.Installs.CABundleFile == "" {
+		for _, f := range MachineCABundles {
+			if b, err := os.ReadFile(f); err == nil {
+				c.Installs.CABundle, c.Installs.CABundleFile = b, f
+				break
+			}
+		}
+	}
+	if c.Installs.CABundleFile == "none" {
+		c.Installs.CABundleFile = ""
 	}
 	if c.Egress.Path == "" {
 		if exe, err := os.Executable(); err == nil {
@@ -798,6 +811,20 @@ func file(field func(*Config) *[]byte) setter {
 		*field(c) = b
 		return nil
 	}
+}
+
+// MachineCABundles are where Linux distributions keep the machine's CA
+// bundle (Debian and Alpine, Fedora and RHEL, others), in the order
+// RUNHOST_CA_BUNDLE's default tries them.
+var MachineCABundles = []string{"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"}
+
+// caBundle reads RUNHOST_CA_BUNDLE: a PEM file, or none.
+func caBundle(c *Config, v string) error {
+	c.Installs.CABundleFile = v
+	if v == "none" {
+		return nil
+	}
+	return file(func(c *Config) *[]byte { return &c.Installs.CABundle })(c, v)
 }
 
 // workspaceRoot reads RUNHOST_WORKSPACE_ROOT: a directory, or off.

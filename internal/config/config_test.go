@@ -345,6 +345,39 @@ func TestWorkspaceRootOff(t *testing.T) {
 	}
 }
 
+// Installs trust what the machine trusts unless told otherwise: the
+// first of the distributions' bundles that exists, RUNHOST_CA_BUNDLE's
+// file, or none.
+func TestCABundle(t *testing.T) {
+	var machine string
+	for _, f := range MachineCABundles {
+		if _, err := os.Stat(f); err == nil {
+			machine = f
+			break
+		}
+	}
+	if machine == "" {
+		t.Fatalf("this machine has none of %v", MachineCABundles)
+	}
+	own := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(own, []byte("PEM"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ env, wantFile string }{
+		{"", machine},
+		{own, own},
+		{"none", ""},
+	} {
+		c, err := FromEnv([]string{"RUNHOST_CA_BUNDLE=" + tc.env})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Installs.CABundleFile != tc.wantFile || (tc.wantFile == "") != (len(c.Installs.CABundle) == 0) {
+			t.Errorf("RUNHOST_CA_BUNDLE=%q: file %q (%d bytes), want %q", tc.env, c.Installs.CABundleFile, len(c.Installs.CABundle), tc.wantFile)
+		}
+	}
+}
+
 func TestOverrides(t *testing.T) {
 	c, err := FromEnv([]string{"RUNHOST_ADDR=0.0.0.0:9000", "RUNHOST_ALLOW_UNAUTHENTICATED=true", "RUNHOST_MAX_CPUS=1.5", "RUNHOST_OUTPUT_LIMIT_BYTES=10", "UNRELATED=1"})
 	if err != nil {

@@ -472,6 +472,14 @@ func (p *Policy) install(in Input, image string) (*executor.Install, error) {
 	for k, v := range spec.Env {
 		envMap[k] = v
 	}
+	// Few, short retries: a failure that retrying does not cure (a
+	// certificate the install does not trust, a host the proxy refuses)
+	// fails in seconds, not after pip's and npm's minute of retries.
+	for k, v := range installRetries {
+		if _, set := envMap[k]; !set {
+			envMap[k] = v
+		}
+	}
 	// The host's package sources win over anything the plugin set.
 	if c.PipIndexURL != "" {
 		envMap["PIP_INDEX_URL"] = c.PipIndexURL
@@ -525,6 +533,16 @@ func (p *Policy) install(in Input, image string) (*executor.Install, error) {
 	inst.Key = contentKey("install", in.Owner, in.Runtime, in.Version.Version, image, strings.Join(spec.Command, "\x00"),
 		strings.Join(env, "\x00"), spec.OutputDir, fmt.Sprint(egress), filesDigest(files))
 	return inst, nil
+}
+
+// installRetries are the package managers' retry settings of an install
+// step, unless the plugin set its own: one retry, soon.
+var installRetries = map[string]string{
+	"PIP_RETRIES":                       "1",
+	"PIP_TIMEOUT":                       "30",
+	"NPM_CONFIG_FETCH_RETRIES":          "1",
+	"NPM_CONFIG_FETCH_RETRY_MINTIMEOUT": "1000",
+	"NPM_CONFIG_FETCH_RETRY_MAXTIMEOUT": "3000",
 }
 
 // caFile is where an install step finds the host's CA bundle.
