@@ -39,10 +39,11 @@ build:
 engine:
 	@scripts/ensure-engine.sh
 
-## images: build the runtime images and the builder image (Dockerfile builds) the engine lacks (offline when no registry answers)
+## images: build the runtime images and the builder image (Dockerfile builds) the engine lacks (offline when no registry answers); pull the seed's images where a registry answers
 images: engine
 	@images/images.sh
 	@GO=$(GO) scripts/builder-image.sh >/dev/null
+	@scripts/seed-images.sh
 
 ## examples: the out-of-tree example plugins (own Go modules) into bin/examples/, and their images
 examples: engine

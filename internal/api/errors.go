@@ -131,6 +131,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusServiceUnavailable, "no_capacity"
 	case errors.Is(err, executor.ErrEngineUnavailable):
 		return http.StatusServiceUnavailable, "engine_unavailable"
+	case errors.Is(err, policy.ErrImageNotFound):
+		return http.StatusNotFound, "image_not_found"
 	case errors.Is(err, executor.ErrImageMissing):
 		return http.StatusServiceUnavailable, "image_missing"
 	case errors.Is(err, outbox.ErrClientGone), errors.Is(err, context.Canceled):

@@ -74,6 +74,7 @@ func TestStatusOf(t *testing.T) {
 		{wrap(executor.ErrNoCapacity), 503, "no_capacity"},
 		{wrap(executor.ErrEngineUnavailable), 503, "engine_unavailable"},
 		{wrap(executor.ErrImageMissing), 503, "image_missing"},
+		{wrap(&policy.ImageNotFoundError{Image: "python:3.11-slim", Err: executor.ErrImageMissing}), 404, "image_not_found"},
 		{wrap(outbox.ErrClientGone), 499, "client_closed_request"},
 		{wrap(context.Canceled), 499, "client_closed_request"},
 		{wrap(context.DeadlineExceeded), 504, "timeout"},

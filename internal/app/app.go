@@ -367,6 +367,7 @@ func PolicyConfig(cfg config.Config) (policy.Config, error) {
 		User:           cfg.Policy.RunUser.String(),
 
 		AllowedImages:       cfg.Policy.AllowedImages,
+		ImageAliases:        cfg.Policy.ImageAliases,
 		InternalImages:      internalImages(cfg.Kubernetes),
 		AllowInstallNetwork: in.AllowNetwork,
 		InstallTimeout:      in.Timeout,

@@ -24,6 +24,7 @@ import (
 
 	"github.com/runhost/runhost/internal/egress"
 	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/imageref"
 )
 
 // Config is the host's whole configuration, grouped by what it configures.
@@ -100,6 +101,9 @@ type Policy struct {
 	// Images a request may name (custom-image runtimes); empty means the
 	// runtimes' own images.
 	AllowedImages []string
+	// ImageAliases map image names requests use to local images
+	// (RUNHOST_IMAGE_ALIASES).
+	ImageAliases map[string]string
 
 	RunUser executor.User // never root (executor.ParseUser)
 
@@ -319,7 +323,7 @@ func settings() []Setting {
 		{"RUNHOST_DEPS_CACHE_ENTRIES", "100", "installed dependency sets kept (least recently used go first)", integer(func(c *Config) *int { return &c.Installs.CacheEntries })},
 		{"RUNHOST_DEPS_CACHE_MB", "4096", "bytes of installed dependencies kept", mebibytes(func(c *Config) *int64 { return &c.Installs.CacheBytes })},
 		{"RUNHOST_POLICY", "", "host policy file (JSON, strict) granting each plugin its images, networks and maximum limits; see docs/writing-plugins.md", str(func(c *Config) *string { return &c.Policy.File })},
-		{"RUNHOST_ALLOWED_IMAGES", "", "comma-separated image patterns (`*` matches anything) a request may name with `image` or in a Dockerfile (FROM, COPY --from, RUN --mount from=); empty means the runtimes' own images; image IDs and runhost's own images (runhost/build, runhost/egress, ...) are refused whatever it says", list(func(c *Config) *[]string { return &c.Policy.AllowedImages })},
+		{"RUNHOST_ALLOWED_IMAGES", "", "comma-separated image patterns (`*` matches anything) a request may name with `image` or in a Dockerfile (FROM, COPY --from, RUN --mount from=); empty means the runtimes' own images and the seed's (`python:3.11-slim`, `node:20-alpine`, `ubuntu:22.04`; `make images` pulls them where a registry answers); image IDs and runhost's own images (runhost/build, runhost/egress, ...) are refused whatever it says", list(func(c *Config) *[]string { return &c.Policy.AllowedImages })},
 		{"RUNHOST_BUILD_TIMEOUT_MS", "300000", "wall-clock timeout of one Dockerfile build", millis(func(c *Config) *time.Duration { return &c.Builds.Timeout })},
 		{"RUNHOST_BUILD_MEMORY_MB", "2048", "memory limit of a build: BuildKit and every RUN step together (RUNHOST_BUILD_DISK_MB comes on top)", mebibytes(func(c *Config) *int64 { return &c.Builds.MemoryBytes })},
 		{"RUNHOST_BUILD_NETWORK", "false", "whether RUN steps of a Dockerfile build reach the network, only through the egress proxy (RUNHOST_EGRESS_ALLOW); without it they have no network at all", boolean(func(c *Config) *bool { return &c.Builds.Network })},
@@ -379,6 +383,7 @@ func settings() []Setting {
 		{"RUNHOST_WORKSPACE_QUOTA_MODE", "auto", "`fs`: every workspace session is a loop-mounted ext4 filesystem of RUNHOST_WORKSPACE_QUOTA_MB, so the quota holds while runs write (needs root, loop devices and an engine that sees the host's mounts); `off`: only the files API checks the quota; `auto`: `fs` when the host can mount and the engine shares its filesystem (DIND_WORKSPACE_PATH equals RUNHOST_WORKSPACE_ROOT), else `off` with a warning", oneOf(func(c *Config) *string { return &c.Workspace.QuotaMode }, "auto", "fs", "off")},
 		{"RUNHOST_WORKSPACE_EXEC", "false", "runs may execute files of their workspace; otherwise a session filesystem is mounted `noexec` (always `nosuid,nodev`)", boolean(func(c *Config) *bool { return &c.Workspace.Exec })},
 		{"RUNHOST_WORKSPACE_FILE_BYTES", "10485760", "largest file the files API accepts in one upload", integer(func(c *Config) *int64 { return &c.Workspace.FileBytes })},
+		{"RUNHOST_IMAGE_ALIASES", "", "comma-separated `name=image`: the image this host runs for a name a request (`image`) or a Dockerfile names, e.g. `python:3.11-slim=runhost/python:3.11,node:20-alpine=runhost/node:20` where no registry answers; resolved before the allow-list, which then judges the target; listed in `GET /runtimes`", imageAliases},
 		{"DIND_ENABLED", "false", "the engine is a Docker-in-Docker daemon: `DOCKER_HOST` must then use TLS (`tcp://...:2376` with `DOCKER_TLS_VERIFY=1`)", boolean(func(c *Config) *bool { return &c.Engine.DindEnabled })},
 		{"RUNHOST_ALLOW_INSECURE_DOCKER", "false", "start even though `DIND_ENABLED=true` and `DOCKER_HOST` is plain TCP (anyone who reaches the port owns the daemon)", boolean(func(c *Config) *bool { return &c.Engine.AllowInsecureDocker })},
 		{"DOCKER_BUILDKIT", "", "read by the Docker CLI (code-server's terminal); runhost's own builds never use the engine's builder: they run BuildKit in a builder container (RUNHOST_BUILDER_IMAGE)", nil},
@@ -825,6 +830,22 @@ func caBundle(c *Config, v string) error {
 		return nil
 	}
 	return file(func(c *Config) *[]byte { return &c.Installs.CABundle })(c, v)
+}
+
+// imageAliases reads RUNHOST_IMAGE_ALIASES: name=image pairs, both image
+// names (never IDs).
+func imageAliases(c *Config, v string) error {
+	if err := pairs(func(c *Config) *map[string]string { return &c.Policy.ImageAliases }, "name=image")(c, v); err != nil {
+		return err
+	}
+	for name, target := range c.Policy.ImageAliases {
+		for _, ref := range []string{name, target} {
+			if _, err := imageref.Parse(ref); err != nil {
+				return fmt.Errorf("%s=%s: %w", name, target, err)
+			}
+		}
+	}
+	return nil
 }
 
 // workspaceRoot reads RUNHOST_WORKSPACE_ROOT: a directory, or off.

@@ -79,6 +79,7 @@ func TestTypedValues(t *testing.T) {
 	c, err := FromEnv([]string{
 		"RUNHOST_POOL=python=2, python:3.13=1,shell=0",
 		"RUNHOST_OCI_RUNTIMES=python=runsc, shell=runc",
+		"RUNHOST_IMAGE_ALIASES=python:3.11-slim=runhost/python:3.11, node:20-alpine=runhost/node:20",
 		"RUNHOST_RUN_USER=1001:1002",
 		"RUNHOST_EGRESS_ALLOW_CIDRS=10.0.0.0/8,fd00::/8",
 		"RUNHOST_PIP_INDEX_URL=http://index:8000/simple",
@@ -99,6 +100,7 @@ func TestTypedValues(t *testing.T) {
 	}{
 		{"Pool.Targets", c.Pool.Targets, []PoolTarget{{"python", "", 2}, {"python", "3.13", 1}, {"shell", "", 0}}},
 		{"Policy.OCIRuntimes", c.Policy.OCIRuntimes, map[string]string{"python": "runsc", "shell": "runc"}},
+		{"Policy.ImageAliases", c.Policy.ImageAliases, map[string]string{"python:3.11-slim": "runhost/python:3.11", "node:20-alpine": "runhost/node:20"}},
 		{"Policy.RunUser", c.Policy.RunUser, executor.User{UID: 1001, GID: 1002}},
 		{"Egress.CIDRs", c.Egress.CIDRs, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}},
 		{"Egress.CIDRStrings", c.Egress.CIDRStrings(), []string{"10.0.0.0/8", "fd00::/8"}},
@@ -171,6 +173,7 @@ var (
 		"RUNHOST_BUILD_CACHE_ENTRIES":         {"-1", "abc", "0"},
 		"RUNHOST_BUILD_CACHE_MB":              {"-1", "abc", "0"},
 		"RUNHOST_OCI_RUNTIMES":                {"python", "=runsc", "python=", "python=runsc,python=runc"},
+		"RUNHOST_IMAGE_ALIASES":               {"python:3.11-slim", "=runhost/python:3.11", "python:3.11-slim=", "a:1=b:1,a:1=c:1", "python:3.11-slim=0123456789ab", "Bad Name=runhost/python:3.11"},
 		"RUNHOST_SESSION_IDLE_TTL_S":          {"-1", "abc", "99999999999999999"},
 		"RUNHOST_SESSION_MAX_LIFETIME_S":      {"-1", "abc"},
 		"RUNHOST_SESSIONS_PER_KEY":            {"-1", "abc"},

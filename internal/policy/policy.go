@@ -48,6 +48,10 @@ type Config struct {
 	// matches any run of characters). Empty: the images the runtimes
 	// declare.
 	AllowedImages []string
+	// ImageAliases map image names requests use to the images this host
+	// runs for them (RUNHOST_IMAGE_ALIASES): resolved before the
+	// allow-list, which then judges the target.
+	ImageAliases map[string]string
 	// InternalImages are more of runhost's own images (the configured
 	// helper images and build repositories), refused like
 	// internalRepositories.
@@ -400,6 +404,9 @@ func (p *Policy) image(in Input) (string, error) {
 		return "", err
 	}
 	info, err := p.resolve(in, r)
+	if errors.Is(err, ErrImageNotFound) {
+		return "", err // names the image already
+	}
 	if err != nil {
 		return "", fmt.Errorf("image %s: %w", spec.Image, err)
 	}

@@ -229,6 +229,12 @@ func TestCustomImages(t *testing.T) {
 		{"pattern refuses", []string{"alpine:*"}, custom("runhost/node:20"), ErrImageNotAllowed},
 		{"no capability: a plugin fault", nil, func(in *Input) { in.Spec.Image = "alpine:3" }, ErrSpecRefused},
 		{"allowed but not on the engine", []string{"*"}, custom("alpine:4"), executor.ErrImageMissing},
+		{"a seed image by default, not on the engine", nil, custom("python:3.11-slim"), ErrImageNotFound},
+		{"a seed image, fully qualified", nil, custom("docker.io/library/ubuntu:22.04"), ErrImageNotFound},
+		{"an alias runs its target", nil, custom("node:20-alpine"), nil},
+		{"an alias, fully qualified", nil, custom("docker.io/library/node:20-alpine"), nil},
+		{"an alias's target is judged", []string{"node:20-alpine"}, custom("node:20-alpine"), ErrImageNotAllowed},
+		{"an alias to runhost's own image", []string{"*"}, custom("evil:1"), ErrImageNotAllowed},
 		// Never, whatever the allow-list says.
 		{"another tenant's built image", []string{"*"}, custom("runhost/build:other"), ErrImageNotAllowed},
 		{"built image, fully qualified", []string{"*"}, custom("docker.io/runhost/build:other"), ErrImageNotAllowed},
@@ -250,12 +256,16 @@ func TestCustomImages(t *testing.T) {
 			cfg := testConfig()
 			cfg.AllowedImages = tt.allowed
 			cfg.InternalImages = []string{"corp/k8s-init:1", "reg.example/tenant/builds"}
+			cfg.ImageAliases = map[string]string{"node:20-alpine": "runhost/node:20", "evil:1": "runhost/egress:1"}
 			job, err := New(cfg).Job(input(tt.mutate))
 			if !errors.Is(err, tt.err) && !(tt.err == nil && err == nil) {
 				t.Fatalf("got image %s: %v, want %v", job.Image, err, tt.err)
 			}
 			if err == nil && !strings.HasPrefix(job.Image, "sha256:") {
 				t.Errorf("the job runs %q, not the image the policy pinned", job.Image)
+			}
+			if errors.Is(err, ErrImageNotFound) && len(tt.allowed) == 0 && !strings.Contains(err.Error(), "images this host can run: runhost/python:3.11, runhost/node:20, node:20-alpine (= runhost/node:20) (") {
+				t.Errorf("the refusal must list the images this host can run: %v", err)
 			}
 			if errors.Is(err, ErrImageNotAllowed) && len(tt.allowed) == 0 && !strings.Contains(err.Error(), "RUNHOST_ALLOWED_IMAGES") {
 				t.Errorf("the refusal must name the setting: %v", err)

@@ -290,6 +290,9 @@ type RuntimeInfo struct {
 	Plugin    registry.FileReport       // the process serving it
 	Installed map[string]bool           // by version
 	SelfTests map[string]SelfTestResult // by version; absent until checked
+	// ImageAliases, for runtimes that take an image or a Dockerfile, are
+	// the image names this host maps to its own images.
+	ImageAliases map[string]string
 }
 
 // Runtimes lists every served runtime. Installed is false for versions whose
@@ -314,6 +317,9 @@ func (r *Runner) Runtime(ctx context.Context, name string) (RuntimeInfo, error) 
 func (r *Runner) info(ctx context.Context, p *registry.Plugin) RuntimeInfo {
 	d := p.Description()
 	info := RuntimeInfo{Description: d, Plugin: p.Report(), Installed: map[string]bool{}, SelfTests: map[string]SelfTestResult{}}
+	if slices.Contains(d.Capabilities, shared.CapCustomImage) || slices.Contains(d.Capabilities, shared.CapDockerfile) {
+		info.ImageAliases = r.policy.ImageAliases()
+	}
 	for _, v := range d.Versions {
 		if st, ok := r.selfTests.get(d.Name, v.Version); ok {
 			info.SelfTests[v.Version] = st
