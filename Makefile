@@ -25,10 +25,11 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 all: build
 
 ## build: the host, the in-container init and every plugin, into bin/
+## (init and the egress proxy run in Linux containers: built for Linux on any host)
 build:
 	$(GO) build $(GOFLAGS) -o $(BIN)/host ./cmd/host
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags='-s -w' -o $(BIN)/runhost-init ./cmd/runhost-init
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags='-s -w' -o $(BIN)/runhost-egress ./cmd/runhost-egress
+	CGO_ENABLED=0 GOOS=linux $(GO) build $(GOFLAGS) -ldflags='-s -w' -o $(BIN)/runhost-init ./cmd/runhost-init
+	CGO_ENABLED=0 GOOS=linux $(GO) build $(GOFLAGS) -ldflags='-s -w' -o $(BIN)/runhost-egress ./cmd/runhost-egress
 	@mkdir -p $(BIN)/plugins
 	@for p in $(PLUGINS); do \
 		echo "$(GO) build -o $(BIN)/plugins/runhost-plugin-$$p ./plugins/$$p"; \
@@ -114,7 +115,7 @@ proto:
 		--go-grpc_out=. --go-grpc_opt=module=github.com/runhost/runhost \
 		internal/pluginwire/pluginpb/runtime.proto
 
-## lint: gofmt, go vet, staticcheck, govulncheck
+## lint: gofmt, go vet, staticcheck, govulncheck, and a cross-build for macOS
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
@@ -122,6 +123,8 @@ lint:
 	$(GO) vet -tags k8s ./internal/e2e/k8s/
 	@for p in $(EXAMPLES); do (cd examples/plugins/$$p && $(GO) vet ./...) || exit 1; done
 	$(GO) run $(STATICCHECK) ./...
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./...
+	GOOS=darwin GOARCH=amd64 $(GO) build -o /dev/null ./...
 	GOVULNCHECK=$(GOVULNCHECK) scripts/govulncheck.sh
 
 clean:

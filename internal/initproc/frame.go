@@ -69,6 +69,11 @@ type Header struct {
 	// install's size-capped output, a tmpfs) so stays until the host has
 	// copied it out.
 	Hold bool `json:"hold,omitempty"`
+	// LingerMS keeps init alive this long after it wrote the exit frame
+	// (the host removes the container once it has read it). A Kubernetes
+	// attach stream can drop what is still on its way when the container
+	// ends, the tail of the output and the exit frame with it.
+	LingerMS int64 `json:"linger_ms,omitempty"`
 	// Capped, when set, is a directory on a size-capped filesystem (an
 	// install's output): init watches its free space while the command runs
 	// and says in the exit whether it filled up.

@@ -20,12 +20,21 @@ func init() {
 
 // A held run reports its exit and init stays alive (its container, and a
 // volume only it uses, stay) until it is killed; a failed one does not hold.
+// A lingering run (Kubernetes) stays after any exit, until it is killed or
+// the linger ends.
 func TestHoldKeepsInitAfterSuccess(t *testing.T) {
 	for _, tt := range []struct {
-		command string
-		holds   bool
-	}{{"true", true}, {"false", false}} {
-		t.Run(tt.command, func(t *testing.T) {
+		name, command string
+		hold          bool
+		lingerMS      int64
+		holds         bool
+	}{
+		{"held success", "true", true, 0, true},
+		{"held failure", "false", true, 0, false},
+		{"lingering failure", "false", false, 60_000, true},
+		{"neither", "true", false, 0, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			cmd := exec.Command(os.Args[0])
 			cmd.Env = append(os.Environ(), "RUNHOST_INIT_TEST_HOLD=1")
@@ -42,7 +51,7 @@ func TestHoldKeepsInitAfterSuccess(t *testing.T) {
 			}
 			exited := make(chan error, 1)
 			t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
-			if err := WriteFrame(stdin, Header{Dir: dir, WorkDir: dir, Hold: true, Command: []string{tt.command}}, nil); err != nil {
+			if err := WriteFrame(stdin, Header{Dir: dir, WorkDir: dir, Hold: tt.hold, LingerMS: tt.lingerMS, Command: []string{tt.command}}, nil); err != nil {
 				t.Fatal(err)
 			}
 			stdin.Close()
@@ -63,11 +72,11 @@ func TestHoldKeepsInitAfterSuccess(t *testing.T) {
 			select {
 			case <-ended:
 				if tt.holds {
-					t.Fatal("init exited after a successful held run")
+					t.Fatal("init exited, want it to stay")
 				}
 			case <-time.After(time.Second):
 				if !tt.holds {
-					t.Fatal("init held after a failed run")
+					t.Fatal("init stayed, want it to exit")
 				}
 			}
 		})

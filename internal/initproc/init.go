@@ -54,6 +54,9 @@ func run(stdin *os.File, stdout, stderr io.Writer) int {
 		if h.Hold && err == nil && ex.Code == 0 && !ex.TimedOut {
 			select {} // until the host kills the container
 		}
+		if h.LingerMS > 0 && err == nil {
+			time.Sleep(time.Duration(h.LingerMS) * time.Millisecond) // or until the host removes the container
+		}
 		return ex.Code
 	}
 	serveSession(h, stdin, out, r)

@@ -194,6 +194,10 @@ func message(err error) string {
 	if errors.As(err, &le) {
 		return limitMessage(le)
 	}
+	var fe *runner.FileError
+	if errors.As(err, &fe) {
+		return fmt.Sprintf("files[%d].name: %v", fe.Index, fe.Err)
+	}
 	return err.Error()
 }
 

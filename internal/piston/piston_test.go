@@ -145,7 +145,7 @@ func TestNewJobMessages(t *testing.T) {
 		{"stdin a number", `{` + ok + `,` + code + `,"stdin":5}`, "stdin must be a string"},
 		{"args a string", `{` + ok + `,` + code + `,"args":"a b"}`, "args must be an array of strings"},
 		{"name a number", `{` + ok + `,"files":[{"name":5,"content":"x"}]}`, "files[0].name must be a string"},
-		{"name escapes", `{` + ok + `,"files":[{"name":"/etc/x","content":"x"}]}`, "files[0]: "},
+		{"name escapes", `{` + ok + `,"files":[{"name":"/etc/x","content":"x"}]}`, "files[0].name: "},
 		{"duplicate name", `{` + ok + `,"files":[{"name":"a.py","content":"x"},{"name":"a.py","content":"y"}]}`, `files[1]: "a.py" is given twice`},
 		{"bad base64", `{` + ok + `,"files":[{"content":"x"},{"content":"%%%","encoding":"base64"}]}`, "files[1].content: invalid base64: "},
 		{"bad hex", `{` + ok + `,"files":[{"content":"x"},{"content":"abc","encoding":"hex"}]}`, "files[1].content: invalid hex: "},

@@ -70,6 +70,16 @@ func (e *InvalidError) Error() string { return e.Message }
 // Is reports whether target is shared.ErrInvalidRequest.
 func (e *InvalidError) Is(target error) bool { return target == shared.ErrInvalidRequest }
 
+// FileError is a refused path of the request's i-th file. Front ends name
+// the field in their own words (Piston's files have a name, not a path).
+type FileError struct {
+	Index int
+	Err   error
+}
+
+func (e *FileError) Error() string { return fmt.Sprintf("files[%d]: %v", e.Index, e.Err) }
+func (e *FileError) Unwrap() error { return e.Err }
+
 // Invalid returns an InvalidError with code and a formatted message.
 func Invalid(code, format string, args ...any) error {
 	return &InvalidError{Code: code, Message: fmt.Sprintf(format, args...)}
@@ -153,7 +163,7 @@ func (r *Request) validateFiles() error {
 	seen := make(map[string]bool, len(r.Files))
 	for i, f := range r.Files {
 		if err := pathguard.Check(f.Path); err != nil {
-			return fmt.Errorf("files[%d]: %w", i, err)
+			return &FileError{Index: i, Err: err}
 		}
 		if seen[f.Path] {
 			return Invalid("duplicate_file", "files[%d]: %q is given twice", i, f.Path)

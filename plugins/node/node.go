@@ -82,10 +82,12 @@ func (Node) Plan(_ context.Context, req shared.RunRequest) (shared.Spec, error) 
 		}
 		// npm installs into <prefix>/node_modules and cannot use / as the
 		// prefix, so it installs under /tmp and the result is copied into
-		// the cached output directory.
+		// the cached output directory. cp -R, not -a: the output directory
+		// itself may belong to another user (a Kubernetes emptyDir), so its
+		// times and mode cannot be set; links inside stay links.
 		spec.Install = &shared.Install{
 			Command: append([]string{"sh", "-c",
-				`npm install --prefix /tmp/npm --no-save --no-package-lock --no-audit --no-fund --omit=dev --ignore-scripts --loglevel=warn "$@" && cp -a /tmp/npm/node_modules/. ` + modulesDir + `/`,
+				`npm install --prefix /tmp/npm --no-save --no-package-lock --no-audit --no-fund --omit=dev --ignore-scripts --loglevel=warn "$@" && cp -R /tmp/npm/node_modules/. ` + modulesDir + `/`,
 				"npm-install"}, pkgs...),
 			Env:       map[string]string{"NPM_CONFIG_CACHE": "/tmp/.npm", "NPM_CONFIG_UPDATE_NOTIFIER": "false"},
 			OutputDir: modulesDir,

@@ -99,7 +99,7 @@ func (e *Executor) build(ctx context.Context, b executor.Build) (executor.BuiltI
 	cfg := e.cfg.Build
 	ref := cfg.Repository + ":" + b.Key[:32]
 	job := buildJob(cfg, b, ref)
-	frame, err := frames.Encode(job, nil)
+	frame, err := frames.Encode(job, linger)
 	if err != nil {
 		return executor.BuiltImage{}, err
 	}

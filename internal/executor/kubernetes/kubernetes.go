@@ -31,6 +31,7 @@ import (
 	"github.com/runhost/runhost/internal/executor/depcache"
 	"github.com/runhost/runhost/internal/executor/frames"
 	"github.com/runhost/runhost/internal/executor/warmpool"
+	"github.com/runhost/runhost/internal/initproc"
 	"github.com/runhost/runhost/internal/workspace"
 )
 
@@ -256,7 +257,7 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 		info = &held.Info
 		mounts = append(mounts, claimMount{volume: "deps", claim: e.cfg.Cache.Claim, subPath: depsSubPath(held.Name), target: job.Install.OutputDir, readOnly: true})
 	}
-	frame, err := frames.Encode(job, nil)
+	frame, err := frames.Encode(job, linger)
 	if err != nil {
 		return executor.Result{}, err
 	}
@@ -292,6 +293,14 @@ func (e *Executor) runPod(ctx context.Context, pod *corev1.Pod, job executor.Job
 	return e.attach(ctx, created.Name, job, frame)
 }
 
+// linger keeps init alive after its exit frame until the pod is deleted
+// (at most lingerMS): an attach stream drops what is still in flight when
+// the container ends, so a run that ends right after much output (stopped
+// at the output limit, say) lost its tail and its exit.
+func linger(h *initproc.Header) { h.LingerMS = lingerMS }
+
+const lingerMS = 10_000
+
 // waitRunning watches the pod until its container runs (or has ended).
 func (e *Executor) waitRunning(ctx context.Context, name string) error {
 	return e.waitPod(ctx, name, func(p *corev1.Pod) bool {
@@ -305,48 +314,78 @@ func (e *Executor) waitRunning(ctx context.Context, name string) error {
 }
 
 // waitPod watches the pod until done says so, reporting what keeps it
-// from getting there: no capacity, a missing image, a failure.
+// from getting there: no capacity, a missing image, a failure. An API
+// server may end a watch at any time (a restart, a dropped connection, its
+// own timeouts); the watch is then opened again, and its first event is the
+// pod as it is, so nothing is missed. Only a watch that cannot be kept open
+// means the engine is unavailable.
 func (e *Executor) waitPod(ctx context.Context, name string, done func(*corev1.Pod) bool) error {
-	w, err := e.core.watchPods(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()})
-	if err != nil {
-		return fmt.Errorf("%w: watch pod: %v", executor.ErrEngineUnavailable, err)
-	}
-	defer w.Stop()
 	unschedulable := time.NewTimer(30 * time.Second)
 	defer unschedulable.Stop()
 	var lastReason string
+	var lastErr error
+	for attempt := 0; attempt <= maxRewatch; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+			}
+		}
+		w, err := e.core.watchPods(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()})
+		if err != nil {
+			lastErr = fmt.Errorf("%w: watch pod: %v", executor.ErrEngineUnavailable, err)
+			continue
+		}
+		ended, err := followPod(ctx, w, unschedulable.C, &lastReason, done)
+		w.Stop()
+		if !ended {
+			return err
+		}
+		lastErr = fmt.Errorf("%w: the pod watch ended %d times", executor.ErrEngineUnavailable, attempt+1)
+	}
+	return lastErr
+}
+
+// maxRewatch is how often waitPod opens a watch again after it ended.
+const maxRewatch = 5
+
+// followPod reads one watch of a pod until done says so or something keeps
+// the pod from getting there (ended false, err says what, nil for done), or
+// until the watch ends (ended true).
+func followPod(ctx context.Context, w watch.Interface, unschedulable <-chan time.Time, lastReason *string, done func(*corev1.Pod) bool) (ended bool, err error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
-		case <-unschedulable.C:
-			return fmt.Errorf("%w: the pod was not scheduled within 30 s (%s)", executor.ErrNoCapacity, lastReason)
+			return false, ctx.Err()
+		case <-unschedulable:
+			return false, fmt.Errorf("%w: the pod was not scheduled within 30 s (%s)", executor.ErrNoCapacity, *lastReason)
 		case ev, ok := <-w.ResultChan():
 			if !ok {
-				return fmt.Errorf("%w: the pod watch ended", executor.ErrEngineUnavailable)
+				return true, nil
 			}
 			if ev.Type == watch.Deleted {
-				return fmt.Errorf("the run's pod was deleted before it ran")
+				return false, fmt.Errorf("the run's pod was deleted before it ran")
 			}
 			p, ok := ev.Object.(*corev1.Pod)
 			if !ok {
-				continue
+				continue // a watch error event: the watch ends after it
 			}
 			for _, c := range p.Status.Conditions {
 				if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
-					lastReason = c.Reason + ": " + c.Message
+					*lastReason = c.Reason + ": " + c.Message
 				}
 			}
 			if done(p) {
-				return nil
+				return false, nil
 			}
 			for _, cs := range p.Status.ContainerStatuses {
 				if w := cs.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff" || w.Reason == "ErrImageNeverPull" || w.Reason == "InvalidImageName") {
-					return fmt.Errorf("%w: %s: %s", executor.ErrImageMissing, w.Reason, w.Message)
+					return false, fmt.Errorf("%w: %s: %s", executor.ErrImageMissing, w.Reason, w.Message)
 				}
 			}
 			if p.Status.Phase == corev1.PodFailed {
-				return fmt.Errorf("the run's pod failed to start: %s %s", p.Status.Reason, p.Status.Message)
+				return false, fmt.Errorf("the run's pod failed to start: %s %s", p.Status.Reason, p.Status.Message)
 			}
 		}
 	}

@@ -62,7 +62,7 @@ type checker struct {
 }
 
 func (c *checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if NotNative(r.URL.Path) {
+	if Unchecked(r.URL.Path) {
 		c.next.ServeHTTP(w, r) // websockets and the playground pass untouched
 		return
 	}

@@ -25,11 +25,17 @@ func Load(ctx context.Context) (*openapi3.T, error) {
 	return doc, nil
 }
 
-// NotNative reports whether path belongs to what the host serves beside
-// the native API (Piston's API, the playground), which the document leaves
-// out.
-func NotNative(path string) bool {
-	return path == "/" || path == "/api/v2" || strings.HasPrefix(path, "/api/v2/") || strings.HasPrefix(path, "/playground/")
+// Undocumented reports whether path is one of the pages the host serves
+// beside its API (the playground), which the document leaves out.
+func Undocumented(path string) bool {
+	return path == "/" || strings.HasPrefix(path, "/playground/")
+}
+
+// Unchecked reports whether traffic to path is not checked against the
+// document: the undocumented pages, and Piston's WebSocket (documented, but
+// an upgraded connection has no response body to check).
+func Unchecked(path string) bool {
+	return Undocumented(path) || path == "/api/v2/connect"
 }
 
 // restParam is the path parameter that takes the rest of the path, slashes
