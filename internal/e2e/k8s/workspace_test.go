@@ -63,6 +63,20 @@ func claimOver(t *testing.T, dir string) string {
 		_ = cs.CoreV1().PersistentVolumeClaims(ns).Delete(context.Background(), name, metav1.DeleteOptions{})
 		_ = cs.CoreV1().PersistentVolumes().Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
+	// The controller manager binds the claim to its volume; a pod of a
+	// claim not yet bound is unschedulable, so wait for it (a busy
+	// cluster takes seconds).
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		c, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
+		if err == nil && c.Status.Phase == corev1.ClaimBound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("claim %s not bound after 2 minutes (%v)", name, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	return name
 }
 
@@ -134,6 +148,8 @@ func TestTenancyOnKubernetes(t *testing.T) {
 	if err := os.WriteFile(file, []byte(lines.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h := startHost(t, "RUNHOST_WORKSPACE_ROOT="+root, "DIND_WORKSPACE_PATH=/workspaces", "RUNHOST_K8S_WORKSPACE_CLAIM="+claim, "RUNHOST_API_KEYS_FILE="+file)
+	// A pod requests the CPU it may use; the test node has two, and the
+	// scenario holds a session while it runs: half a CPU each fits.
+	h := startHost(t, "RUNHOST_WORKSPACE_ROOT="+root, "DIND_WORKSPACE_PATH=/workspaces", "RUNHOST_K8S_WORKSPACE_CLAIM="+claim, "RUNHOST_API_KEYS_FILE="+file, "RUNHOST_DEFAULT_CPUS=0.5")
 	scenario.Tenancy(t, func(name string) scenario.Caller { return scenario.HTTPCaller(t, h.url, keys[name]) }, root, false)
 }
