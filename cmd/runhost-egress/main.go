@@ -1,9 +1,12 @@
-// Command runhost-egress is the allow-list proxy install steps reach the
-// network through (see package egress). On Docker the host starts it in a
-// container and it serves on a unix socket in a volume that install
-// containers mount; on Kubernetes it runs as a pod and serves on TCP
-// (-listen), the only address the install pods' NetworkPolicy lets them
-// reach.
+// Command runhost-egress is the allow-list proxy install steps, granted
+// builds and granted runs reach the network through (see package egress).
+// On Docker the host starts it in a container with a secret in
+// RUNHOST_EGRESS_SECRET (hex) and it serves on a unix socket in a volume
+// that those containers mount; each connection carries a token the host
+// signed with the secret, naming the hosts it may reach. On Kubernetes it
+// runs as a pod and serves on TCP (-listen), the only address the install
+// pods' NetworkPolicy lets them reach, allowing the -allow hosts to
+// requests without a token.
 //
 // `runhost-egress -check` (with the same -socket or -listen) asks a running
 // proxy for its health answer and exits 0 if it gave it: the proxy
@@ -12,6 +15,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -28,7 +32,7 @@ import (
 func main() {
 	socket := flag.String("socket", "/run/egress/proxy.sock", "unix socket to serve on")
 	listen := flag.String("listen", "", "TCP address to serve on instead of the socket (host:port)")
-	allow := flag.String("allow", "", "comma-separated allowed hosts (host, *.domain, host:port)")
+	allow := flag.String("allow", "", "comma-separated hosts requests without a token may reach (host, *.domain, host:port); with a secret, tokens name their own")
 	cidrs := flag.String("allow-cidrs", "", "comma-separated private ranges that may be reached")
 	check := flag.Bool("check", false, "ask the proxy at -socket (or -listen) whether it answers, and exit")
 	flag.Parse()
@@ -38,6 +42,7 @@ func main() {
 	}
 
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	var err error
 	p := egress.Policy{Hosts: split(*allow)}
 	for _, c := range split(*cidrs) {
 		pre, err := netip.ParsePrefix(c)
@@ -47,13 +52,21 @@ func main() {
 		}
 		p.Private = append(p.Private, pre)
 	}
+	var secret []byte
+	if v := os.Getenv(egress.SecretEnv); v != "" {
+		if secret, err = hex.DecodeString(v); err != nil || len(secret) < 32 {
+			fmt.Fprintf(os.Stderr, "runhost-egress: %s: want at least 32 bytes in hex\n", egress.SecretEnv)
+			os.Exit(2)
+		}
+		_ = os.Unsetenv(egress.SecretEnv)
+	}
 	ln, err := listener(*listen, *socket)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "runhost-egress: %v\n", err)
 		os.Exit(1)
 	}
-	log.Info("runhost-egress listening", "address", ln.Addr().String(), "allow", p.Hosts, "allow_cidrs", *cidrs)
-	srv := &http.Server{Handler: &egress.Proxy{Policy: p, Log: log}, ReadHeaderTimeout: 30 * time.Second}
+	log.Info("runhost-egress listening", "address", ln.Addr().String(), "allow", p.Hosts, "allow_cidrs", *cidrs, "tokens", secret != nil)
+	srv := &http.Server{Handler: &egress.Proxy{Policy: p, Secret: secret, Log: log}, ReadHeaderTimeout: 30 * time.Second}
 	if err := srv.Serve(ln); err != nil {
 		fmt.Fprintf(os.Stderr, "runhost-egress: %v\n", err)
 		os.Exit(1)

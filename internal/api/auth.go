@@ -43,7 +43,11 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 		}
 		if s.cfg.Keys == nil {
-			c.Set(callerContext, auth.Anonymous())
+			anon := s.cfg.Anonymous
+			if anon.Name == "" {
+				anon = auth.Anonymous()
+			}
+			c.Set(callerContext, anon)
 			return next(c)
 		}
 		h := c.Request().Header.Get(echo.HeaderAuthorization)

@@ -107,6 +107,10 @@ func statusOf(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, "file_too_large"
 	case errors.Is(err, policy.ErrImageNotAllowed):
 		return http.StatusForbidden, "image_not_allowed"
+	case errors.Is(err, policy.ErrNetworkNotAllowed):
+		return http.StatusForbidden, "network_not_allowed"
+	case errors.Is(err, policy.ErrBadNetwork):
+		return http.StatusBadRequest, "invalid_network"
 	case errors.Is(err, policy.ErrContextTooLarge):
 		return http.StatusRequestEntityTooLarge, "context_too_large"
 	case errors.Is(err, policy.ErrLimitExceeded):

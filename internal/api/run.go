@@ -19,6 +19,7 @@ import (
 
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/outbox"
+	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/runner"
 	"github.com/runhost/runhost/shared"
 )
@@ -44,6 +45,20 @@ type RunRequest struct {
 	BuildArgs    map[string]string `json:"build_args,omitempty"`
 	Workspace    string            `json:"workspace,omitempty"`    // "session/sub/dir" of the shared workspace
 	ContextPath  string            `json:"context_path,omitempty"` // build context from the workspace (dockerfile)
+	Network      *Network          `json:"network,omitempty"`      // hosts to reach through the egress proxy
+}
+
+// Network asks for hosts a run (or session) may reach through the egress
+// proxy, within what its key is granted. An empty list asks for none.
+type Network struct {
+	Allow []string `json:"allow"`
+}
+
+// NetworkLog is what a granted run asked the proxy for, as host:port.
+type NetworkLog struct {
+	Contacted []string `json:"contacted"`
+	Refused   []string `json:"refused"`
+	Failed    []string `json:"failed,omitempty"`
 }
 
 // Command is a JSON array (an argv) or a string (a line for sh -c).
@@ -104,8 +119,9 @@ type RunResponse struct {
 	OutputLimitExceeded bool  `json:"output_limit_exceeded,omitempty"`
 	DurationMS          int64 `json:"duration_ms"`
 
-	Install *StepInfo  `json:"install,omitempty"` // present when the run had dependencies
-	Build   *BuildInfo `json:"build,omitempty"`   // present when the run built a Dockerfile
+	Install *StepInfo   `json:"install,omitempty"` // present when the run had dependencies
+	Build   *BuildInfo  `json:"build,omitempty"`   // present when the run built a Dockerfile
+	Network *NetworkLog `json:"network,omitempty"` // present when the run had a network grant
 }
 
 // StepInfo describes an install step before the run.
@@ -300,7 +316,18 @@ func runResponse(res runner.Result) RunResponse {
 	if b := res.Build; b != nil {
 		out.Build = &BuildInfo{Image: b.Image, Cached: b.Cached, DurationMS: b.Duration.Milliseconds(), Log: string(b.Log), LogTruncated: b.LogTruncated}
 	}
+	if n := res.Network; n != nil {
+		out.Network = &NetworkLog{Contacted: nonNil(n.Contacted), Refused: nonNil(n.Refused), Failed: n.Failed}
+	}
 	return out
+}
+
+// networkRequest is a request's network field for the runner.
+func networkRequest(n *Network) *policy.NetworkRequest {
+	if n == nil {
+		return nil
+	}
+	return &policy.NetworkRequest{Allow: n.Allow}
 }
 
 // decode reads exactly one JSON value with no unknown fields from a body of
@@ -406,6 +433,7 @@ func toRunnerRequest(runtime string, req RunRequest) (runner.Request, error) {
 		Runtime:     runtime,
 		Workspace:   req.Workspace,
 		ContextPath: req.ContextPath,
+		Network:     networkRequest(req.Network),
 		Stdin:       []byte(req.Stdin),
 		Limits:      runner.RequestedLimits(float64(req.TimeoutMS), float64(req.MemoryMB), req.CPUs),
 	}

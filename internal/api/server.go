@@ -32,6 +32,10 @@ type Config struct {
 	Admission    *admission.Controller // caps runs in flight
 	Metrics      *metrics.Metrics
 
+	// Anonymous is the caller of a host without keys (its network grants
+	// come from settings); zero means auth.Anonymous().
+	Anonymous auth.Identity
+
 	// Guard keeps web pages from driving the API (browserguard.go).
 	Guard GuardConfig
 	// WriteTimeout bounds each write of an answer (0: none).

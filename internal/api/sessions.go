@@ -21,6 +21,8 @@ type SessionRequest struct {
 	TTLS      int64   `json:"ttl_s,omitempty"` // idle time before it is removed
 	MemoryMB  int64   `json:"memory_mb,omitempty"`
 	CPUs      float64 `json:"cpus,omitempty"`
+	// Network: hosts the session's runs may reach (as a run's network).
+	Network *Network `json:"network,omitempty"`
 }
 
 // maxTTLS bounds ttl_s before it becomes a duration: far above any
@@ -47,6 +49,7 @@ func (s *Server) createSession(c echo.Context) error {
 		Version:   req.Version,
 		Workspace: req.Workspace,
 		Limits:    runner.RequestedLimits(0, float64(req.MemoryMB), req.CPUs),
+		Network:   networkRequest(req.Network),
 	}
 	if err := spec.Validate(); err != nil {
 		return err

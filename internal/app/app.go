@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -220,7 +221,14 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 			return nil, fmt.Errorf("RUNHOST_API_KEYS_FILE: %w", err)
 		}
 		log.Info("API keys loaded", "keys", keys.Len())
+		if names := keys.EgressKeys(); len(names) > 0 && cfg.Engine.Executor == "kubernetes" {
+			reg.Close()
+			_ = exec.Close()
+			return nil, fmt.Errorf("RUNHOST_API_KEYS_FILE: keys %s are granted egress=, but network for runs is not available on Kubernetes (only dependency installs reach the egress proxy)", strings.Join(names, ", "))
+		}
 	}
+	anonymous := auth.Anonymous()
+	anonymous.Egress, anonymous.EgressDefault, anonymous.BuildEgress = cfg.Egress.RunAllow, cfg.Egress.RunDefault, cfg.Builds.Network
 	ac := cfg.Admission
 	adm := admission.New(admission.Config{
 		MaxInFlight: ac.MaxRuns,
@@ -251,7 +259,7 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 	}, run, log.Named("sessions"))
 	sc := cfg.Server
 	srv := api.New(api.Config{
-		MaxBodyBytes: sc.MaxBodyBytes, Keys: keys, Admission: adm, Metrics: met,
+		MaxBodyBytes: sc.MaxBodyBytes, Keys: keys, Admission: adm, Metrics: met, Anonymous: anonymous,
 		Guard: api.GuardConfig{
 			ListenAddr: sc.Addr, HasKeys: keys != nil,
 			AllowedOrigins: cfg.Auth.AllowedOrigins, AllowedHosts: cfg.Auth.AllowedHosts,
@@ -379,7 +387,6 @@ func PolicyConfig(cfg config.Config) (policy.Config, error) {
 
 		BuildTimeout:    b.Timeout,
 		BuildMemory:     b.MemoryBytes,
-		BuildNetwork:    b.Network,
 		MaxContextBytes: b.MaxContextBytes,
 		BuildLogBytes:   b.LogBytes,
 		BuildPids:       b.Pids,

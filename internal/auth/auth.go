@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/runhost/runhost/internal/egress"
 	"github.com/runhost/runhost/internal/pathguard"
 )
 
@@ -35,6 +36,14 @@ type Identity struct {
 	// Workspaces reaches the names listed.
 	AllWorkspaces bool
 	Workspaces    []string
+	// Egress are the hosts (egress.CheckPattern's forms) this key's runs
+	// may reach through the egress proxy, when a run asks for them or,
+	// with EgressDefault, always. None: runs have no network.
+	Egress        []string
+	EgressDefault bool
+	// BuildEgress lets the RUN steps of this key's Dockerfile builds reach
+	// the install hosts (RUNHOST_EGRESS_ALLOW) through the proxy.
+	BuildEgress bool
 }
 
 // AnonymousName is the name of the caller of a host without keys.
@@ -68,6 +77,9 @@ type Keys struct {
 //	operator                  may call /admin/*, /metrics and /plugins
 //	workspaces=NAME[,NAME...] reaches these names of the shared workspace namespace
 //	workspaces=*              reaches every name of it
+//	egress=HOST[,HOST...]     runs may reach these hosts through the egress proxy
+//	egress-default            every run gets all of them without asking
+//	build-egress              Dockerfile RUN steps reach the install hosts
 //
 // An unknown option, a name that is not 1-64 letters, digits, '.', '-' or
 // '_' (starting with a letter or digit), a name or hash given twice are
@@ -167,9 +179,22 @@ func parseLine(line string) ([32]byte, Identity, error) {
 			if err := parseWorkspaces(&id, value); err != nil {
 				return [32]byte{}, Identity{}, err
 			}
+		case name == "egress" && hasValue:
+			hosts, err := egress.CheckPatterns(strings.Split(value, ","))
+			if err != nil {
+				return [32]byte{}, Identity{}, fmt.Errorf("egress=%s: %w", value, err)
+			}
+			id.Egress = hosts
+		case name == "egress-default" && !hasValue:
+			id.EgressDefault = true
+		case name == "build-egress" && !hasValue:
+			id.BuildEgress = true
 		default:
-			return [32]byte{}, Identity{}, fmt.Errorf("unknown option %q (want operator, workspaces=NAME[,NAME...] or workspaces=*)", opt)
+			return [32]byte{}, Identity{}, fmt.Errorf("unknown option %q (want operator, workspaces=NAME[,NAME...], workspaces=*, egress=HOST[,HOST...], egress-default or build-egress)", opt)
 		}
+	}
+	if id.EgressDefault && len(id.Egress) == 0 {
+		return [32]byte{}, Identity{}, errors.New("egress-default needs egress=HOST[,HOST...]: the hosts every run of the key may reach")
 	}
 	return [32]byte(raw), id, nil
 }
@@ -211,7 +236,19 @@ func (k *Keys) Check(key string) (Identity, error) {
 	}
 	id := k.ids[found]
 	id.Workspaces = slices.Clone(id.Workspaces)
+	id.Egress = slices.Clone(id.Egress)
 	return id, nil
+}
+
+// EgressKeys names the keys whose runs are granted hosts (egress=).
+func (k *Keys) EgressKeys() []string {
+	var out []string
+	for _, id := range k.ids {
+		if len(id.Egress) > 0 {
+			out = append(out, id.Name)
+		}
+	}
+	return out
 }
 
 // Len is the number of keys.

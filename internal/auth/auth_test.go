@@ -19,15 +19,16 @@ func writeKeys(t *testing.T, content string) string {
 }
 
 func TestLoadAndCheck(t *testing.T) {
-	alice, bob, carol, dave := NewKey(), NewKey(), NewKey(), NewKey()
+	alice, bob, carol, dave, erin := NewKey(), NewKey(), NewKey(), NewKey(), NewKey()
 	content := "# runhost keys\nalice " + Hash(alice) + "\n\n" + Hash(bob) + "\n" +
 		"  carol " + Hash(carol) + " operator workspaces=proj,shared-1  \n" +
-		"backend.prod " + Hash(dave) + " workspaces=*\n"
+		"backend.prod " + Hash(dave) + " workspaces=*\n" +
+		"seed " + Hash(erin) + " egress=API.example.org,*.example.net:443 egress-default build-egress\n"
 	k, err := Load(writeKeys(t, content))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k.Len() != 4 {
+	if k.Len() != 5 {
 		t.Errorf("Len = %d", k.Len())
 	}
 	tests := []struct {
@@ -39,6 +40,7 @@ func TestLoadAndCheck(t *testing.T) {
 		{bob, Identity{Name: "key-" + Hash(bob)[:8]}, nil},
 		{carol, Identity{Name: "carol", Operator: true, Workspaces: []string{"proj", "shared-1"}}, nil},
 		{dave, Identity{Name: "backend.prod", AllWorkspaces: true}, nil},
+		{erin, Identity{Name: "seed", Egress: []string{"api.example.org", "*.example.net:443"}, EgressDefault: true, BuildEgress: true}, nil},
 		{"", Identity{}, ErrUnauthorized},
 		{"rh_wrong", Identity{}, ErrUnauthorized},
 		{Hash(alice), Identity{}, ErrUnauthorized}, // the stored hash is not a key
@@ -82,6 +84,18 @@ func TestLoadRejects(t *testing.T) {
 		{"hidden name", ".tenants " + h + "\n", "key name"},
 		{"name too long", strings.Repeat("n", 65) + " " + h + "\n", "key name"},
 		{"duplicate name", "a " + h + "\n# c\na " + h2 + "\n", `:3: the name "a" is already used on line 1`},
+		{"egress without hosts", "a " + h + " egress=\n", "not an allowed host pattern"},
+		{"egress without a value", "a " + h + " egress\n", "unknown option"},
+		{"egress to an IP address", "a " + h + " egress=10.0.0.1\n", "an IP address"},
+		{"egress to the metadata address", "a " + h + " egress=169.254.169.254:80\n", "an IP address"},
+		{"egress to localhost", "a " + h + " egress=db.localhost\n", "private network or this machine"},
+		{"egress to a private name", "a " + h + " egress=metadata.google.internal\n", "private network or this machine"},
+		{"egress to everything", "a " + h + " egress=*\n", "every host"},
+		{"egress over a public suffix", "a " + h + " egress=*.co.uk\n", "public suffix"},
+		{"egress with a port range", "a " + h + " egress=api.example.org:1-1024\n", "no ranges"},
+		{"egress-default without egress", "a " + h + " egress-default\n", "egress-default needs egress="},
+		{"egress-default with a value", "a " + h + " egress=x.example.org egress-default=yes\n", "unknown option"},
+		{"build-egress with a value", "a " + h + " build-egress=yes\n", "unknown option"},
 		{"duplicate hash", "a " + h + "\nb " + h + "\n", ":2: the same key hash"},
 	}
 	for _, tt := range tests {

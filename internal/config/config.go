@@ -135,6 +135,10 @@ type Egress struct {
 	Allow   []string       // hosts that may be reached
 	CIDRs   []netip.Prefix // private ranges that may be reached
 	Path    string         // the runhost-egress binary
+	// A host without keys: the hosts its runs may reach (a key's egress=),
+	// and whether every run gets them without asking (egress-default).
+	RunAllow   []string
+	RunDefault bool
 }
 
 // CIDRStrings are the allowed ranges as the proxy's command line takes them.
@@ -309,11 +313,13 @@ func settings() []Setting {
 		{"RUNHOST_PLUGIN_CALL_TIMEOUT_MS", "5000", "deadline of one call into a plugin", millis(func(c *Config) *time.Duration { return &c.Plugins.CallTimeout })},
 		{"RUNHOST_SHUTDOWN_TIMEOUT_MS", "30000", "on SIGTERM, how long in-flight runs may finish before they are killed", millis(func(c *Config) *time.Duration { return &c.Server.ShutdownTimeout })},
 		{"RUNHOST_SWEEP_INTERVAL_MS", "60000", "how often containers left past their deadline are removed", millis(func(c *Config) *time.Duration { return &c.Engine.SweepInterval })},
-		{"RUNHOST_ALLOW_INSTALL_NETWORK", "true", "whether dependency installs (pip, npm) get network access; runs never do", boolean(func(c *Config) *bool { return &c.Installs.AllowNetwork })},
+		{"RUNHOST_ALLOW_INSTALL_NETWORK", "true", "whether dependency installs (pip, npm) get network access; runs only by a grant (a key's `egress=`, RUNHOST_RUN_EGRESS_ALLOW)", boolean(func(c *Config) *bool { return &c.Installs.AllowNetwork })},
 		{"RUNHOST_INSTALL_NETWORK", "bridge", "the Docker network the egress proxy joins; install steps themselves have no network and reach only the proxy", str(func(c *Config) *string { return &c.Egress.Network })},
 		{"RUNHOST_EGRESS_ALLOW", "", "comma-separated hosts install steps may reach through the egress proxy (`host`, `*.domain`, `host:port`)", list(func(c *Config) *[]string { return &c.Egress.Allow })},
 		{"RUNHOST_EGRESS_ALLOW_CIDRS", "", "comma-separated private address ranges the proxy may reach (private, loopback and link-local addresses are refused otherwise)", cidrs(func(c *Config) *[]netip.Prefix { return &c.Egress.CIDRs })},
 		{"RUNHOST_EGRESS_PATH", "", "the static egress proxy binary", str(func(c *Config) *string { return &c.Egress.Path })},
+		{"RUNHOST_RUN_EGRESS_ALLOW", "", "host without keys: comma-separated hosts its runs may reach through the egress proxy when they ask (`network`), as a key's `egress=` option (`host`, `*.domain`, `host:port`; names only, no IP addresses, private names or wildcards over a public suffix); empty: runs have no network", listOf(func(c *Config) *[]string { return &c.Egress.RunAllow }, egress.CheckPattern)},
+		{"RUNHOST_RUN_EGRESS_DEFAULT", "false", "host without keys: every run gets RUNHOST_RUN_EGRESS_ALLOW without asking (a key's `egress-default`), so clients with no `network` parameter reach those hosts", boolean(func(c *Config) *bool { return &c.Egress.RunDefault })},
 		{"RUNHOST_PIP_INDEX_URL", "", "package index for pip installs (pip's default, PyPI, when empty)", httpURL(func(c *Config) **url.URL { return &c.Installs.PipIndexURL })},
 		{"RUNHOST_NPM_REGISTRY", "", "registry for npm installs (npm's default when empty)", httpURL(func(c *Config) **url.URL { return &c.Installs.NpmRegistry })},
 		{"RUNHOST_CA_BUNDLE", "", "PEM bundle install steps and builds trust (so a TLS-intercepting proxy the machine trusts works for them too); `none`: only the images' own CAs", caBundle},
@@ -326,7 +332,7 @@ func settings() []Setting {
 		{"RUNHOST_ALLOWED_IMAGES", "", "comma-separated image patterns (`*` matches anything) a request may name with `image` or in a Dockerfile (FROM, COPY --from, RUN --mount from=); empty means the runtimes' own images and the seed's (`python:3.11-slim`, `node:20-alpine`, `ubuntu:22.04`; `make images` pulls them where a registry answers); image IDs and runhost's own images (runhost/build, runhost/egress, ...) are refused whatever it says", list(func(c *Config) *[]string { return &c.Policy.AllowedImages })},
 		{"RUNHOST_BUILD_TIMEOUT_MS", "300000", "wall-clock timeout of one Dockerfile build", millis(func(c *Config) *time.Duration { return &c.Builds.Timeout })},
 		{"RUNHOST_BUILD_MEMORY_MB", "2048", "memory limit of a build: BuildKit and every RUN step together (RUNHOST_BUILD_DISK_MB comes on top)", mebibytes(func(c *Config) *int64 { return &c.Builds.MemoryBytes })},
-		{"RUNHOST_BUILD_NETWORK", "false", "whether RUN steps of a Dockerfile build reach the network, only through the egress proxy (RUNHOST_EGRESS_ALLOW); without it they have no network at all", boolean(func(c *Config) *bool { return &c.Builds.Network })},
+		{"RUNHOST_BUILD_NETWORK", "false", "host without keys: whether RUN steps of a Dockerfile build reach the network, only through the egress proxy (RUNHOST_EGRESS_ALLOW); without it they have no network at all. With keys, the keys file grants it per key (`build-egress`) and this must stay false", boolean(func(c *Config) *bool { return &c.Builds.Network })},
 		{"RUNHOST_BUILD_PIDS_LIMIT", "512", "processes and threads of one build, BuildKit's own included", integer(func(c *Config) *int64 { return &c.Builds.Pids })},
 		{"RUNHOST_BUILD_DISK_MB", "2048", "BuildKit's working storage in a build (base layers, snapshots, the exported image): a tmpfs, so it counts as memory", mebibytes(func(c *Config) *int64 { return &c.Builds.DiskBytes })},
 		{"RUNHOST_BUILD_IMAGE_MB", "2048", "largest image a build may hand the engine: the layers it adds (the bases' the engine has are not sent again; with the containerd image store they are, and count); counted as it streams, and the engine loads nothing of a larger one", mebibytes(func(c *Config) *int64 { return &c.Builds.ImageBytes })},
@@ -345,7 +351,7 @@ func settings() []Setting {
 		{"RUNHOST_POOL", "python=2,shell=1,node=1", "warm pool: containers kept started for default requests, `runtime[:version]=count`, comma-separated; `off` turns the pool off", poolTargets},
 		{"RUNHOST_POOL_MEMORY_MB", "1536", "the most memory (by limits) the warm pool holds", mebibytes(func(c *Config) *int64 { return &c.Pool.MemoryBytes })},
 		{"RUNHOST_SELFTEST_ON_START", "true", "run every version's self-test when the host starts (results in `GET /runtimes`)", boolean(func(c *Config) *bool { return &c.Plugins.SelfTestOnStart })},
-		{"RUNHOST_API_KEYS_FILE", "", "file of API key hashes, one line per key: `name sha256-hex [option ...]` with options `operator` (may call `/admin/*`, `/metrics`, `/plugins`) and `workspaces=NAME,...` or `workspaces=*` (shared workspace names the key reaches); make one with `bin/host api-key NAME [option ...]`; callers send `Authorization: Bearer <key>`", str(func(c *Config) *string { return &c.Auth.KeysFile })},
+		{"RUNHOST_API_KEYS_FILE", "", "file of API key hashes, one line per key: `name sha256-hex [option ...]` with options `operator` (may call `/admin/*`, `/metrics`, `/plugins`) `workspaces=NAME,...` or `workspaces=*` (shared workspace names the key reaches), `egress=HOST,...` and `egress-default` (hosts its runs may reach through the egress proxy) and `build-egress` (its builds' RUN steps reach the package indexes); make one with `bin/host api-key NAME [option ...]`; callers send `Authorization: Bearer <key>`", str(func(c *Config) *string { return &c.Auth.KeysFile })},
 		{"RUNHOST_ALLOW_UNAUTHENTICATED", "false", "serve without API keys on a non-loopback address (otherwise the host refuses to start); such a host has one tenant, who operates it and uses the shared workspace", boolean(func(c *Config) *bool { return &c.Auth.AllowUnauthenticated })},
 		{"RUNHOST_MAX_RUNS", "", "runs in flight at once; more wait in the queue", integer(func(c *Config) *int { return &c.Admission.MaxRuns })},
 		{"RUNHOST_QUEUE_LENGTH", "100", "runs that may wait for a slot; beyond it a 429 with Retry-After", integer(func(c *Config) *int { return &c.Admission.QueueLength })},
@@ -549,6 +555,15 @@ func (c *Config) validate() error {
 		check(filepath.IsAbs(w.Root), "RUNHOST_WORKSPACE_ROOT must be an absolute path")
 		check(filepath.IsAbs(w.DaemonDir), "DIND_WORKSPACE_PATH must be an absolute path")
 		check(w.QuotaBytes > 0 && w.FileBytes > 0, "RUNHOST_WORKSPACE_QUOTA_MB and RUNHOST_WORKSPACE_FILE_BYTES must be positive")
+	}
+	eg := c.Egress
+	check(!eg.RunDefault || len(eg.RunAllow) > 0, "RUNHOST_RUN_EGRESS_DEFAULT=true needs RUNHOST_RUN_EGRESS_ALLOW: the hosts every run may reach")
+	if c.Auth.KeysFile != "" {
+		check(len(eg.RunAllow) == 0 && !eg.RunDefault, "RUNHOST_RUN_EGRESS_ALLOW and RUNHOST_RUN_EGRESS_DEFAULT are for a host without keys; with RUNHOST_API_KEYS_FILE grant hosts per key (egress=HOST,... and egress-default)")
+		check(!b.Network, "RUNHOST_BUILD_NETWORK is for a host without keys; with RUNHOST_API_KEYS_FILE grant it per key (build-egress)")
+	}
+	if c.Engine.Executor == "kubernetes" {
+		check(len(eg.RunAllow) == 0, "RUNHOST_RUN_EGRESS_ALLOW: network for runs is not available on Kubernetes (only dependency installs reach the egress proxy)")
 	}
 	if e := c.Engine; e.DindEnabled && !e.AllowInsecureDocker {
 		host, tls := e.DockerHost, e.DockerTLSVerify

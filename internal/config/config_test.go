@@ -153,6 +153,8 @@ var (
 		"RUNHOST_SWEEP_INTERVAL_MS":           {"-1", "abc", "999"},
 		"RUNHOST_ALLOW_INSTALL_NETWORK":       {"yes"},
 		"RUNHOST_EGRESS_ALLOW_CIDRS":          {"10.0.0.0", "nope", "10.0.0.0/33"},
+		"RUNHOST_RUN_EGRESS_ALLOW":            {"10.0.0.1", "localhost", "*", "*.com", "*.co.uk", "api.example.com:1-100", "metadata.internal", "intranet"},
+		"RUNHOST_RUN_EGRESS_DEFAULT":          {"maybe"},
 		"RUNHOST_PIP_INDEX_URL":               {"pypi.org/simple", "ftp://index/simple", "http://", "%zz"},
 		"RUNHOST_NPM_REGISTRY":                {"registry.npmjs.org", "file:///npm"},
 		"RUNHOST_CA_BUNDLE":                   {"/nonexistent/ca.pem"},
@@ -457,4 +459,31 @@ func TestREADMEConfigurationTable(t *testing.T) {
 		return
 	}
 	t.Errorf("README.md's configuration table is out of date; run: go test ./internal/config -run TestREADME -update")
+}
+
+// TestRunEgress: a keyless host's run grant, checked with what it needs
+// and refused where keys or Kubernetes decide instead.
+func TestRunEgress(t *testing.T) {
+	tests := []struct {
+		env  []string
+		want string // empty: accepted
+	}{
+		{[]string{"RUNHOST_RUN_EGRESS_ALLOW=api.github.com,*.example.org:443"}, ""},
+		{[]string{"RUNHOST_RUN_EGRESS_ALLOW=api.github.com", "RUNHOST_RUN_EGRESS_DEFAULT=true"}, ""},
+		{[]string{"RUNHOST_RUN_EGRESS_DEFAULT=true"}, "needs RUNHOST_RUN_EGRESS_ALLOW"},
+		{[]string{"RUNHOST_API_KEYS_FILE=/etc/keys", "RUNHOST_RUN_EGRESS_ALLOW=api.github.com"}, "grant hosts per key"},
+		{[]string{"RUNHOST_API_KEYS_FILE=/etc/keys", "RUNHOST_BUILD_NETWORK=true"}, "build-egress"},
+		{[]string{"RUNHOST_EXECUTOR=kubernetes", "RUNHOST_RUN_EGRESS_ALLOW=api.github.com"}, "not available on Kubernetes"},
+	}
+	for _, tt := range tests {
+		c, err := FromEnv(tt.env)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%v: %v", tt.env, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%v: got %v, want an error about %q", tt.env, err, tt.want)
+		case tt.want == "" && len(c.Egress.RunAllow) == 0:
+			t.Errorf("%v: no run grant parsed", tt.env)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,12 +20,16 @@ func TestPythonClient(t *testing.T) {
 	python := lookTool(t, "python3")
 	cli := dockerClient(t)
 	idx := startPackageIndex(t, cli)
+	// The seed's api.github.com: an HTTPS origin the key may reach by
+	// default (the seed's calls have no network parameter).
+	origin := startHTTPSOrigins(t, cli, idx.Network)
+	apiHost := strings.Split(origin.API, ":")[0]
 	key := auth.NewKey()
 	keys := filepath.Join(t.TempDir(), "keys")
-	if err := os.WriteFile(keys, []byte("pyclient "+auth.Hash(key)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(keys, []byte("pyclient "+auth.Hash(key)+" egress="+apiHost+" egress-default\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h, _ := startWorkspaceHost(t, append(idx.env(), "RUNHOST_API_KEYS_FILE="+keys)...)
+	h, _ := startWorkspaceHost(t, append(idx.env(), "RUNHOST_API_KEYS_FILE="+keys, "RUNHOST_CA_BUNDLE="+origin.CAFile)...)
 
 	root := testenv.RepoRoot()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -39,6 +44,7 @@ func TestPythonClient(t *testing.T) {
 		"PYTHONUNBUFFERED=1",
 		"RUNHOST_TEST_REQUIREMENT=runhost-greet==1.0",
 		"RUNHOST_TEST_IMPORT=runhost_greet",
+		"RUNHOST_TEST_HTTPS_URL=https://"+origin.API+"/",
 	)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,17 +15,7 @@ type tenants map[string]string
 // one fresh key per line of lines ("name [option ...]").
 func startTenantHost(t *testing.T, lines []string, env ...string) (*host, string, tenants) {
 	t.Helper()
-	keys := tenants{}
-	var content strings.Builder
-	for _, l := range lines {
-		name, opts, _ := strings.Cut(l, " ")
-		keys[name] = auth.NewKey()
-		content.WriteString(name + " " + auth.Hash(keys[name]) + " " + opts + "\n")
-	}
-	file := filepath.Join(t.TempDir(), "keys")
-	if err := os.WriteFile(file, []byte(content.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file, keys := keysFile(t, lines...)
 	h, root := startWorkspaceHost(t, append([]string{"RUNHOST_API_KEYS_FILE=" + file}, env...)...)
 	return h, root, keys
 }

@@ -1,11 +1,12 @@
-// Package egress is the allow-list proxy that install steps reach the
-// network through. An install container has no network interface but
-// loopback; runhost-init forwards 127.0.0.1:3128 inside it to this proxy's
-// unix socket (shared through a volume), and the proxy, which runs in its
-// own container on a real network, lets through only requests to allowed
-// hosts, resolving names itself and refusing private, loopback and
-// link-local addresses (the engine, the host, cloud metadata) unless an
-// operator allowed their range.
+// Package egress is the allow-list proxy that install steps, granted
+// builds and granted runs reach the network through. Such a container has
+// no network interface but loopback; runhost-init forwards 127.0.0.1:3128
+// inside it to this proxy's unix socket (shared through a volume), adding
+// the container's token to each connection, and the proxy, which runs in
+// its own container on a real network, lets through only requests to the
+// hosts the token allows, resolving names itself and refusing private,
+// loopback and link-local addresses (the engine, the host, cloud metadata)
+// unless an operator allowed their range.
 package egress
 
 import (
@@ -41,7 +42,8 @@ const healthBody = "runhost-egress ok\n"
 // Policy says where requests may go.
 type Policy struct {
 	// Hosts are allowed host names or patterns: "pypi.org", "*.pythonhosted.org",
-	// "index:8000" (a port pins it). Matching ignores case.
+	// "index:8000" (a port pins it). Matching ignores case. A request with
+	// a token may reach its token's hosts instead.
 	Hosts []string
 	// Private are address ranges that may be reached although they are
 	// private, loopback or link-local (e.g. a local package index's network).
@@ -94,7 +96,7 @@ func (p Policy) Dial(ctx context.Context, hostport string) (net.Conn, error) {
 		return nil, fmt.Errorf("%w: %q is not host:port", ErrDenied, hostport)
 	}
 	if !p.allowedHost(host, port) {
-		return nil, fmt.Errorf("%w: %s is not on the allow-list (RUNHOST_EGRESS_ALLOW)", ErrDenied, hostport)
+		return nil, fmt.Errorf("%w: %s is not on the allow-list", ErrDenied, hostport)
 	}
 	var addrs []netip.Addr
 	if ip, err := netip.ParseAddr(host); err == nil {
@@ -131,50 +133,100 @@ func mustPort(s string) uint16 {
 	return n
 }
 
-// Proxy is an HTTP proxy (CONNECT and absolute-form requests) enforcing a Policy.
+// Proxy is an HTTP proxy (CONNECT and absolute-form requests) enforcing a
+// Policy. Each plain-HTTP request is answered with Connection: close, so a
+// connection carries one request and the token its forwarder added to it.
 type Proxy struct {
 	Policy Policy
+	// Secret verifies tokens (Proxy-Authorization: Bearer). A request with
+	// a valid token may reach the token's hosts, under the Policy's
+	// address rules; one with a bad token is refused, and one without
+	// reaches only Policy.Hosts (none when it is empty).
+	Secret []byte
 	Log    *slog.Logger
+	// Now is the clock tokens expire by; nil means time.Now.
+	Now func() time.Time
 
 	once      sync.Once
 	transport *http.Transport
 }
+
+// policyKey carries a request's Policy to the transport's dial.
+type policyKey struct{}
 
 func (p *Proxy) init() {
 	p.once.Do(func() {
 		if p.Log == nil {
 			p.Log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 		}
+		if p.Now == nil {
+			p.Now = time.Now
+		}
 		p.transport = &http.Transport{
 			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-				return p.Policy.Dial(ctx, addr)
+				pol, ok := ctx.Value(policyKey{}).(Policy)
+				if !ok {
+					return nil, fmt.Errorf("%w: no policy for %s", ErrDenied, addr)
+				}
+				return pol.Dial(ctx, addr)
 			},
-			Proxy:                 nil,
+			Proxy: nil,
+			// One upstream connection per request: a connection dialled for
+			// one token is never reused for another.
+			DisableKeepAlives:     true,
 			ResponseHeaderTimeout: 60 * time.Second,
-			MaxIdleConns:          16,
-			IdleConnTimeout:       30 * time.Second,
 		}
 	})
+}
+
+// requestPolicy is the Policy a request is held to: its token's hosts
+// under the proxy's address rules, or the proxy's own hosts without a
+// token. run names the token's run ("" without one).
+func (p *Proxy) requestPolicy(r *http.Request) (pol Policy, run string, err error) {
+	token := tokenOf(r.Header)
+	if token == "" {
+		if len(p.Policy.Hosts) == 0 {
+			return Policy{}, "", fmt.Errorf("%w: no token (connect through runhost-init's forwarder at HTTP_PROXY)", ErrDenied)
+		}
+		return p.Policy, "", nil
+	}
+	c, err := Verify(p.Secret, token, p.Now())
+	if err != nil {
+		return Policy{}, "", fmt.Errorf("%w: %w", ErrDenied, err)
+	}
+	pol = p.Policy
+	pol.Hosts = c.Hosts
+	return pol, c.Run, nil
 }
 
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.init()
-	if r.Method == http.MethodConnect {
-		p.connect(w, r)
-		return
-	}
 	if !r.URL.IsAbs() && r.URL.Path == HealthPath && r.Method == http.MethodGet {
 		_, _ = io.WriteString(w, healthBody)
 		return
 	}
+	target := r.Host
+	if r.Method != http.MethodConnect {
+		target = r.URL.Host
+	}
+	pol, run, err := p.requestPolicy(r)
+	if err != nil {
+		p.deny(w, target, run, err)
+		return
+	}
+	if r.Method == http.MethodConnect {
+		p.connect(w, r, pol, run)
+		return
+	}
+	w.Header().Set("Connection", "close")
 	if !r.URL.IsAbs() || r.URL.Scheme != "http" {
 		http.Error(w, "runhost egress: send absolute http:// URLs or CONNECT", http.StatusBadRequest)
 		return
 	}
-	out := r.Clone(r.Context())
+	out := r.Clone(context.WithValue(r.Context(), policyKey{}, pol))
 	out.RequestURI = ""
-	for _, h := range []string{"Proxy-Connection", "Proxy-Authorization", "Connection", "Keep-Alive", "Te", "Trailer", "Upgrade"} {
+	for _, h := range []string{"Proxy-Connection", AuthHeader, "Connection", "Keep-Alive", "Te", "Trailer", "Upgrade"} {
 		out.Header.Del(h)
 	}
 	host := r.URL.Host
@@ -184,26 +236,30 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out.URL.Host = host
 	resp, err := p.transport.RoundTrip(out)
 	if err != nil {
-		p.deny(w, r.URL.Host, err)
+		p.deny(w, r.URL.Host, run, err)
 		return
 	}
 	defer resp.Body.Close()
-	p.Log.Info("egress", "method", r.Method, "host", r.URL.Host, "status", resp.StatusCode)
+	p.Log.Info("egress", "method", r.Method, "host", r.URL.Host, "status", resp.StatusCode, "run", run)
 	for k, vs := range resp.Header {
+		if http.CanonicalHeaderKey(k) == VerdictHeader {
+			continue // only the proxy's own answers carry it
+		}
 		for _, v := range vs {
 			w.Header().Add(k, v)
 		}
 	}
+	w.Header().Set("Connection", "close")
 	w.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w, resp.Body)
 }
 
-func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
+func (p *Proxy) connect(w http.ResponseWriter, r *http.Request, pol Policy, run string) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	upstream, err := p.Policy.Dial(ctx, r.Host)
+	upstream, err := pol.Dial(ctx, r.Host)
 	cancel()
 	if err != nil {
-		p.deny(w, r.Host, err)
+		p.deny(w, r.Host, run, err)
 		return
 	}
 	hj, ok := w.(http.Hijacker)
@@ -217,7 +273,7 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 		upstream.Close()
 		return
 	}
-	p.Log.Info("egress", "method", "CONNECT", "host", r.Host)
+	p.Log.Info("egress", "method", "CONNECT", "host", r.Host, "run", run)
 	_, _ = client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n"))
 	done := make(chan struct{}, 2)
 	go func() {
@@ -246,12 +302,25 @@ func closeWrite(c net.Conn) {
 	}
 }
 
-func (p *Proxy) deny(w http.ResponseWriter, host string, err error) {
-	status := http.StatusBadGateway
+// VerdictHeader marks the proxy's own refusals, so that a forwarder can
+// tell them from an origin's answer: "refused" (403: the token or the
+// address rules forbid it) or "failed" (502: it could not be reached).
+const VerdictHeader = "Runhost-Egress"
+
+// Verdicts in VerdictHeader.
+const (
+	VerdictRefused = "refused"
+	VerdictFailed  = "failed"
+)
+
+func (p *Proxy) deny(w http.ResponseWriter, host, run string, err error) {
+	status, verdict := http.StatusBadGateway, VerdictFailed
 	if errors.Is(err, ErrDenied) {
-		status = http.StatusForbidden
+		status, verdict = http.StatusForbidden, VerdictRefused
 	}
-	p.Log.Warn("egress refused", "host", host, "error", err.Error())
+	p.Log.Warn("egress refused", "host", host, "run", run, "error", err.Error())
+	w.Header().Set(VerdictHeader, verdict)
+	w.Header().Set("Connection", "close")
 	http.Error(w, "runhost egress: "+err.Error(), status)
 }
 

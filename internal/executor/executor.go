@@ -100,6 +100,9 @@ type Job struct {
 	// be reading it when Run returns: the caller closes it then. Executors
 	// that cannot stream ignore it.
 	StdinStream io.Reader
+	// Network, when set, lets the run reach its hosts through the egress
+	// proxy; the container still gets no network interface of its own.
+	Network *Network
 
 	// Kernel, in a session, starts the session's resident interpreter:
 	// Command (with Files, Env, WorkDir) is a driver speaking
@@ -110,6 +113,26 @@ type Job struct {
 	Cell bool
 	// Results, when set, receives each rich result of a cell as it comes.
 	Results func(RichResult)
+}
+
+// Network is what a granted run may reach: the egress proxy, for the
+// hosts in Allow (egress.CheckPattern's forms), until the run's timeout
+// and a margin; and the CA bundle it trusts, which the executor places at
+// NetworkCAFile (the policy points the run's environment there).
+type Network struct {
+	Allow []string
+	CA    []byte
+}
+
+// NetworkCAFile is where a granted run finds the host's CA bundle.
+const NetworkCAFile = "/tmp/.runhost-ca.pem"
+
+// NetworkLog is what a granted run asked the egress proxy for, as
+// host:port: reached, refused by the proxy, or not reachable.
+type NetworkLog struct {
+	Contacted []string
+	Refused   []string
+	Failed    []string
 }
 
 // Kernel says how a session's resident interpreter is driven.
@@ -282,6 +305,9 @@ type Result struct {
 	Duration      time.Duration // from start to exit
 	// CappedFull: an install step's output filesystem filled up.
 	CappedFull bool
+	// Network is what a run with a Network asked the proxy for; nil
+	// for runs without one.
+	Network *NetworkLog
 
 	// A cell of an interpreter session also has its rich results, the
 	// exception it raised, and whether its interpreter had to be started
@@ -378,6 +404,7 @@ func InstallFailure(res Result, inst *Install) *Result {
 	}
 	res.Stage = StageInstall
 	res.Install = &StepInfo{Duration: res.Duration}
+	res.Network = nil // the install's own proxy use; a result has one only with a run's grant
 	if res.CappedFull && inst != nil {
 		res.Stderr = append(res.Stderr, fmt.Sprintf("\nrunhost: the install's output directory %s filled its %d MB filesystem (RUNHOST_INSTALL_DISK_MB); nothing was cached\n",
 			inst.OutputDir, inst.DiskBytes>>20)...)

@@ -116,6 +116,9 @@ type Exit struct {
 	CellError *CellError `json:"cell_error,omitempty"`
 	// Error is init's own failure (bad frame, command not found).
 	Error string `json:"error,omitempty"`
+	// Network is what the run asked the egress proxy for, when its
+	// container forwards with a token (see Forward).
+	Network *NetworkLog `json:"network,omitempty"`
 }
 
 // ReadFrame reads one output frame. The payload is valid until the next call.
@@ -150,10 +153,31 @@ func WriteOutputFrame(w io.Writer, kind byte, payload []byte) error {
 	return err
 }
 
-// Forward is a loopback listener piped to a unix socket.
+// Forward is a loopback listener piped to a unix socket: how a container
+// without a network reaches the egress proxy.
 type Forward struct {
 	Listen string `json:"listen"`
 	Socket string `json:"socket"`
+	// Token, when set, is put in the first request head of every
+	// connection (Proxy-Authorization: Bearer, replacing any the program
+	// sent), and each request's target and the proxy's answer are
+	// reported in the exit frames (Exit.Network).
+	Token string `json:"token,omitempty"`
+	// CA, when set, is written to CAFile (an absolute path in a writable
+	// directory, such as /tmp) before the forward starts: the PEM bundle
+	// the program's environment names.
+	CA     string `json:"ca,omitempty"`
+	CAFile string `json:"ca_file,omitempty"`
+}
+
+// NetworkLog is what a run asked the egress proxy for, as host:port:
+// what it reached, what the proxy refused (not granted, or an address no
+// run may reach) and what could not be reached (no such host, the proxy
+// gone). Each list is sorted and holds each target once.
+type NetworkLog struct {
+	Contacted []string `json:"contacted"`
+	Refused   []string `json:"refused"`
+	Failed    []string `json:"failed,omitempty"`
 }
 
 // FileHeader names one file and the number of bytes of it that follow.

@@ -69,15 +69,18 @@ func TestHoldKeepsInitAfterSuccess(t *testing.T) {
 			}
 			ended := make(chan struct{})
 			go func() { _, _ = io.Copy(io.Discard, r); exited <- cmd.Wait(); close(ended) }()
+			if tt.holds {
+				select {
+				case <-ended:
+					t.Fatal("init exited, want it to stay")
+				case <-time.After(time.Second):
+				}
+				return
+			}
 			select {
 			case <-ended:
-				if tt.holds {
-					t.Fatal("init exited, want it to stay")
-				}
-			case <-time.After(time.Second):
-				if !tt.holds {
-					t.Fatal("init stayed, want it to exit")
-				}
+			case <-time.After(10 * time.Second): // a bound, not a timing: a loaded -race run is slow
+				t.Fatal("init stayed, want it to exit")
 			}
 		})
 	}

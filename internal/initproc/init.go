@@ -42,10 +42,12 @@ func run(stdin *os.File, stdout, stderr io.Writer) int {
 		return ExitSetupFailed
 	}
 	if h.Forward != nil {
-		if _, err := startForward(*h.Forward); err != nil {
+		fwd, err := startForward(*h.Forward)
+		if err != nil {
 			fmt.Fprintf(stderr, "runhost-init: %v\n", err)
 			return ExitSetupFailed
 		}
+		out.network = fwd
 	}
 	if !h.Session {
 		// One run: the files, then the rest of stdin is the program's.
@@ -362,6 +364,9 @@ func runOne(h Header, files io.Reader, stdin *os.File, cancel <-chan struct{}, o
 type frameWriter struct {
 	mu sync.Mutex
 	w  io.Writer
+	// network, when set, reports what the run asked the egress proxy
+	// for since the last exit frame, in every exit frame.
+	network *forwarder
 }
 
 func (f *frameWriter) frame(kind byte, p []byte) error {
@@ -371,6 +376,9 @@ func (f *frameWriter) frame(kind byte, p []byte) error {
 }
 
 func (f *frameWriter) exit(ex Exit) error {
+	if f.network != nil {
+		ex.Network = f.network.report()
+	}
 	js, _ := json.Marshal(ex)
 	return f.frame(FrameExit, js)
 }
@@ -614,42 +622,6 @@ func lookPath(name, pathEnv string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s: command not found in PATH %s", name, pathEnv)
-}
-
-// startForward serves f in the background for as long as init lives.
-func startForward(f Forward) (net.Listener, error) {
-	if host, _, err := net.SplitHostPort(f.Listen); err != nil || !net.ParseIP(host).IsLoopback() {
-		return nil, fmt.Errorf("forward: %q is not a loopback address", f.Listen)
-	}
-	ln, err := net.Listen("tcp", f.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("forward: %w", err)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go pipe(c, f.Socket)
-		}
-	}()
-	return ln, nil
-}
-
-// pipe copies between a forwarded connection and a new connection to socket.
-func pipe(c net.Conn, socket string) {
-	defer c.Close()
-	u, err := net.Dial("unix", socket)
-	if err != nil {
-		return
-	}
-	defer u.Close()
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(u, c); closeWrite(u); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, u); closeWrite(c); done <- struct{}{} }()
-	<-done
-	<-done
 }
 
 func closeWrite(c net.Conn) {

@@ -19,7 +19,8 @@ type Grant struct {
 	CustomImages []string `json:"custom_images,omitempty"`
 	// InstallNetwork lets install steps reach the egress proxy.
 	InstallNetwork *bool `json:"install_network,omitempty"`
-	// BuildNetwork gives Dockerfile builds' RUN steps a network.
+	// BuildNetwork false keeps the plugin's Dockerfile builds off the
+	// network whatever the caller's key is granted (build-egress).
 	BuildNetwork *bool   `json:"build_network,omitempty"`
 	MaxTimeoutMS int64   `json:"max_timeout_ms,omitempty"`
 	MaxMemoryMB  int64   `json:"max_memory_mb,omitempty"`

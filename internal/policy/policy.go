@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"path"
 	"regexp"
@@ -75,7 +76,6 @@ type Config struct {
 
 	BuildTimeout    time.Duration
 	BuildMemory     int64
-	BuildNetwork    bool
 	MaxContextBytes int64
 	BuildLogBytes   int64
 	BuildPids       int64
@@ -119,6 +119,12 @@ type Input struct {
 	// Resolve pins the images a request names (a custom image, a
 	// Dockerfile's bases) to what the engine has under that name.
 	Resolve Resolver
+	// Network are the hosts the run may reach through the egress proxy
+	// (RunNetwork decided them); none: no network.
+	Network []string
+	// BuildEgress: the caller's key may give its builds' RUN steps the
+	// install hosts (build-egress; RUNHOST_BUILD_NETWORK without keys).
+	BuildEgress bool
 }
 
 // Limits on a spec's shape; a request is held to tighter ones at the API edge.
@@ -269,7 +275,16 @@ func (p *Policy) Job(in Input) (executor.Job, error) {
 		}
 		workDir = path.Join(workDir, spec.WorkDir)
 	}
-	env, err := environment(spec.Env)
+	envMap := spec.Env
+	var network *executor.Network
+	if len(in.Network) > 0 {
+		envMap = maps.Clone(spec.Env)
+		if envMap == nil {
+			envMap = map[string]string{}
+		}
+		network = p.network(in.Network, envMap)
+	}
+	env, err := environment(envMap)
 	if err != nil {
 		return refuse("env", "%v", err)
 	}
@@ -304,6 +319,7 @@ func (p *Policy) Job(in Input) (executor.Job, error) {
 		FilesDir:   filesDir,
 		Workspace:  mount,
 		OCIRuntime: p.ociRuntime(in.Runtime),
+		Network:    network,
 	}, nil
 }
 
@@ -622,9 +638,10 @@ func (p *Policy) Build(in Input) (executor.Build, error) {
 	for _, base := range bases {
 		pins = append(pins, base.Name+"="+base.Ref)
 	}
-	network := c.BuildNetwork
-	if g, ok := p.grantOf(in.Runtime); ok && g.BuildNetwork != nil {
-		network = *g.BuildNetwork
+	// The caller's grant; a plugin's grant can only take it away.
+	network := in.BuildEgress
+	if g, ok := p.grantOf(in.Runtime); ok && g.BuildNetwork != nil && !*g.BuildNetwork {
+		network = false
 	}
 	m := p.maxima(in.Runtime)
 	return executor.Build{

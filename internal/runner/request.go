@@ -31,6 +31,9 @@ type Request struct {
 
 	Workspace   string // "name/sub/dir": run there, with the session mounted
 	ContextPath string // "name/sub/dir": the build context, from the workspace
+	// Network is what the run asks to reach through the egress proxy; nil:
+	// it did not ask (it gets its key's grant only if that is the default).
+	Network *policy.NetworkRequest
 
 	// Output, when set, receives the run's output as it is produced.
 	Output func(executor.Stream, []byte)
@@ -132,7 +135,7 @@ func (r *Request) Validate() error {
 	if err := checkVars("build_args", r.BuildArgs); err != nil {
 		return Invalid("invalid_request", "%v", err) // as build_args were always refused
 	}
-	return nil
+	return validateNetwork(r.Network)
 }
 
 // Validate checks a session's start the way Request.Validate checks a run:
@@ -141,7 +144,19 @@ func (s *SessionSpec) Validate() error {
 	if s.Runtime == "" {
 		return Invalid("invalid_request", "runtime is required")
 	}
+	if err := validateNetwork(s.Network); err != nil {
+		return err
+	}
 	return validateLimits(s.Limits)
+}
+
+// validateNetwork checks a network request's shape: host patterns only
+// (whether the caller's key grants them is the runner's to decide).
+func validateNetwork(n *policy.NetworkRequest) error {
+	if _, err := policy.NetworkHosts(n); err != nil {
+		return Invalid("invalid_network", "%v", err)
+	}
+	return nil
 }
 
 func validateLimits(l policy.Requested) error {

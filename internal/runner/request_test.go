@@ -104,6 +104,11 @@ func TestValidate(t *testing.T) {
 		{"too many build_args", Request{RunRequest: code(shared.RunRequest{BuildArgs: vars(MaxEnv + 1)})}, "invalid_request"},
 		{"build_args name", Request{RunRequest: code(shared.RunRequest{BuildArgs: map[string]string{"9": ""}})}, "invalid_request"},
 		{"build_args value", Request{RunRequest: code(shared.RunRequest{BuildArgs: map[string]string{"A": "\x00"}})}, "invalid_request"},
+		{"network", Request{RunRequest: code(shared.RunRequest{}), Network: &policy.NetworkRequest{Allow: []string{"api.github.com", "*.example.org:443"}}}, ""},
+		{"network none", Request{RunRequest: code(shared.RunRequest{}), Network: &policy.NetworkRequest{}}, ""},
+		{"network IP address", Request{RunRequest: code(shared.RunRequest{}), Network: &policy.NetworkRequest{Allow: []string{"169.254.169.254"}}}, "invalid_network"},
+		{"network everything", Request{RunRequest: code(shared.RunRequest{}), Network: &policy.NetworkRequest{Allow: []string{"*"}}}, "invalid_network"},
+		{"network too many", Request{RunRequest: code(shared.RunRequest{}), Network: &policy.NetworkRequest{Allow: n(65, "a.example.org")}}, "invalid_network"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -127,6 +132,8 @@ func TestValidateSessionSpec(t *testing.T) {
 		{SessionSpec{}, "invalid_request"},
 		{SessionSpec{Runtime: "python", Limits: policy.Requested{MemoryBytes: -1}}, "limit_exceeded"},
 		{SessionSpec{Runtime: "python", Limits: policy.Requested{CPUs: MaxCPUs + 1}}, "limit_exceeded"},
+		{SessionSpec{Runtime: "python", Network: &policy.NetworkRequest{Allow: []string{"api.github.com"}}}, ""},
+		{SessionSpec{Runtime: "python", Network: &policy.NetworkRequest{Allow: []string{"localhost:8080"}}}, "invalid_network"},
 	}
 	for _, tc := range cases {
 		if got := refusalCode(tc.spec.Validate()); got != tc.want {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/runhost/runhost/internal/auth"
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/registry"
@@ -86,6 +87,10 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	if err := r.policy.CheckRequested(desc.Name, req.Limits); err != nil {
 		return Result{}, err
 	}
+	hosts, err := policy.RunNetwork(networkGrant(req.Caller), req.Network)
+	if err != nil {
+		return Result{}, err
+	}
 	var ws *workspace.Ref
 	if req.Workspace != "" {
 		ref, err := r.workspaces.Resolve(req.Caller, req.Workspace)
@@ -127,6 +132,8 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 		Resolve: func(ref string) (executor.ImageInfo, error) {
 			return r.executor.ResolveImage(ctx, ref)
 		},
+		Network:     hosts,
+		BuildEgress: req.Caller.BuildEgress,
 	}
 	if ws != nil {
 		in.WorkspaceSource = r.workspaces.MountSource(*ws)
@@ -210,7 +217,17 @@ func (r *Runner) build(ctx context.Context, in policy.Input) (built executor.Bui
 	if err != nil {
 		return executor.BuiltImage{}, false, err
 	}
+	if built.Failed && !b.Network {
+		// It may have failed for want of a network: say which grant gives one.
+		built.Error += "\n" + policy.NoBuildNetwork
+		built.Log = append(built.Log, "\n"+policy.NoBuildNetwork+"\n"...)
+	}
 	return built, built.Failed, nil
+}
+
+// networkGrant is what the caller's key grants its runs.
+func networkGrant(id auth.Identity) policy.NetworkGrant {
+	return policy.NetworkGrant{Hosts: id.Egress, Default: id.EgressDefault}
 }
 
 // declaredImages lists every image the served runtimes declare: the

@@ -19,6 +19,8 @@ type SessionSpec struct {
 	Version   string
 	Workspace string // "name/sub/dir", optional
 	Limits    policy.Requested
+	// Network is what the session's runs ask to reach (see Request.Network).
+	Network *policy.NetworkRequest
 	// Lifetime bounds how long the session's container may live (the
 	// sessions manager's maximum lifetime). A sweep treats a container as
 	// left behind only after it, so it must cover the whole session, not
@@ -35,6 +37,7 @@ type SessionBase struct {
 	Workspace *workspace.Ref
 	Source    string // where the engine sees the workspace session
 	Limits    policy.Requested
+	Network   []string     // hosts every run may reach through the egress proxy
 	Job       executor.Job // the container-level part of every run's job
 }
 
@@ -56,7 +59,11 @@ func (r *Runner) StartSession(ctx context.Context, spec SessionSpec) (executor.S
 	if version.Image == "" {
 		return nil, SessionBase{}, shared.Invalidf("runtime %q has no image of its own to start a session in", desc.Name)
 	}
-	base := SessionBase{Runtime: desc.Name, Version: version, Caps: desc.Capabilities, Limits: spec.Limits}
+	hosts, err := policy.RunNetwork(networkGrant(spec.Caller), spec.Network)
+	if err != nil {
+		return nil, SessionBase{}, err
+	}
+	base := SessionBase{Runtime: desc.Name, Version: version, Caps: desc.Capabilities, Limits: spec.Limits, Network: hosts}
 	if spec.Workspace != "" {
 		ref, err := r.workspaces.Resolve(spec.Caller, spec.Workspace)
 		if err != nil {
@@ -78,6 +85,7 @@ func (r *Runner) StartSession(ctx context.Context, spec SessionSpec) (executor.S
 		Requested:       spec.Limits,
 		Workspace:       base.Workspace,
 		WorkspaceSource: base.Source,
+		Network:         hosts,
 	})
 	if err != nil {
 		return nil, SessionBase{}, err
@@ -112,6 +120,7 @@ func (r *Runner) RunInSession(ctx context.Context, sess executor.Session, base *
 		{"image", req.Image != ""},
 		{"dockerfile", req.Dockerfile != ""},
 		{"build_args", len(req.BuildArgs) > 0},
+		{"network", req.Network != nil},
 	} {
 		if f.set {
 			return Result{}, shared.Invalidf("%s is decided when the session starts, not per run: a session run takes code, files, entry, command, stdin, args, env, version (the session's) and timeout_ms", f.name)
@@ -162,6 +171,7 @@ func (r *Runner) RunInSession(ctx context.Context, sess executor.Session, base *
 		Workspace:       base.Workspace,
 		WorkspaceSource: base.Source,
 		Sent:            sentPaths(req.Files),
+		Network:         base.Network,
 	})
 	if err != nil {
 		return Result{}, err

@@ -230,6 +230,7 @@ class RunhostClient:
         workspace: Optional[str] = None,
         context_path: Optional[str] = None,
         entry: Optional[str] = None,
+        network: Optional[Sequence[str]] = None,
         http_timeout: Optional[float] = None,
     ) -> Dict[str, Any]:
         """``POST /runtimes/{runtime}/run``; returns the response JSON.
@@ -237,8 +238,11 @@ class RunhostClient:
         ``files`` is either the API's list of ``{"path", "content",
         "encoding"}`` or a mapping of path to content, where ``bytes`` content
         is sent base64-encoded. ``command`` is an argv (list) or a line for
-        ``sh -c`` (string). Fields left as ``None`` are not sent (the host's
-        defaults apply). The HTTP call waits for the run's timeout plus
+        ``sh -c`` (string). ``network`` lists hosts the run may reach through
+        the host's egress proxy (``["api.github.com"]``), within what the key
+        is granted (else RunhostError 403 ``network_not_allowed``); ``[]``
+        asks for none, ``None`` leaves it to the key's default grant. Fields
+        left as ``None`` are not sent (the host's defaults apply). The HTTP call waits for the run's timeout plus
         ``run_timeout_margin`` (plus ``setup_timeout`` with dependencies or a
         Dockerfile) unless ``http_timeout`` says otherwise.
         """
@@ -329,12 +333,15 @@ class RunhostClient:
 
     def create_session(self, runtime: str, version: Optional[str] = None, workspace: Optional[str] = None,
                        ttl_s: Optional[int] = None, memory_mb: Optional[int] = None,
-                       cpus: Optional[float] = None, **extra: Any) -> Dict[str, Any]:
+                       cpus: Optional[float] = None, network: Optional[Sequence[str]] = None,
+                       **extra: Any) -> Dict[str, Any]:
         """``POST /sessions``: a container that serves one run at a time and
         keeps its files and ``/tmp`` between runs. Returns the session
-        (``id``, ``runtime``, ``version``, ``expires_at`` ...)."""
+        (``id``, ``runtime``, ``version``, ``expires_at`` ...). ``network`` is
+        as :meth:`run`'s, for every run of the session."""
         payload: Dict[str, Any] = {"runtime": runtime}
-        for k, v in (("version", version), ("workspace", workspace), ("ttl_s", ttl_s), ("memory_mb", memory_mb), ("cpus", cpus)):
+        for k, v in (("version", version), ("workspace", workspace), ("ttl_s", ttl_s), ("memory_mb", memory_mb), ("cpus", cpus),
+                     ("network", _network(network))):
             if v is not None:
                 payload[k] = v
         payload.update({k: v for k, v in extra.items() if v is not None})
@@ -435,6 +442,7 @@ def _run_payload(
     workspace: Optional[str] = None,
     context_path: Optional[str] = None,
     entry: Optional[str] = None,
+    network: Optional[Sequence[str]] = None,
 ) -> Dict[str, Any]:
     """A run request's JSON; fields left as None are not sent."""
     payload: Dict[str, Any] = {}
@@ -463,7 +471,15 @@ def _run_payload(
     put("build_args", _str_map("build_args", build_args))
     put("workspace", workspace)
     put("context_path", context_path)
+    put("network", _network(network))
     return payload
+
+
+def _network(hosts: Optional[Sequence[str]]) -> Optional[Dict[str, List[str]]]:
+    """The ``network`` field for hosts (None: not sent)."""
+    if hosts is None:
+        return None
+    return {"allow": _str_list("network", hosts) or []}
 
 
 def _files_payload(files: Union[Sequence[Mapping[str, Any]], Mapping[str, FileSpec]]) -> List[Dict[str, Any]]:

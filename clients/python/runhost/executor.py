@@ -68,6 +68,11 @@ class DindExecutor:
         ``http://127.0.0.1:8080``).
     :param api_key: sent as a Bearer token (default ``RUNHOST_API_KEY``).
     :param client: an existing :class:`RunhostClient` (overrides both).
+
+    Every run method also takes ``network``: hosts the run may reach through
+    the host's egress proxy, within the key's grant. ``None`` (the default,
+    as in the seed) leaves it to the key: its whole grant with
+    ``egress-default``, else no network; ``[]`` asks for none.
     """
 
     def __init__(
@@ -116,6 +121,7 @@ class DindExecutor:
         args: Optional[Sequence[str]] = None,
         memory_mb: Optional[int] = None,
         cpus: Optional[float] = None,
+        network: Optional[Sequence[str]] = None,
     ) -> Dict[str, Any]:
         """Run ``command`` in ``image`` (runtime ``shell`` with ``image`` and
         ``command``). A string is a line for ``sh -c``, a list an argv. The
@@ -147,6 +153,7 @@ class DindExecutor:
             args=args,
             memory_mb=memory_mb,
             cpus=cpus,
+            network=network,
         )
 
     def run_python_code(
@@ -161,6 +168,7 @@ class DindExecutor:
         env: Optional[Mapping[str, str]] = None,
         memory_mb: Optional[int] = None,
         cpus: Optional[float] = None,
+        network: Optional[Sequence[str]] = None,
     ) -> Dict[str, Any]:
         """Run Python ``code`` (runtime ``python``). ``python_version`` is a
         version the host serves (``3.11``, ``3.13``, or a prefix such as
@@ -178,6 +186,7 @@ class DindExecutor:
             env=env,
             memory_mb=memory_mb,
             cpus=cpus,
+            network=network,
         )
 
     def run_shell_script(
@@ -193,6 +202,7 @@ class DindExecutor:
         mount_workspace: bool = False,
         memory_mb: Optional[int] = None,
         cpus: Optional[float] = None,
+        network: Optional[Sequence[str]] = None,
     ) -> Dict[str, Any]:
         """Run a shell script (runtime ``shell``: bash 5.2 in Debian). With
         ``shell`` other than bash the script runs as ``[shell, "-c", script]``
@@ -202,13 +212,13 @@ class DindExecutor:
         shell = shell or "/bin/bash"
         if posixpath.basename(shell) == "bash" and workspace is None:
             return self._run("shell", code=script, timeout=timeout,
-                             stdin=stdin, args=args, env=env, memory_mb=memory_mb, cpus=cpus)
+                             stdin=stdin, args=args, env=env, memory_mb=memory_mb, cpus=cpus, network=network)
         # As an argv, so that nothing is written into the workspace directory
         # (runhost writes a run's code files there, which would leave a
         # main.sh behind); $0 is the shell's name and $1... are args.
         return self._run("shell", command=[shell, "-c", script, posixpath.basename(shell)], args=args,
                          workspace=workspace, timeout=timeout, stdin=stdin, env=env,
-                         memory_mb=memory_mb, cpus=cpus)
+                         memory_mb=memory_mb, cpus=cpus, network=network)
 
     def build_and_run(
         self,
@@ -224,6 +234,7 @@ class DindExecutor:
         env: Optional[Mapping[str, str]] = None,
         memory_mb: Optional[int] = None,
         cpus: Optional[float] = None,
+        network: Optional[Sequence[str]] = None,
     ) -> Dict[str, Any]:
         """Build ``dockerfile_content`` and run the image (runtime
         ``dockerfile``). The build context is ``context_path``, a directory
@@ -232,8 +243,8 @@ class DindExecutor:
         accepted too), or ``files`` (path to content), or empty; with
         ``dockerfile_content`` None or empty, the context's own ``Dockerfile``
         is built (a given one wins, as ``docker build -f``). Builds have no
-        network and the host reuses the image for the same Dockerfile and
-        context. The run is what ``docker run`` does: the image's
+        network (unless the key has ``build-egress``: the package indexes)
+        and the host reuses the image for the same Dockerfile and context. The run is what ``docker run`` does: the image's
         ``ENTRYPOINT``, then ``command`` (or else the image's ``CMD``), then
         ``args``. A Dockerfile that would have nothing to run and no
         ``command`` raises ``RunhostError`` 400 ``no_command`` before
@@ -256,6 +267,7 @@ class DindExecutor:
             env=env,
             memory_mb=memory_mb,
             cpus=cpus,
+            network=network,
         )
 
     # -- helpers -----------------------------------------------------------

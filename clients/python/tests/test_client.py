@@ -7,7 +7,11 @@ The host needs workspaces (RUNHOST_WORKSPACE_ROOT). Optional:
 RUNHOST_TEST_REQUIREMENT (a pip requirement the host's package index serves,
 e.g. ``runhost-greet==1.0``) and RUNHOST_TEST_IMPORT (its import name, e.g.
 ``runhost_greet``); without them the requirements example checks that a
-failed install is reported as a result. RUNHOST_API_KEY is sent when set.
+failed install is reported as a result. RUNHOST_TEST_HTTPS_URL: an HTTPS URL
+standing for the seed's api.github.com, on a host the key is granted with
+``egress=HOST egress-default`` (RUNHOST_CA_BUNDLE trusting its certificate);
+without it the example checks that a run without a grant has no network.
+RUNHOST_API_KEY is sent when set.
 
 Nothing is skipped: without RUNHOST_URL every test fails, saying so.
 """
@@ -16,12 +20,20 @@ import http.server
 import os
 import threading
 import unittest
+import urllib.parse
 import uuid
 
 from runhost import DindExecutor, RunhostClient, RunhostError, get_executor
 
 URL = os.environ.get("RUNHOST_URL", "")
 API_KEY = os.environ.get("RUNHOST_API_KEY") or None
+HTTPS_URL = os.environ.get("RUNHOST_TEST_HTTPS_URL") or None
+
+
+def https_target():
+    """HTTPS_URL's host:port, as a result's network log names it."""
+    u = urllib.parse.urlsplit(HTTPS_URL)
+    return f"{u.hostname}:{u.port or 443}"
 
 
 def setUpModule():
@@ -137,6 +149,28 @@ print(f"Status: {{{module}.__name__}} imported")
             self.assertIn("install", result)
         else:
             self.assert_failed_install(self.executor, "runhost-no-such-package==1.0")
+
+    def test_run_python_code_reaching_an_https_api(self):
+        # The seed's `requests.get("https://api.github.com")`: HTTPS_URL
+        # stands for the API and urllib for requests (not in the test's
+        # index); the seed's call has no network parameter, so the key's
+        # grant is its default (egress-default).
+        url = HTTPS_URL or "https://api.example.invalid/"
+        result = self.executor.run_python_code(
+            code=f'''
+import urllib.request
+response = urllib.request.urlopen("{url}", timeout=15)
+print(f"Status: {{response.status}}")
+    ''',
+            timeout=60,
+        )
+        if HTTPS_URL:
+            self.assertEqual(result["stdout"], "Status: 200\n", result)
+            self.assertTrue(result["success"], result)
+            self.assertEqual(result["network"]["contacted"], [https_target()], result)
+        else:
+            self.assertFalse(result["success"], result)
+            self.assertNotIn("network", result)
 
     def test_run_command_in_the_workspace(self):
         self.claim_session("project")
@@ -347,6 +381,33 @@ class Client(_Base):
         with self.assertRaises(RunhostError) as cm:
             self.client.runtime("nope")
         self.assertEqual((cm.exception.status, cm.exception.code), (404, "unknown_runtime"))
+
+    def test_network_parameter(self):
+        code = "import sys, urllib.request\ntry:\n    print(urllib.request.urlopen(sys.argv[1], timeout=15).status)\nexcept Exception as e:\n    print('failed', type(e).__name__)"
+        url = HTTPS_URL or "https://api.example.invalid/"
+        # None asked, whatever the key's default.
+        res = self.client.run("python", code=code, args=[url], network=[])
+        self.assertTrue(res["stdout"].startswith("failed"), res)
+        self.assertNotIn("network", res)
+        executor = DindExecutor(client=self.client)
+        if HTTPS_URL:
+            host = urllib.parse.urlsplit(HTTPS_URL).hostname
+            res = executor.run_python_code(code=code.replace("sys.argv[1]", repr(url)), network=[host])
+            self.assertEqual(res["stdout"], "200\n", res)
+            self.assertEqual(res["network"], {"contacted": [https_target()], "refused": []}, res)
+            session = self.client.create_session("python", network=[host])
+            try:
+                res = self.client.run_in_session(session["id"], code=code, args=[url])
+                self.assertEqual(res["stdout"], "200\n", res)
+            finally:
+                self.client.end_session(session["id"])
+        else:
+            with self.assertRaises(RunhostError) as cm:
+                executor.run_python_code(code="1", network=["api.example.org"])
+            self.assertEqual((cm.exception.status, cm.exception.code), (403, "network_not_allowed"))
+        with self.assertRaises(RunhostError) as cm:
+            self.client.run("python", code="1", network=["169.254.169.254"])
+        self.assertEqual((cm.exception.status, cm.exception.code), (400, "invalid_network"))
 
     def test_timeout_flag(self):
         res = self.client.run("shell", code="echo before; sleep 20; echo after", timeout_ms=1000)

@@ -265,7 +265,7 @@ func (e *Executor) buildOnce(ctx context.Context, b executor.Build, ref string) 
 		// share its network namespace, where init forwards the proxy's
 		// port, and get the proxy variables as build arguments; BuildKit
 		// itself never gets them, so it fetches nothing.
-		if err := e.egressOnly(ctx, &s); err != nil {
+		if err := e.viaEgress(ctx, &s, e.egress.cfg.Allow); err != nil {
 			return executor.BuiltImage{}, err
 		}
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/runhost/runhost/internal/egress"
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/executor/depcache"
 	"github.com/runhost/runhost/internal/executor/frames"
@@ -152,7 +153,7 @@ func newExecutor(eng engine, cfg Config) *Executor {
 		deps:     depcache.New(volumeStore{eng}, cfg.DepsCacheEntries, cfg.DepsCacheBytes, log),
 		builds:   newBuildCache(cfg.BuildCacheEntries, cfg.BuildCacheBytes),
 		builder:  newBuilder(eng, cfg.BuilderImage, cfg.BasesCacheBytes, log),
-		egress:   &egressProxy{cfg: cfg.Egress},
+		egress:   &egressProxy{cfg: cfg.Egress, secret: egress.NewSecret()},
 		user:     cmp.Or(cfg.User, "1000:1000"),
 	}
 	return e
@@ -245,6 +246,11 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 	if ws := job.Workspace; ws != nil {
 		run.mounts = append(run.mounts, bindMount(*ws))
 	}
+	if job.Network != nil {
+		if err := e.withNetwork(ctx, &run); err != nil {
+			return executor.Result{}, err
+		}
+	}
 	res, err := e.runStep(ctx, run)
 	if errors.Is(err, errNotReady) {
 		// A cache volume from an earlier host whose install never finished.
@@ -258,7 +264,16 @@ func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, 
 		e.deps.MarkVerified(job.Install.Key)
 	}
 	res.Stage, res.Install = executor.StageRun, info
-	return res, nil
+	return withNetworkLog(job, res), nil
+}
+
+// withNetworkLog gives a granted run's result a network log even when
+// init could not report one (it died): the run had a grant.
+func withNetworkLog(job executor.Job, res executor.Result) executor.Result {
+	if job.Network != nil && res.Network == nil {
+		res.Network = &executor.NetworkLog{Contacted: []string{}, Refused: []string{}}
+	}
+	return res
 }
 
 // bindMount mounts a workspace session directory read-write.
@@ -276,8 +291,8 @@ type step struct {
 	mounts    []mount.Mount // besides the tmpfs and the init volume
 	readyFile string        // init creates it when the command succeeds
 	mustExist []string      // checked after create; a notReady error when one is missing
-	// forwardSocket, when set, makes init forward proxyListen to it.
-	forwardSocket string
+	// forward, when set, makes init forward proxyListen to the proxy.
+	forward *initproc.Forward
 	// syncRemove removes the container before runStep returns (an install
 	// step's volume is removed right after it).
 	syncRemove bool
@@ -841,9 +856,7 @@ func encodeFrame(s step) ([]byte, error) {
 		h.Session = s.session
 		h.Hold = s.hold
 		h.Capped = s.capped
-		if s.forwardSocket != "" {
-			h.Forward = &initproc.Forward{Listen: proxyListen, Socket: s.forwardSocket}
-		}
+		h.Forward = s.forward
 	})
 }
 

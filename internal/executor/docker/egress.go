@@ -2,8 +2,10 @@ package docker
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/runhost/runhost/internal/egress"
 	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/executor/helperimage"
+	"github.com/runhost/runhost/internal/initproc"
 )
 
 // LabelEgress marks the egress proxy's container and volume.
@@ -44,49 +47,89 @@ const (
 	proxyListen      = "127.0.0.1:3128"
 )
 
-// EgressConfig configures the allow-list proxy install steps go through.
+// EgressConfig configures the allow-list proxy install steps, granted
+// builds and granted runs go through.
 type EgressConfig struct {
 	Binary  []byte   // the static runhost-egress program
 	Network string   // the Docker network the proxy joins to reach the outside
-	Allow   []string // allowed hosts
+	Allow   []string // hosts install steps and granted builds may reach
 	CIDRs   []string // private ranges that may be reached
 }
 
-// egressProxy is one proxy container per host process, started on first use.
+// egressProxy is one proxy container per host process, started on first
+// use. It knows no hosts of its own: every connection carries a token
+// (egress.Sign) naming what its container may reach, signed with the
+// secret this host made at start and gave only to the proxy.
 type egressProxy struct {
-	cfg EgressConfig
+	cfg    EgressConfig
+	secret []byte
 
 	mu        sync.Mutex
 	volume    string
 	container string
 }
 
-// proxyEnv is what an install step needs to use the proxy.
+// tokenMargin is how long a token outlives its container's timeout: the
+// backstop's grace, an install's copy, a slow start.
+const tokenMargin = 2 * time.Minute
+
+// proxyEnv is what a container needs to use the proxy.
 var proxyEnv = executor.ProxyEnv(proxyListen)
 
-// withEgress wires an install step to the proxy: no network of its own, the
-// proxy's socket directory mounted read-only (connecting to a socket needs
-// no write access to its filesystem; renaming, removing or binding beside it
-// does), init forwarding loopback to it, proxy variables set.
+// runProxyEnv is proxyEnv for a granted run: Node reads the proxy
+// variables too when NODE_USE_ENV_PROXY is set (Node 22.21 and 24 on;
+// older versions ignore it and need an agent).
+var runProxyEnv = append(slices.Clone(proxyEnv), "NODE_USE_ENV_PROXY=1")
+
+// withEgress wires an install step to the proxy for the install hosts
+// (RUNHOST_EGRESS_ALLOW), with the proxy variables set.
 func (e *Executor) withEgress(ctx context.Context, s *step) error {
-	if err := e.egressOnly(ctx, s); err != nil {
+	if err := e.viaEgress(ctx, s, e.egress.cfg.Allow); err != nil {
 		return err
 	}
 	s.Env = executor.MergeEnv(s.Env, proxyEnv)
 	return nil
 }
 
-// egressOnly is withEgress without the proxy variables: a builder passes
-// them to its RUN steps alone, so BuildKit itself never uses the proxy.
-func (e *Executor) egressOnly(ctx context.Context, s *step) error {
+// viaEgress wires a step to the proxy for hosts: no network of its own,
+// the proxy's socket directory mounted read-only (connecting to a socket
+// needs no write access to its filesystem; renaming, removing or binding
+// beside it does), and init forwarding loopback to it with a token for
+// hosts that expires with the step. A builder passes the proxy variables
+// to its RUN steps alone, so BuildKit itself never uses the proxy.
+func (e *Executor) viaEgress(ctx context.Context, s *step, hosts []string) error {
 	vol, err := e.ensureEgress(ctx)
 	if err != nil {
 		return err
 	}
 	s.network = ""
 	s.mounts = append(s.mounts, mount.Mount{Type: mount.TypeVolume, Source: vol, Target: egressDirInstall, ReadOnly: true, VolumeOptions: &mount.VolumeOptions{NoCopy: true}})
-	s.forwardSocket = egressDirInstall + "/" + egressSocket
+	s.forward = &initproc.Forward{
+		Listen: proxyListen,
+		Socket: egressDirInstall + "/" + egressSocket,
+		Token:  e.egressToken(s.ID, hosts, s.Limits.Timeout),
+	}
 	return nil
+}
+
+// withNetwork wires a granted run (or session) to the proxy for its
+// hosts, with the host's CA bundle and the proxy variables.
+func (e *Executor) withNetwork(ctx context.Context, s *step) error {
+	n := s.Network
+	if err := e.viaEgress(ctx, s, n.Allow); err != nil {
+		return err
+	}
+	if len(n.CA) > 0 {
+		s.forward.CA, s.forward.CAFile = string(n.CA), executor.NetworkCAFile
+	}
+	s.Env = executor.MergeEnv(s.Env, runProxyEnv)
+	return nil
+}
+
+// egressToken is the token for a container that may reach hosts for
+// timeout (and a margin).
+func (e *Executor) egressToken(id string, hosts []string, timeout time.Duration) string {
+	return egress.Sign(e.egress.secret, egress.Claims{Run: id, Hosts: hosts, Expires: time.Now().Add(timeout + tokenMargin).Unix()})
 }
 
 // ensureEgress starts the proxy if it is not running, or replaces it when
@@ -131,8 +174,9 @@ func (e *Executor) ensureEgress(ctx context.Context) (string, error) {
 	socket := egressDirProxy + "/" + egressSocket
 	id, err := createContainer(ctx, e.engine, &container.Config{
 		Image: img,
-		Cmd: []string{"/egress", "-socket", socket,
-			"-allow", strings.Join(p.cfg.Allow, ","), "-allow-cidrs", strings.Join(p.cfg.CIDRs, ",")},
+		Cmd:   []string{"/egress", "-socket", socket, "-allow-cidrs", strings.Join(p.cfg.CIDRs, ",")},
+		// The proxy takes the secret from its environment and drops it.
+		Env:    []string{egress.SecretEnv + "=" + hex.EncodeToString(p.secret)},
 		User:   proxyUser,
 		Labels: labels,
 		Healthcheck: &container.HealthConfig{
@@ -170,7 +214,7 @@ func (e *Executor) ensureEgress(ctx context.Context) (string, error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	p.container = id
-	e.log.Info("egress proxy started", "container", id[:12], "network", p.cfg.Network, "allow", p.cfg.Allow)
+	e.log.Info("egress proxy started", "container", id[:12], "network", p.cfg.Network, "install_allow", p.cfg.Allow)
 	return p.volume, nil
 }
 

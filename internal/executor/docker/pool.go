@@ -39,7 +39,7 @@ func (e *Executor) PoolStats() PoolStats { return e.pool.Stats() }
 
 // takePooled returns a started container for job, or nil.
 func (e *Executor) takePooled(job executor.Job) *started {
-	if job.Install != nil || job.Workspace != nil {
+	if job.Install != nil || job.Workspace != nil || job.Network != nil {
 		return nil
 	}
 	c, ok := e.pool.Take(warmpool.KeyOf(job.Image, job.OCIRuntime, job.Limits))

@@ -23,6 +23,13 @@ func (e *Executor) StartSession(ctx context.Context, job executor.Job) (executor
 	if ws := job.Workspace; ws != nil {
 		s.mounts = append(s.mounts, bindMount(*ws))
 	}
+	if job.Network != nil {
+		// The forward starts with the session's first run and serves all
+		// of them; its token lasts the session's lifetime.
+		if err := e.withNetwork(ctx, &s); err != nil {
+			return nil, err
+		}
+	}
 	c, err := e.start(ctx, s)
 	if err != nil {
 		if c != nil {
@@ -37,9 +44,28 @@ func (e *Executor) StartSession(ctx context.Context, job executor.Job) (executor
 		_, err := stdcopy.StdCopy(pw, io.Discard, c.stream.Reader)
 		pw.CloseWithError(err)
 	}()
-	return frames.NewSession(c.stream.Conn, framed, func() {
+	sess := frames.NewSession(c.stream.Conn, framed, func() {
 		c.stream.Close()
 		c.cancel()
 		e.removeAsync(c.id)
-	}), nil
+	})
+	if s.forward == nil {
+		return sess, nil
+	}
+	sess.Forward(s.forward)
+	return networkSession{sess}, nil
+}
+
+// networkSession is a granted session: every run gets the proxy
+// variables and a network log.
+type networkSession struct{ *frames.Session }
+
+func (s networkSession) Run(ctx context.Context, job executor.Job) (executor.Result, error) {
+	job.Env = executor.MergeEnv(job.Env, runProxyEnv)
+	res, err := s.Session.Run(ctx, job)
+	if err != nil {
+		return res, err
+	}
+	job.Network = &executor.Network{}
+	return withNetworkLog(job, res), nil
 }

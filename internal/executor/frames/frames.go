@@ -153,7 +153,15 @@ func result(ex initproc.Exit, stdout, stderr *output.Capped) executor.Result {
 		StdoutTruncated: stdout.Truncated(),
 		StderrTruncated: stderr.Truncated(),
 		OutputLimited:   ex.OutputLimitExceeded,
+		Network:         networkLog(ex.Network),
 	}
+}
+
+func networkLog(n *initproc.NetworkLog) *executor.NetworkLog {
+	if n == nil {
+		return nil
+	}
+	return &executor.NetworkLog{Contacted: n.Contacted, Refused: n.Refused, Failed: n.Failed}
 }
 
 func cellError(e *initproc.CellError) *executor.CellError {

@@ -25,6 +25,10 @@ type Session struct {
 	mu     sync.Mutex    // one run at a time
 	closed chan struct{}
 	once   sync.Once
+	// forward goes in the first run's header: init starts it with the
+	// session and keeps it for every run.
+	forward *initproc.Forward
+	started bool
 }
 
 type rawFrame struct {
@@ -64,7 +68,12 @@ func (s *Session) Run(ctx context.Context, job executor.Job) (executor.Result, e
 		return executor.Result{}, executor.ErrSessionGone
 	default:
 	}
-	frame, err := Encode(job, func(h *initproc.Header) { h.Session = true })
+	frame, err := Encode(job, func(h *initproc.Header) {
+		h.Session = true
+		if !s.started {
+			h.Forward = s.forward
+		}
+	})
 	if err != nil {
 		return executor.Result{}, err
 	}
@@ -72,6 +81,7 @@ func (s *Session) Run(ctx context.Context, job executor.Job) (executor.Result, e
 		s.Close()
 		return executor.Result{}, fmt.Errorf("%w: %v", executor.ErrSessionGone, err)
 	}
+	s.started = true
 	stdout, stderr := output.NewCapped(job.Limits.OutputBytes), output.NewCapped(job.Limits.OutputBytes)
 	var results []executor.RichResult
 	backstop := time.NewTimer(job.Limits.Timeout + 5*time.Second)
@@ -146,6 +156,10 @@ func (s *Session) cancel(cause error) error {
 		}
 	}
 }
+
+// Forward makes the session's container forward to the egress proxy
+// (init starts f with the first run). Call it before the first Run.
+func (s *Session) Forward(f *initproc.Forward) { s.forward = f }
 
 // Close ends the session and removes its container. It is safe to call
 // more than once.

@@ -16,11 +16,17 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/runhost/runhost/internal/egress"
+	"github.com/runhost/runhost/internal/executor"
 )
 
 // LabelEgress marks the egress proxy's pod; the install NetworkPolicy lets
 // install pods reach pods with this label, and nothing else.
 const LabelEgress = "runhost.egress"
+
+// ErrNoRunNetwork: on Kubernetes only install pods reach the proxy (the
+// NetworkPolicy lets nothing else in); network grants for runs are refused
+// at start-up, and a run job with a network here is this error.
+var ErrNoRunNetwork = fmt.Errorf("%w: network for runs (egress grants) is not available on Kubernetes; only dependency installs reach the egress proxy", executor.ErrUnsupported)
 
 // egressPort is where the proxy pod listens.
 const egressPort = 3128

@@ -204,6 +204,9 @@ func normalise(ref string) string {
 // lives at most job.Limits.Timeout (the session's lifetime) and is deleted
 // when the session ends.
 func (e *Executor) StartSession(ctx context.Context, job executor.Job) (executor.Session, error) {
+	if job.Network != nil {
+		return nil, ErrNoRunNetwork
+	}
 	name, a, err := e.startAttached(ctx, job)
 	if err != nil {
 		return nil, err
@@ -243,6 +246,9 @@ func (e *Executor) startAttached(ctx context.Context, job executor.Job) (string,
 // always deletes the pod afterwards. An install step, if any, comes first
 // (or from the cache) and its output is mounted read-only.
 func (e *Executor) Run(ctx context.Context, job executor.Job) (executor.Result, error) {
+	if job.Network != nil {
+		return executor.Result{}, ErrNoRunNetwork
+	}
 	var mounts []claimMount
 	var info *executor.StepInfo
 	if job.Install != nil {
