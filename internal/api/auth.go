@@ -77,8 +77,11 @@ func caller(c echo.Context) auth.Identity {
 }
 
 // keyID is the name of the caller's key ("anonymous" without keys).
-func keyID(c echo.Context) string {
-	if id := caller(c); id.Name != "" {
+func keyID(c echo.Context) string { return keyOf(caller(c)) }
+
+// keyOf is the name of id's key ("anonymous" without keys).
+func keyOf(id auth.Identity) string {
+	if id.Name != "" {
 		return id.Name
 	}
 	return auth.AnonymousName

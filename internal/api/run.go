@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/labstack/echo/v4"
 
 	"github.com/runhost/runhost/internal/executor"
@@ -192,14 +193,19 @@ func (s *Server) answer(c echo.Context, req runner.Request, release func(), run 
 // audit writes one line per run request: who, what, with which limits,
 // and how it ended. It never contains the code or the key, only a hash.
 func (s *Server) audit(c echo.Context, req runner.Request, res runner.Result, err error, d time.Duration) {
+	s.auditRun(s.requestLog(c), keyID(c), req, res, err, d)
+}
+
+// auditRun writes the audit line of a run to log, for the key named key.
+func (s *Server) auditRun(log hclog.Logger, key string, req runner.Request, res runner.Result, err error, d time.Duration) {
 	outcome := outcomeOf(res, err)
 	runtime := res.Runtime
 	if runtime == "" {
 		runtime = req.Runtime
 	}
 	s.cfg.Metrics.Run(runtime, outcome, d)
-	s.requestLog(c).Info("audit",
-		"key", keyID(c),
+	log.Info("audit",
+		"key", key,
 		"run_id", res.RunID,
 		"runtime", runtime,
 		"version", res.Version,
@@ -406,7 +412,7 @@ func toRunnerRequest(runtime string, req RunRequest) (runner.Request, error) {
 	}
 	files := make([]shared.File, 0, len(req.Files))
 	for i, f := range req.Files {
-		content, err := decodeContent(f)
+		content, err := runner.DecodeContent(f.Content, f.Encoding)
 		if err != nil {
 			return runner.Request{}, badRequest("bad_encoding", fmt.Sprintf("files[%d] (%s): %v", i, f.Path, err))
 		}
@@ -441,19 +447,4 @@ func toRunnerRequest(runtime string, req RunRequest) (runner.Request, error) {
 		return runner.Request{}, err
 	}
 	return out, nil
-}
-
-func decodeContent(f File) ([]byte, error) {
-	switch f.Encoding {
-	case "", "utf8", "utf-8":
-		return []byte(f.Content), nil
-	case "base64":
-		b, err := base64.StdEncoding.DecodeString(f.Content)
-		if err != nil {
-			return nil, fmt.Errorf("invalid base64: %w", err)
-		}
-		return b, nil
-	default:
-		return nil, fmt.Errorf("unknown encoding %q (want utf8 or base64)", f.Encoding)
-	}
 }

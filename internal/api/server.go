@@ -112,6 +112,7 @@ func New(cfg Config, run *runner.Runner, reg *registry.Registry, ws *workspace.S
 	e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
 	s.workspaceRoutes()
 	s.sessionRoutes()
+	s.mcpRoute()
 	e.GET("/openapi.json", echo.WrapHandler(openapi.Handler()))
 	e.GET("/", echo.WrapHandler(playground.Handler()))
 	e.GET("/playground/*", echo.WrapHandler(http.StripPrefix("/playground", playground.Handler())))

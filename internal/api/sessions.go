@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/runhost/runhost/internal/auth"
 	"github.com/runhost/runhost/internal/policy"
 	"github.com/runhost/runhost/internal/runner"
 	"github.com/runhost/runhost/internal/sessions"
@@ -17,6 +18,7 @@ import (
 type SessionRequest struct {
 	Runtime   string  `json:"runtime"`
 	Version   string  `json:"version,omitempty"`
+	Mode      string  `json:"mode,omitempty"` // "plain" (the default)
 	Workspace string  `json:"workspace,omitempty"`
 	TTLS      int64   `json:"ttl_s,omitempty"` // idle time before it is removed
 	MemoryMB  int64   `json:"memory_mb,omitempty"`
@@ -43,8 +45,18 @@ func (s *Server) createSession(c echo.Context) error {
 	if err := s.decode(c, &req); err != nil {
 		return err
 	}
+	info, err := s.startSession(c.Request().Context(), caller(c), req)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, info)
+}
+
+// startSession starts a session for id: POST /sessions, and MCP's
+// create_session, whose arguments are this body.
+func (s *Server) startSession(ctx context.Context, id auth.Identity, req SessionRequest) (sessions.Info, error) {
 	spec := runner.SessionSpec{
-		Caller:    caller(c),
+		Caller:    id,
 		Runtime:   req.Runtime,
 		Version:   req.Version,
 		Workspace: req.Workspace,
@@ -52,22 +64,20 @@ func (s *Server) createSession(c echo.Context) error {
 		Network:   networkRequest(req.Network),
 	}
 	if err := spec.Validate(); err != nil {
-		return err
+		return sessions.Info{}, err
+	}
+	if req.Mode != "" && req.Mode != "plain" {
+		return sessions.Info{}, runner.Invalid("invalid_request", "mode %q: this host serves plain sessions", req.Mode)
 	}
 	if req.TTLS < 0 || req.TTLS > maxTTLS {
-		return &policy.LimitError{Field: "ttl_s", Msg: fmt.Sprintf("%d is out of range", req.TTLS)}
+		return sessions.Info{}, &policy.LimitError{Field: "ttl_s", Msg: fmt.Sprintf("%d is out of range", req.TTLS)}
 	}
-	release, err := s.cfg.Admission.Acquire(c.Request().Context(), keyID(c))
+	release, err := s.cfg.Admission.Acquire(ctx, keyOf(id))
 	if err != nil {
-		return err
+		return sessions.Info{}, err
 	}
-	defer release()
-	info, err := s.sessions.Create(c.Request().Context(), keyID(c), spec, time.Duration(req.TTLS)*time.Second)
-	release() // the session is made: its answer is written without the slot
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusCreated, info)
+	defer release() // the session is made: its answer is written without the slot
+	return s.sessions.Create(ctx, keyOf(id), spec, time.Duration(req.TTLS)*time.Second)
 }
 
 // SessionList is the answer of GET /sessions: the caller's sessions.

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"encoding/base64"
 	"fmt"
 	"io"
 	"math"
@@ -226,4 +227,21 @@ func checkVars(field string, vars map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// DecodeContent is a file's bytes from its content and encoding as the
+// native API and MCP carry them: "utf8" (the default, also "utf-8") or
+// "base64".
+func DecodeContent(content, encoding string) ([]byte, error) {
+	switch encoding {
+	case "", "utf8", "utf-8":
+		return []byte(content), nil
+	case "base64":
+		b, err := base64.StdEncoding.DecodeString(content)
+		if err != nil {
+			return nil, fmt.Errorf("invalid base64: %w", err)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("unknown encoding %q (want utf8 or base64)", encoding)
 }

@@ -140,7 +140,7 @@ for (const fd of [3, 4]) {
   try { fs.writeSync(fd, Buffer.from([0, 0, 0, 2, 123, 125])); console.log(fd, 'open', fs.readlinkSync('/proc/self/fd/' + fd)) }
   catch (e) { console.log(fd, 'refused', e.code) }
 }`, output("3 refused EBADF\n4 refused EBADF\n", "")},
-	{"a child process inherits no protocol descriptor", "require('child_process').execFileSync('sh', ['-c', 'ls /proc/$$/fd | sort | tr \"\\\\n\" \" \"']).toString()", ok("'0 1 2 '")},
+	{"a child process inherits no protocol descriptor", "require('child_process').execFileSync('sh', ['-c', 'ls /proc/$$/fd']).toString().split('\\n').filter(Boolean).join(' ')", ok("'0 1 2'")},
 	{"errors in callbacks after the cell do not end the driver", "setTimeout(() => { throw new Error('background') }, 1); Promise.reject(new Error('nobody awaits')); 1", ok("1")},
 	{"the driver goes on", "await new Promise((r) => setTimeout(r, 20)); x", ok("40")},
 	{"require resolves from the working directory", "require('fs').writeFileSync('mod.js', 'module.exports = 7'); require('./mod.js')", ok("7")},

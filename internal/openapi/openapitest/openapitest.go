@@ -26,9 +26,11 @@ func Load(ctx context.Context) (*openapi3.T, error) {
 }
 
 // Undocumented reports whether path is one of the pages the host serves
-// beside its API (the playground), which the document leaves out.
+// beside its API (the playground), or MCP's JSON-RPC endpoint (described in
+// docs/mcp.md: the protocol's own schema, not an HTTP API's), which the
+// document leaves out.
 func Undocumented(path string) bool {
-	return path == "/" || strings.HasPrefix(path, "/playground/")
+	return path == "/" || path == "/mcp" || strings.HasPrefix(path, "/playground/")
 }
 
 // Unchecked reports whether traffic to path is not checked against the
