@@ -23,7 +23,7 @@ func (s *Server) mcpRoute() {
 		Workspaces: s.workspaces,
 		Admission:  s.cfg.Admission,
 		StartSession: func(ctx context.Context, id auth.Identity, a mcp.SessionArgs) (sessions.Info, error) {
-			return s.startSession(ctx, id, SessionRequest(a))
+			return s.startSession(ctx, id, SessionRequest{Runtime: a.Runtime, Version: a.Version, Mode: a.Mode, Workspace: a.Workspace, TTLS: a.TTLS, MemoryMB: a.MemoryMB, CPUs: a.CPUs})
 		},
 		MaxBodyBytes: s.cfg.MaxBodyBytes,
 		Code:         statusOf,
