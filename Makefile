@@ -40,10 +40,11 @@ build:
 engine:
 	@scripts/ensure-engine.sh
 
-## images: build the runtime images and the builder image (Dockerfile builds) the engine lacks (offline when no registry answers)
+## images: build the runtime images and the builder image (Dockerfile builds) the engine lacks (offline when no registry answers); pull the seed's images where a registry answers
 images: engine
 	@images/images.sh
 	@GO=$(GO) scripts/builder-image.sh >/dev/null
+	@scripts/seed-images.sh
 
 ## examples: the out-of-tree example plugins (own Go modules) into bin/examples/, and their images
 examples: engine
@@ -58,9 +59,14 @@ examples: engine
 test-examples:
 	@for p in $(EXAMPLES); do (cd examples/plugins/$$p && $(GO) vet ./... && $(GO) test -count=1 ./...) || exit 1; done
 
-## run: everything needed, then the host on RUNHOST_ADDR (default 127.0.0.1:8080)
+# The workspace `make run` serves: ./workspace of the checkout (the seed's
+# host directory), created by the host at start; RUNHOST_WORKSPACE_ROOT=off
+# (or another directory) in the environment wins. A bare bin/host serves none.
+RUNHOST_WORKSPACE_ROOT ?= $(CURDIR)/workspace
+
+## run: everything needed, then the host on RUNHOST_ADDR (default 127.0.0.1:8080), serving the workspace ./workspace
 run: engine build images
-	./$(BIN)/host
+	RUNHOST_WORKSPACE_ROOT='$(RUNHOST_WORKSPACE_ROOT)' ./$(BIN)/host
 
 ## selftest: every runtime version's self-test against the real images
 selftest: engine build images

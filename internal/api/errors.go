@@ -99,8 +99,6 @@ func statusOf(err error) (int, string) {
 		return http.StatusBadRequest, "is_a_directory"
 	case errors.Is(err, workspace.ErrNotDir):
 		return http.StatusBadRequest, "not_a_directory"
-	case errors.Is(err, workspace.ErrExists):
-		return http.StatusConflict, "would_overwrite"
 	case errors.Is(err, workspace.ErrNotFound):
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, workspace.ErrQuota):
@@ -139,6 +137,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusServiceUnavailable, "no_capacity"
 	case errors.Is(err, executor.ErrEngineUnavailable):
 		return http.StatusServiceUnavailable, "engine_unavailable"
+	case errors.Is(err, policy.ErrImageNotFound):
+		return http.StatusNotFound, "image_not_found"
 	case errors.Is(err, executor.ErrImageMissing):
 		return http.StatusServiceUnavailable, "image_missing"
 	case errors.Is(err, outbox.ErrClientGone), errors.Is(err, context.Canceled):

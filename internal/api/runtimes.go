@@ -18,6 +18,9 @@ type Runtime struct {
 	Versions     []Version           `json:"versions"`
 	Capabilities []shared.Capability `json:"capabilities"`
 	Plugin       PluginRef           `json:"plugin"`
+	// ImageAliases (runtimes that take an image or a Dockerfile): image
+	// names and the images this host runs for them (RUNHOST_IMAGE_ALIASES).
+	ImageAliases map[string]string `json:"image_aliases,omitempty"`
 }
 
 // PluginRef is the plugin process serving a runtime.
@@ -53,6 +56,7 @@ func runtimeJSON(info runner.RuntimeInfo) Runtime {
 		Description:  info.Description.Description,
 		Capabilities: nonNil(info.Capabilities),
 		Versions:     []Version{},
+		ImageAliases: info.ImageAliases,
 		Plugin: PluginRef{
 			Path: info.Plugin.Path, SHA256: info.Plugin.Checksum, Protocol: info.Plugin.Protocol,
 			State: string(info.Plugin.State), Reason: info.Plugin.Reason,

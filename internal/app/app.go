@@ -186,6 +186,13 @@ func newApp(ctx context.Context, cfg config.Config, log hclog.Logger, files []st
 	if hasPool {
 		pooled.SetPool(poolTargets(cfg.Pool.Targets, reg, pol, log), cfg.Pool.MemoryBytes)
 	}
+	if root := cfg.Workspace.Root; root != "" {
+		if err := workspace.PrepareRoot(root); err != nil {
+			reg.Close()
+			_ = exec.Close()
+			return nil, fmt.Errorf("RUNHOST_WORKSPACE_ROOT=%s is not a usable workspace root (fix it, or turn workspaces off with RUNHOST_WORKSPACE_ROOT=off): %w", root, err)
+		}
+	}
 	uid, gid := int(cfg.Policy.RunUser.UID), int(cfg.Policy.RunUser.GID)
 	sfs, err := sessionFS(ctx, cfg, uid, gid, log.Named("workspace"))
 	if err != nil {
@@ -368,6 +375,7 @@ func PolicyConfig(cfg config.Config) (policy.Config, error) {
 		User:           cfg.Policy.RunUser.String(),
 
 		AllowedImages:       cfg.Policy.AllowedImages,
+		ImageAliases:        cfg.Policy.ImageAliases,
 		InternalImages:      internalImages(cfg.Kubernetes),
 		AllowInstallNetwork: in.AllowNetwork,
 		InstallTimeout:      in.Timeout,

@@ -1,13 +1,18 @@
 package app
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/runhost/runhost/internal/config"
+	"github.com/runhost/runhost/internal/executor/fakeexec"
 	"github.com/runhost/runhost/internal/policy"
 )
 
@@ -59,5 +64,44 @@ func TestPolicyConfigFromSettings(t *testing.T) {
 		if !reflect.DeepEqual(tt.got, tt.want) {
 			t.Errorf("%s = %#v, want %#v", tt.name, tt.got, tt.want)
 		}
+	}
+}
+
+// A workspace root the host cannot use stops the start with an error that
+// names the setting; a missing one is created.
+func TestWorkspaceRootAtStart(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := func(root string) error {
+		cfg, err := config.FromEnv([]string{
+			"RUNHOST_PLUGIN_DIR=" + t.TempDir(), "RUNHOST_SELFTEST_ON_START=false", "RUNHOST_POOL=off",
+			"RUNHOST_WORKSPACE_ROOT=" + root, "RUNHOST_WORKSPACE_QUOTA_MODE=off",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := NewWithExecutor(context.Background(), cfg, hclog.NewNullLogger(), fakeexec.New())
+		if err == nil {
+			a.Close()
+		}
+		return err
+	}
+	for _, root := range []string{file, filepath.Join(file, "below")} {
+		if err := start(root); err == nil || !strings.Contains(err.Error(), "RUNHOST_WORKSPACE_ROOT="+root) || !strings.Contains(err.Error(), "RUNHOST_WORKSPACE_ROOT=off") {
+			t.Errorf("root %s: %v; want a start-up error naming the setting", root, err)
+		}
+	}
+	fresh := filepath.Join(dir, "new", "workspace")
+	if err := start(fresh); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(fresh); err != nil || !fi.IsDir() {
+		t.Errorf("the workspace root was not created: %v", err)
+	}
+	if entries, _ := os.ReadDir(fresh); len(entries) != 0 {
+		t.Errorf("the write check left %v behind", entries)
 	}
 }

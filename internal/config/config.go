@@ -24,6 +24,7 @@ import (
 
 	"github.com/runhost/runhost/internal/egress"
 	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/imageref"
 )
 
 // Config is the host's whole configuration, grouped by what it configures.
@@ -100,6 +101,9 @@ type Policy struct {
 	// Images a request may name (custom-image runtimes); empty means the
 	// runtimes' own images.
 	AllowedImages []string
+	// ImageAliases map image names requests use to local images
+	// (RUNHOST_IMAGE_ALIASES).
+	ImageAliases map[string]string
 
 	RunUser executor.User // never root (executor.ParseUser)
 
@@ -116,6 +120,7 @@ type Installs struct {
 	PipIndexURL  *url.URL // nil: pip's default
 	NpmRegistry  *url.URL // nil: npm's default
 	CABundle     []byte   // PEM given to install steps and builds; nil for none
+	CABundleFile string   // where CABundle was read from: RUNHOST_CA_BUNDLE, or the machine's bundle
 	Timeout      time.Duration
 	MemoryBytes  int64
 	DiskBytes    int64 // the install's output directory, a tmpfs
@@ -270,6 +275,7 @@ var computed = map[string]string{
 	"RUNHOST_MAX_RUNS":     "4 per core, at most ¾ of memory / RUNHOST_DEFAULT_MEMORY_MB",
 	"DIND_WORKSPACE_PATH":  "`/workspaces` with `DIND_ENABLED`, else `RUNHOST_WORKSPACE_ROOT`",
 	"RUNHOST_MAX_CPUS":     "number of cores",
+	"RUNHOST_CA_BUNDLE":    "the machine's: the first of " + "`" + strings.Join(MachineCABundles, "`, `") + "`" + " that exists",
 	"RUNHOST_INIT_PATH":    "`runhost-init` next to the host binary",
 	"DOCKER_HOST":          "the local engine's unix socket",
 }
@@ -321,14 +327,14 @@ func settings() []Setting {
 		{"RUNHOST_RUN_EGRESS_DEFAULT", "false", "host without keys: every run gets RUNHOST_RUN_EGRESS_ALLOW without asking (a key's `egress-default`), so clients with no `network` parameter reach those hosts", boolean(func(c *Config) *bool { return &c.Egress.RunDefault })},
 		{"RUNHOST_PIP_INDEX_URL", "", "package index for pip installs (pip's default, PyPI, when empty)", httpURL(func(c *Config) **url.URL { return &c.Installs.PipIndexURL })},
 		{"RUNHOST_NPM_REGISTRY", "", "registry for npm installs (npm's default when empty)", httpURL(func(c *Config) **url.URL { return &c.Installs.NpmRegistry })},
-		{"RUNHOST_CA_BUNDLE", "", "PEM bundle trusted by install steps and builds, for TLS-intercepting proxies (e.g. `/etc/ssl/certs/ca-certificates.crt`)", file(func(c *Config) *[]byte { return &c.Installs.CABundle })},
+		{"RUNHOST_CA_BUNDLE", "", "PEM bundle install steps and builds trust (so a TLS-intercepting proxy the machine trusts works for them too); `none`: only the images' own CAs", caBundle},
 		{"RUNHOST_INSTALL_TIMEOUT_MS", "300000", "wall-clock timeout of one dependency install", millis(func(c *Config) *time.Duration { return &c.Installs.Timeout })},
 		{"RUNHOST_INSTALL_MEMORY_MB", "1024", "memory limit of a dependency install", mebibytes(func(c *Config) *int64 { return &c.Installs.MemoryBytes })},
 		{"RUNHOST_INSTALL_DISK_MB", "512", "size of the filesystem a dependency install writes its output to (a tmpfs counted against RUNHOST_INSTALL_MEMORY_MB); an install that needs more fails and nothing is cached", mebibytes(func(c *Config) *int64 { return &c.Installs.DiskBytes })},
 		{"RUNHOST_DEPS_CACHE_ENTRIES", "100", "installed dependency sets kept (least recently used go first)", integer(func(c *Config) *int { return &c.Installs.CacheEntries })},
 		{"RUNHOST_DEPS_CACHE_MB", "4096", "bytes of installed dependencies kept", mebibytes(func(c *Config) *int64 { return &c.Installs.CacheBytes })},
 		{"RUNHOST_POLICY", "", "host policy file (JSON, strict) granting each plugin its images, networks and maximum limits; see docs/writing-plugins.md", str(func(c *Config) *string { return &c.Policy.File })},
-		{"RUNHOST_ALLOWED_IMAGES", "", "comma-separated image patterns (`*` matches anything) a request may name with `image` or in a Dockerfile (FROM, COPY --from, RUN --mount from=); empty means the runtimes' own images; image IDs and runhost's own images (runhost/build, runhost/egress, ...) are refused whatever it says", list(func(c *Config) *[]string { return &c.Policy.AllowedImages })},
+		{"RUNHOST_ALLOWED_IMAGES", "", "comma-separated image patterns (`*` matches anything) a request may name with `image` or in a Dockerfile (FROM, COPY --from, RUN --mount from=); empty means the runtimes' own images and the seed's (`python:3.11-slim`, `node:20-alpine`, `ubuntu:22.04`; `make images` pulls them where a registry answers); image IDs and runhost's own images (runhost/build, runhost/egress, ...) are refused whatever it says", list(func(c *Config) *[]string { return &c.Policy.AllowedImages })},
 		{"RUNHOST_BUILD_TIMEOUT_MS", "300000", "wall-clock timeout of one Dockerfile build", millis(func(c *Config) *time.Duration { return &c.Builds.Timeout })},
 		{"RUNHOST_BUILD_MEMORY_MB", "2048", "memory limit of a build: BuildKit and every RUN step together (RUNHOST_BUILD_DISK_MB comes on top)", mebibytes(func(c *Config) *int64 { return &c.Builds.MemoryBytes })},
 		{"RUNHOST_BUILD_NETWORK", "false", "host without keys: whether RUN steps of a Dockerfile build reach the network, only through the egress proxy (RUNHOST_EGRESS_ALLOW); without it they have no network at all. With keys, the keys file grants it per key (`build-egress`) and this must stay false", boolean(func(c *Config) *bool { return &c.Builds.Network })},
@@ -384,12 +390,13 @@ func settings() []Setting {
 		{"RUNHOST_K8S_BUILDER_IMAGE", "", "the builder image of build pods as the nodes pull it; empty: RUNHOST_BUILDER_IMAGE", str(func(c *Config) *string { return &c.Kubernetes.BuilderImage })},
 		{"RUNHOST_K8S_BUILDER_SECCOMP", "runhost-builder.json", "seccomp profile of build pods: a Localhost profile installed on every node (`deploy/kubernetes/seccomp`), or `Unconfined`", str(func(c *Config) *string { return &c.Kubernetes.BuilderSeccomp })},
 		{"RUNHOST_K8S_BUILDKIT_CONFIG", "", "buildkitd.toml file for every build (registry mirrors, plain-HTTP registries); empty: the builder image's", file(func(c *Config) *[]byte { return &c.Kubernetes.BuildkitConfig })},
-		{"RUNHOST_WORKSPACE_ROOT", "", "where this host sees the shared workspace volume (the seed's `/app/workspace`); empty disables workspaces", str(func(c *Config) *string { return &c.Workspace.Root })},
+		{"RUNHOST_WORKSPACE_ROOT", "off", "where this host sees the shared workspace (the seed's `/app/workspace`), created at start if missing; the host refuses to start when it cannot write there; `off` (or empty) disables workspaces. A bare `bin/host` creates no directory of its own: `make run` passes `./workspace` of the checkout, the compose files `/app/workspace` (the machine's `./workspace`)", workspaceRoot},
 		{"DIND_WORKSPACE_PATH", "", "where the engine sees the same volume; bind sources use it, never a host path", str(func(c *Config) *string { return &c.Workspace.DaemonDir })},
 		{"RUNHOST_WORKSPACE_QUOTA_MB", "1024", "bytes one workspace session may hold (files API uploads are refused above it; runs get ENOSPC when the quota mode is `fs`)", mebibytes(func(c *Config) *int64 { return &c.Workspace.QuotaBytes })},
 		{"RUNHOST_WORKSPACE_QUOTA_MODE", "auto", "`fs`: every workspace session is a loop-mounted ext4 filesystem of RUNHOST_WORKSPACE_QUOTA_MB, so the quota holds while runs write (needs root, loop devices and an engine that sees the host's mounts); `off`: only the files API checks the quota; `auto`: `fs` when the host can mount and the engine shares its filesystem (DIND_WORKSPACE_PATH equals RUNHOST_WORKSPACE_ROOT), else `off` with a warning", oneOf(func(c *Config) *string { return &c.Workspace.QuotaMode }, "auto", "fs", "off")},
 		{"RUNHOST_WORKSPACE_EXEC", "false", "runs may execute files of their workspace; otherwise a session filesystem is mounted `noexec` (always `nosuid,nodev`)", boolean(func(c *Config) *bool { return &c.Workspace.Exec })},
 		{"RUNHOST_WORKSPACE_FILE_BYTES", "10485760", "largest file the files API accepts in one upload", integer(func(c *Config) *int64 { return &c.Workspace.FileBytes })},
+		{"RUNHOST_IMAGE_ALIASES", "", "comma-separated `name=image`: the image this host runs for a name a request (`image`) or a Dockerfile names, e.g. `python:3.11-slim=runhost/python:3.11,node:20-alpine=runhost/node:20` where no registry answers; resolved before the allow-list, which then judges the target; listed in `GET /runtimes`", imageAliases},
 		{"DIND_ENABLED", "false", "the engine is a Docker-in-Docker daemon: `DOCKER_HOST` must then use TLS (`tcp://...:2376` with `DOCKER_TLS_VERIFY=1`)", boolean(func(c *Config) *bool { return &c.Engine.DindEnabled })},
 		{"RUNHOST_ALLOW_INSECURE_DOCKER", "false", "start even though `DIND_ENABLED=true` and `DOCKER_HOST` is plain TCP (anyone who reaches the port owns the daemon)", boolean(func(c *Config) *bool { return &c.Engine.AllowInsecureDocker })},
 		{"DOCKER_BUILDKIT", "", "read by the Docker CLI (code-server's terminal); runhost's own builds never use the engine's builder: they run BuildKit in a builder container (RUNHOST_BUILDER_IMAGE)", nil},
@@ -477,6 +484,17 @@ func (c *Config) fillComputedDefaults() {
 	if len(c.Egress.Allow) == 0 {
 		c.Egress.Allow = indexHosts(c.Installs.PipIndexURL, "pypi.org", "files.pythonhosted.org")
 		c.Egress.Allow = append(c.Egress.Allow, indexHosts(c.Installs.NpmRegistry, "registry.npmjs.org")...)
+	}
+	if c.Installs.CABundleFile == "" {
+		for _, f := range MachineCABundles {
+			if b, err := os.ReadFile(f); err == nil {
+				c.Installs.CABundle, c.Installs.CABundleFile = b, f
+				break
+			}
+		}
+	}
+	if c.Installs.CABundleFile == "none" {
+		c.Installs.CABundleFile = ""
 	}
 	if c.Egress.Path == "" {
 		if exe, err := os.Executable(); err == nil {
@@ -821,6 +839,44 @@ func file(field func(*Config) *[]byte) setter {
 		*field(c) = b
 		return nil
 	}
+}
+
+// MachineCABundles are where Linux distributions keep the machine's CA
+// bundle (Debian and Alpine, Fedora and RHEL, others), in the order
+// RUNHOST_CA_BUNDLE's default tries them.
+var MachineCABundles = []string{"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"}
+
+// caBundle reads RUNHOST_CA_BUNDLE: a PEM file, or none.
+func caBundle(c *Config, v string) error {
+	c.Installs.CABundleFile = v
+	if v == "none" {
+		return nil
+	}
+	return file(func(c *Config) *[]byte { return &c.Installs.CABundle })(c, v)
+}
+
+// imageAliases reads RUNHOST_IMAGE_ALIASES: name=image pairs, both image
+// names (never IDs).
+func imageAliases(c *Config, v string) error {
+	if err := pairs(func(c *Config) *map[string]string { return &c.Policy.ImageAliases }, "name=image")(c, v); err != nil {
+		return err
+	}
+	for name, target := range c.Policy.ImageAliases {
+		for _, ref := range []string{name, target} {
+			if _, err := imageref.Parse(ref); err != nil {
+				return fmt.Errorf("%s=%s: %w", name, target, err)
+			}
+		}
+	}
+	return nil
+}
+
+// workspaceRoot reads RUNHOST_WORKSPACE_ROOT: a directory, or off.
+func workspaceRoot(c *Config, v string) error {
+	if v != "off" {
+		c.Workspace.Root = v
+	}
+	return nil
 }
 
 func runUser(c *Config, v string) error {

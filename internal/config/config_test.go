@@ -79,6 +79,7 @@ func TestTypedValues(t *testing.T) {
 	c, err := FromEnv([]string{
 		"RUNHOST_POOL=python=2, python:3.13=1,shell=0",
 		"RUNHOST_OCI_RUNTIMES=python=runsc, shell=runc",
+		"RUNHOST_IMAGE_ALIASES=python:3.11-slim=runhost/python:3.11, node:20-alpine=runhost/node:20",
 		"RUNHOST_RUN_USER=1001:1002",
 		"RUNHOST_EGRESS_ALLOW_CIDRS=10.0.0.0/8,fd00::/8",
 		"RUNHOST_PIP_INDEX_URL=http://index:8000/simple",
@@ -99,6 +100,7 @@ func TestTypedValues(t *testing.T) {
 	}{
 		{"Pool.Targets", c.Pool.Targets, []PoolTarget{{"python", "", 2}, {"python", "3.13", 1}, {"shell", "", 0}}},
 		{"Policy.OCIRuntimes", c.Policy.OCIRuntimes, map[string]string{"python": "runsc", "shell": "runc"}},
+		{"Policy.ImageAliases", c.Policy.ImageAliases, map[string]string{"python:3.11-slim": "runhost/python:3.11", "node:20-alpine": "runhost/node:20"}},
 		{"Policy.RunUser", c.Policy.RunUser, executor.User{UID: 1001, GID: 1002}},
 		{"Egress.CIDRs", c.Egress.CIDRs, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}},
 		{"Egress.CIDRStrings", c.Egress.CIDRStrings(), []string{"10.0.0.0/8", "fd00::/8"}},
@@ -173,6 +175,7 @@ var (
 		"RUNHOST_BUILD_CACHE_ENTRIES":         {"-1", "abc", "0"},
 		"RUNHOST_BUILD_CACHE_MB":              {"-1", "abc", "0"},
 		"RUNHOST_OCI_RUNTIMES":                {"python", "=runsc", "python=", "python=runsc,python=runc"},
+		"RUNHOST_IMAGE_ALIASES":               {"python:3.11-slim", "=runhost/python:3.11", "python:3.11-slim=", "a:1=b:1,a:1=c:1", "python:3.11-slim=0123456789ab", "Bad Name=runhost/python:3.11"},
 		"RUNHOST_SESSION_IDLE_TTL_S":          {"-1", "abc", "99999999999999999"},
 		"RUNHOST_SESSION_MAX_LIFETIME_S":      {"-1", "abc"},
 		"RUNHOST_SESSIONS_PER_KEY":            {"-1", "abc"},
@@ -332,6 +335,53 @@ func TestDindNeedsTLS(t *testing.T) {
 	c, _ := FromEnv([]string{"RUNHOST_WORKSPACE_ROOT=/srv/ws"})
 	if c.Workspace.DaemonDir != "/srv/ws" {
 		t.Errorf("with a local engine the daemon sees the workspace where the host does; got %q", c.Workspace.DaemonDir)
+	}
+}
+
+// A bare host serves no workspace and creates no directory; `off` turns a
+// configured one off (the compose files and make run set one).
+func TestWorkspaceRootOff(t *testing.T) {
+	for _, env := range [][]string{nil, {"RUNHOST_WORKSPACE_ROOT="}, {"RUNHOST_WORKSPACE_ROOT=off"}} {
+		c, err := FromEnv(env)
+		if err != nil || c.Workspace.Root != "" {
+			t.Errorf("%v: root %q, %v; want no workspace", env, c.Workspace.Root, err)
+		}
+	}
+	if c, err := FromEnv([]string{"RUNHOST_WORKSPACE_ROOT=/srv/ws"}); err != nil || c.Workspace.Root != "/srv/ws" {
+		t.Errorf("root %q, %v", c.Workspace.Root, err)
+	}
+}
+
+// Installs trust what the machine trusts unless told otherwise: the
+// first of the distributions' bundles that exists, RUNHOST_CA_BUNDLE's
+// file, or none.
+func TestCABundle(t *testing.T) {
+	var machine string
+	for _, f := range MachineCABundles {
+		if _, err := os.Stat(f); err == nil {
+			machine = f
+			break
+		}
+	}
+	if machine == "" {
+		t.Fatalf("this machine has none of %v", MachineCABundles)
+	}
+	own := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(own, []byte("PEM"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ env, wantFile string }{
+		{"", machine},
+		{own, own},
+		{"none", ""},
+	} {
+		c, err := FromEnv([]string{"RUNHOST_CA_BUNDLE=" + tc.env})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Installs.CABundleFile != tc.wantFile || (tc.wantFile == "") != (len(c.Installs.CABundle) == 0) {
+			t.Errorf("RUNHOST_CA_BUNDLE=%q: file %q (%d bytes), want %q", tc.env, c.Installs.CABundleFile, len(c.Installs.CABundle), tc.wantFile)
+		}
 	}
 }
 

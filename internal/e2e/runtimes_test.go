@@ -256,7 +256,9 @@ func builtImages(t *testing.T, h *host) int {
 }
 
 // TestRealNpmRegistry installs a real package from the npm registry through
-// this machine's TLS-intercepting proxy. It needs the registry: it is
+// this machine's TLS-intercepting proxy, on the default settings: installs
+// trust the machine's CA bundle. With RUNHOST_CA_BUNDLE=none the install
+// fails and says which setting fixes it. It needs the registry: it is
 // skipped where the registry does not answer.
 func TestRealNpmRegistry(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -267,11 +269,19 @@ func TestRealNpmRegistry(t *testing.T) {
 		t.Skipf("needs the npm registry, which does not answer here: %v", err)
 	}
 	resp.Body.Close()
-	h := startHost(t, "RUNHOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt")
+	h := startHost(t)
 	res := h.run("node", map[string]any{"code": "console.log(require('is-number')(5))", "packages": []string{"is-number@7.0.0"}})
 	if res.Stage != "run" || res.Stdout != "true\n" {
 		t.Fatalf("%+v", res)
 	}
+	t.Logf("install and run on the defaults: %d ms", res.DurationMS)
+
+	h = startHost(t, "RUNHOST_CA_BUNDLE=none")
+	res = h.run("node", map[string]any{"code": "console.log(require('is-number')(5))", "packages": []string{"is-number@7.0.0"}})
+	if res.Stage != "install" || !strings.Contains(res.Stderr, "RUNHOST_CA_BUNDLE") {
+		t.Fatalf("without the machine's CAs behind a re-signing proxy: %+v", res)
+	}
+	t.Logf("failed install without the machine's CAs: %d ms", res.DurationMS)
 }
 
 func TestCachesEvictLeastRecentlyUsed(t *testing.T) {

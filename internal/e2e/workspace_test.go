@@ -82,7 +82,7 @@ func TestRunsShareTheWorkspace(t *testing.T) {
 	for _, f := range list.Files {
 		paths = append(paths, f.Path+":"+f.Type)
 	}
-	if got := strings.Join(paths, " "); got != "proj:dir proj/data:dir proj/data/in.txt:file proj/main.py:file proj/main.sh:file proj/out.txt:file" {
+	if got := strings.Join(paths, " "); got != "proj:dir proj/data:dir proj/data/in.txt:file proj/main.py:file proj/out.txt:file" {
 		t.Errorf("list = %s", got)
 	}
 	// A directory lists like the session, its paths still from the session.
@@ -229,6 +229,43 @@ func TestSymlinksPlantedByARun(t *testing.T) {
 	}
 }
 
+// TestCodeRunsTwiceInAWorkspaceDirectory: an agent running code in its
+// project directory twice gets two results, and the directory holds only
+// what the programs wrote (no main.py, no main.js); a module sent beside
+// the code is imported from the code's directory.
+func TestCodeRunsTwiceInAWorkspaceDirectory(t *testing.T) {
+	h, root := startWorkspaceHost(t)
+	for i, code := range []string{"open('a.txt', 'w').write('first')\nprint('one')", "print(open('a.txt').read(), 'two')"} {
+		res := h.run("python", map[string]any{"workspace": "agent/project", "code": code})
+		if res.ExitCode != 0 || res.Stdout != []string{"one\n", "first two\n"}[i] {
+			t.Fatalf("run %d: %+v", i+1, res)
+		}
+	}
+	res := h.run("node", map[string]any{"workspace": "agent/project", "code": "console.log(require('fs').readFileSync('a.txt', 'utf8'))"})
+	if res.ExitCode != 0 || res.Stdout != "first\n" {
+		t.Fatalf("node: %+v", res)
+	}
+	res = h.run("python", map[string]any{
+		"workspace": "agent/project",
+		"code":      "import helper\nprint(helper.x)",
+		"files":     []map[string]string{{"path": "helper.py", "content": "x = 42"}},
+	})
+	if res.ExitCode != 0 || res.Stdout != "42\n" {
+		t.Fatalf("code with a module sent beside it: %+v", res)
+	}
+	entries, err := os.ReadDir(filepath.Join(root, "agent", "project"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if got := strings.Join(names, " "); got != "a.txt helper.py" {
+		t.Errorf("the workspace directory holds %q; want only what the programs wrote and the file sent", got)
+	}
+}
+
 func TestBuildFromAWorkspaceContext(t *testing.T) {
 	requireBuilder(t)
 	h, _ := startWorkspaceHost(t)
@@ -242,20 +279,26 @@ func TestBuildFromAWorkspaceContext(t *testing.T) {
 	}
 }
 
+// TestCodeNeverOverwritesWorkspaceFiles: the file made from code lives in
+// the run's private directory, so a user's own file of the same name stays
+// as it was; files sent explicitly are still written where asked.
 func TestCodeNeverOverwritesWorkspaceFiles(t *testing.T) {
 	h, root := startWorkspaceHost(t)
 	h.put("/workspaces/keep/files/main.sh", "echo the user's own script")
-	status, body := h.post("/runtimes/shell/run", map[string]any{"workspace": "keep", "code": "echo hi"})
-	if status != 409 || decodeError(t, body).Error.Code != "would_overwrite" {
-		t.Fatalf("code over an existing main.sh: %d %s", status, body)
+	res := h.run("shell", map[string]any{"workspace": "keep", "code": "echo hi; pwd; cat main.sh"})
+	if res.Stdout != "hi\n/workspaces/keep\necho the user's own script" {
+		t.Fatalf("code beside an existing main.sh: %+v", res)
 	}
 	if b, _ := os.ReadFile(filepath.Join(root, "keep", "main.sh")); string(b) != "echo the user's own script" {
 		t.Fatalf("the user's file changed: %q", b)
 	}
 	// Sent explicitly as a file, it is the caller's decision to replace it.
-	res := h.run("shell", map[string]any{"workspace": "keep", "files": []map[string]string{{"path": "main.sh", "content": "echo replaced"}}})
+	res = h.run("shell", map[string]any{"workspace": "keep", "files": []map[string]string{{"path": "main.sh", "content": "echo replaced"}}})
 	if res.Stdout != "replaced\n" {
 		t.Fatalf("%+v", res)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "keep", "main.sh")); string(b) != "echo replaced" {
+		t.Fatalf("the sent file was not written where asked: %q", b)
 	}
 	if status, body := h.put("/workspaces/keep/files/main.sh/child", "x"); status != 400 || decodeError(t, body).Error.Code != "not_a_directory" {
 		t.Errorf("PUT below a file: %d %s", status, body)

@@ -5,6 +5,7 @@
 package executor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -74,6 +75,10 @@ type Job struct {
 	// FilesDir is where Files go: RunDir, or the root of the workspace
 	// mount. Empty means RunDir.
 	FilesDir string
+	// RunFiles are placed under RunDir when FilesDir is elsewhere (a
+	// workspace): the program as the plugin planned it, so that what the
+	// plugin made (the file made from code) never lands in the workspace.
+	RunFiles []File
 	// Workspace, when set, bind-mounts a session directory of the shared
 	// workspace read-write.
 	Workspace *Mount
@@ -404,7 +409,34 @@ func InstallFailure(res Result, inst *Install) *Result {
 		res.Stderr = append(res.Stderr, fmt.Sprintf("\nrunhost: the install's output directory %s filled its %d MB filesystem (RUNHOST_INSTALL_DISK_MB); nothing was cached\n",
 			inst.OutputDir, inst.DiskBytes>>20)...)
 	}
+	if certificateFailure(res.Stdout) || certificateFailure(res.Stderr) {
+		res.Stderr = append(res.Stderr, "\nrunhost: the install did not trust a server's TLS certificate; where a proxy re-signs TLS, "+
+			"point RUNHOST_CA_BUNDLE at a PEM bundle holding its CA (by default the host gives installs the machine's own bundle; RUNHOST_CA_BUNDLE=none gives none)\n"...)
+	}
 	return &res
+}
+
+// certificateFailures are how pip (OpenSSL, Python's ssl) and npm (Node's
+// TLS) report a certificate they do not trust.
+var certificateFailures = []string{
+	"CERTIFICATE_VERIFY_FAILED",
+	"certificate verify failed",
+	"self-signed certificate",
+	"self signed certificate",
+	"SELF_SIGNED_CERT_IN_CHAIN",
+	"DEPTH_ZERO_SELF_SIGNED_CERT",
+	"UNABLE_TO_GET_ISSUER_CERT",
+	"unable to get local issuer certificate",
+	"UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+}
+
+func certificateFailure(out []byte) bool {
+	for _, s := range certificateFailures {
+		if bytes.Contains(out, []byte(s)) {
+			return true
+		}
+	}
+	return false
 }
 
 // ProxyEnv is what an install step needs to reach the network through the

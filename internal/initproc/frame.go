@@ -184,6 +184,10 @@ type NetworkLog struct {
 type FileHeader struct {
 	Path string `json:"path"`
 	Size int64  `json:"size"`
+	// Dir, when set, is the directory Path is under instead of the
+	// header's Dir: an absolute clean path (a workspace run's plugin-made
+	// files go to the private run directory, the caller's to the workspace).
+	Dir string `json:"dir,omitempty"`
 }
 
 // WriteFrame writes the frame for h and contents (one per h.Files entry).

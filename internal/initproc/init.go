@@ -507,14 +507,39 @@ func placeFiles(h Header, r io.Reader) error {
 	if !filepath.IsAbs(h.WorkDir) || filepath.Clean(h.WorkDir) != h.WorkDir {
 		return fmt.Errorf("working directory %q is not an absolute clean path", h.WorkDir)
 	}
-	root, err := os.OpenRoot(h.Dir)
+	roots := map[string]*os.Root{}
+	defer func() {
+		for _, r := range roots {
+			r.Close()
+		}
+	}()
+	open := func(dir string) (*os.Root, error) {
+		if r, ok := roots[dir]; ok {
+			return r, nil
+		}
+		if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
+			return nil, fmt.Errorf("directory %q is not an absolute clean path", dir)
+		}
+		r, err := os.OpenRoot(dir)
+		if err != nil {
+			return nil, err
+		}
+		roots[dir] = r
+		return r, nil
+	}
+	root, err := open(h.Dir)
 	if err != nil {
 		return err
 	}
-	defer root.Close()
 	for _, f := range h.Files {
 		if err := pathguard.Check(f.Path); err != nil {
 			return err
+		}
+		root := root
+		if f.Dir != "" {
+			if root, err = open(f.Dir); err != nil {
+				return err
+			}
 		}
 		if err := mkdirAll(root, filepath.Dir(f.Path)); err != nil {
 			return err
@@ -536,7 +561,7 @@ func placeFiles(h Header, r io.Reader) error {
 	// A working directory in the run directory is created; one elsewhere
 	// (an image's WORKDIR) must exist already.
 	if rel, err := filepath.Rel(h.Dir, h.WorkDir); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
-		if err := mkdirAll(root, rel); err != nil {
+		if err := mkdirAll(roots[h.Dir], rel); err != nil {
 			return err
 		}
 	}

@@ -75,6 +75,30 @@ func TestPlaceFiles(t *testing.T) {
 	}
 }
 
+// TestPlaceFilesInTheirOwnDirectory: a file with its own Dir (a workspace
+// run's plugin-made file, in the private run directory) goes there, the
+// others under the header's Dir (the workspace).
+func TestPlaceFilesInTheirOwnDirectory(t *testing.T) {
+	ws, run := t.TempDir(), t.TempDir()
+	h := Header{Dir: ws, WorkDir: filepath.Join(ws, "proj"), Command: []string{"x"},
+		Files: []FileHeader{{Path: "proj/sent.txt", Size: 2}, {Path: "main.py", Size: 3, Dir: run}}}
+	if err := placeFiles(h, strings.NewReader("abcde")); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{filepath.Join(ws, "proj/sent.txt"): "ab", filepath.Join(run, "main.py"): "cde"} {
+		if got, err := os.ReadFile(path); err != nil || string(got) != want {
+			t.Errorf("%s = %q, %v; want %q", path, got, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(ws, "main.py")); !os.IsNotExist(err) {
+		t.Errorf("the run directory's file is in the workspace too: %v", err)
+	}
+	h.Files = []FileHeader{{Path: "x", Size: 1, Dir: run + "/../other"}}
+	if err := placeFiles(h, strings.NewReader("x")); err == nil || !strings.Contains(err.Error(), "not an absolute clean path") {
+		t.Errorf("a file directory that is not clean: %v", err)
+	}
+}
+
 func TestPlaceFilesRefuses(t *testing.T) {
 	outside := t.TempDir()
 	tests := []struct {

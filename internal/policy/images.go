@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -50,9 +51,15 @@ func (p *Policy) isInternal(r imageref.Ref) bool {
 	return false
 }
 
+// SeedImages are the images the seed's users pre-pull and name: the
+// default allow-list accepts them besides the runtimes' own (`make images`
+// pulls them where a registry answers; RUNHOST_IMAGE_ALIASES maps them to
+// local images where none does).
+var SeedImages = []string{"python:3.11-slim", "node:20-alpine", "ubuntu:22.04"}
+
 // allowedImages are the patterns images a request names must match for
 // runtime: the grant's custom_images, else RUNHOST_ALLOWED_IMAGES, else
-// every image the runtimes declare.
+// every image the runtimes declare and the seed's images.
 func (p *Policy) allowedImages(runtime string, declared []string) []string {
 	if g, ok := p.grantOf(runtime); ok && len(g.CustomImages) > 0 {
 		return g.CustomImages
@@ -60,7 +67,34 @@ func (p *Policy) allowedImages(runtime string, declared []string) []string {
 	if len(p.cfg.AllowedImages) > 0 {
 		return p.cfg.AllowedImages
 	}
-	return declared
+	out := slices.Clone(declared)
+	for _, img := range SeedImages {
+		if !slices.Contains(out, img) {
+			out = append(out, img)
+		}
+	}
+	return out
+}
+
+// ImageAliases are RUNHOST_IMAGE_ALIASES: image names and the images this
+// host runs for them.
+func (p *Policy) ImageAliases() map[string]string { return maps.Clone(p.cfg.ImageAliases) }
+
+// alias is the image the host runs for ref: its alias's target, or ref.
+// An alias matches the name as written or as the engine lists it
+// (docker.io/library/python:3.11-slim is python:3.11-slim).
+func (p *Policy) alias(ref string) string {
+	if t, ok := p.cfg.ImageAliases[ref]; ok {
+		return t
+	}
+	if r, err := imageref.Parse(ref); err == nil {
+		for _, name := range r.Names(ref) {
+			if t, ok := p.cfg.ImageAliases[name]; ok {
+				return t
+			}
+		}
+	}
+	return ref
 }
 
 // CheckImage decides whether a request of runtime may use the image ref
@@ -69,6 +103,13 @@ func (p *Policy) allowedImages(runtime string, declared []string) []string {
 // allow-list (as written, as the engine lists it, or fully qualified).
 func (p *Policy) CheckImage(runtime, ref string, declared []string) (imageref.Ref, error) {
 	allowed := p.allowedImages(runtime, declared)
+	if target := p.alias(ref); target != ref {
+		r, err := p.CheckImage(runtime, target, declared)
+		if err != nil {
+			return imageref.Ref{}, fmt.Errorf("%s is an alias (RUNHOST_IMAGE_ALIASES) of %s: %w", ref, target, err)
+		}
+		return r, nil
+	}
 	r, err := imageref.Parse(ref)
 	switch {
 	case errors.Is(err, imageref.ErrID):
@@ -87,12 +128,16 @@ func (p *Policy) CheckImage(runtime, ref string, declared []string) (imageref.Re
 }
 
 // resolve pins an allowed image: the exact image the engine has under
-// that name.
+// that name. An image the engine lacks is an error that lists the images
+// this host can run instead.
 func (p *Policy) resolve(in Input, r imageref.Ref) (executor.ImageInfo, error) {
 	if in.Resolve == nil {
 		return executor.ImageInfo{}, fmt.Errorf("policy: no image resolver for %s", r)
 	}
 	info, err := in.Resolve(r.String())
+	if errors.Is(err, executor.ErrImageMissing) {
+		return executor.ImageInfo{}, &ImageNotFoundError{Image: r.String(), Runnable: p.runnable(in), Err: err}
+	}
 	if err != nil {
 		return executor.ImageInfo{}, err
 	}
@@ -101,6 +146,25 @@ func (p *Policy) resolve(in Input, r imageref.Ref) (executor.ImageInfo, error) {
 	}
 	return info, nil
 }
+
+// ErrImageNotFound marks an allowed image a request names that the engine
+// does not have (404).
+var ErrImageNotFound = errors.New("image not found")
+
+// ImageNotFoundError is an allowed image the engine lacks, with the images
+// this host can run instead.
+type ImageNotFoundError struct {
+	Image    string
+	Runnable []string
+	Err      error // wraps executor.ErrImageMissing
+}
+
+func (e *ImageNotFoundError) Error() string {
+	return fmt.Sprintf("image %s is not on this host's engine (%v); images this host can run: %s (RUNHOST_IMAGE_ALIASES maps a name to one of them)",
+		e.Image, e.Err, strings.Join(e.Runnable, ", "))
+}
+func (e *ImageNotFoundError) Is(target error) bool { return target == ErrImageNotFound }
+func (e *ImageNotFoundError) Unwrap() error        { return e.Err }
 
 // BaseMissingError is a Dockerfile naming an allowed image the engine does
 // not have: a build-stage result, not an error of the host.
@@ -124,3 +188,30 @@ type NoCommandError struct{ Msg string }
 
 func (e *NoCommandError) Error() string        { return e.Msg }
 func (e *NoCommandError) Is(target error) bool { return target == ErrNoCommand }
+
+// runnable are the images a request of in.Runtime may name that the
+// engine has (patterns as they are), then the aliases.
+func (p *Policy) runnable(in Input) []string {
+	var out []string
+	for _, img := range p.allowedImages(in.Runtime, in.DeclaredImages) {
+		if strings.Contains(img, "*") {
+			out = append(out, img)
+			continue
+		}
+		if _, err := in.Resolve(img); err == nil {
+			out = append(out, img)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(p.cfg.ImageAliases)) {
+		target := p.cfg.ImageAliases[name]
+		if r, err := p.CheckImage(in.Runtime, target, in.DeclaredImages); err == nil {
+			if _, err := in.Resolve(r.String()); err == nil {
+				out = append(out, name+" (= "+target+")")
+			}
+		}
+	}
+	if len(out) == 0 {
+		return []string{"none"}
+	}
+	return out
+}

@@ -49,6 +49,10 @@ type Config struct {
 	// matches any run of characters). Empty: the images the runtimes
 	// declare.
 	AllowedImages []string
+	// ImageAliases map image names requests use to the images this host
+	// runs for them (RUNHOST_IMAGE_ALIASES): resolved before the
+	// allow-list, which then judges the target.
+	ImageAliases map[string]string
 	// InternalImages are more of runhost's own images (the configured
 	// helper images and build repositories), refused like
 	// internalRepositories.
@@ -104,6 +108,10 @@ type Input struct {
 	// WorkspaceSource where the engine sees that session (the bind source).
 	Workspace       *workspace.Ref
 	WorkspaceSource string
+	// Sent are the paths of the files the caller sent: in a workspace run
+	// only they are written to the workspace; what the plugin made (the
+	// file made from code) stays in the private run directory.
+	Sent []string
 	// Owner is the caller's key name: what the run caches (installed
 	// dependencies, built images) is keyed by it, so one key never finds
 	// another key's entry (no cross-tenant oracle, no poisoning).
@@ -250,17 +258,13 @@ func (p *Policy) Job(in Input) (executor.Job, error) {
 	}
 	workDir, filesDir := executor.RunDir, executor.RunDir
 	var mount *executor.Mount
+	var runFiles []executor.File
 	if ws := in.Workspace; ws != nil {
 		// The session is mounted (never anything below it: a run could swap
-		// a sub-directory for a symlink); files and the working directory
-		// are placed inside it.
+		// a sub-directory for a symlink); the working directory is inside it.
 		mount = &executor.Mount{Source: in.WorkspaceSource, Target: path.Join(workspace.MountPoint, ws.Session)}
 		filesDir, workDir = mount.Target, ws.InContainer()
-		if ws.Dir != "" {
-			for i := range files {
-				files[i].Path = ws.Dir + "/" + files[i].Path
-			}
-		}
+		files, runFiles, command = splitWorkspaceFiles(files, in.Sent, ws.Dir, command)
 	}
 	if in.Built != nil && in.Built.WorkingDir != "" && spec.WorkDir == "" && in.Workspace == nil {
 		workDir = path.Clean(in.Built.WorkingDir) // the Dockerfile's WORKDIR
@@ -296,14 +300,15 @@ func (p *Policy) Job(in Input) (executor.Job, error) {
 		}
 	}
 	return executor.Job{
-		ID:      in.RunID,
-		Image:   image,
-		Command: command,
-		Env:     env,
-		WorkDir: workDir,
-		Files:   files,
-		Stdin:   in.Stdin,
-		User:    p.cfg.User,
+		ID:       in.RunID,
+		Image:    image,
+		Command:  command,
+		Env:      env,
+		WorkDir:  workDir,
+		Files:    files,
+		RunFiles: runFiles,
+		Stdin:    in.Stdin,
+		User:     p.cfg.User,
 		Labels: map[string]string{
 			"runhost.run":     in.RunID,
 			"runhost.runtime": in.Runtime,
@@ -316,6 +321,38 @@ func (p *Policy) Job(in Input) (executor.Job, error) {
 		OCIRuntime: p.ociRuntime(in.Runtime),
 		Network:    network,
 	}, nil
+}
+
+// splitWorkspaceFiles places a workspace run's files: the ones the caller
+// sent go to the workspace directory dir, where asked; when the plugin made
+// files of its own (the main file made from code), the whole program goes
+// to the private run directory instead, so that what the plugin made never
+// litters (or replaces) the user's files, and the main file finds its
+// modules beside it. Arguments naming a plugin-made file by its relative
+// path then name it in the run directory: the working directory stays the
+// workspace directory.
+func splitWorkspaceFiles(files []executor.File, sent []string, dir string, command []string) (ws, run []executor.File, cmd []string) {
+	made := map[string]bool{}
+	for _, f := range files {
+		if slices.Contains(sent, f.Path) {
+			if dir != "" {
+				f.Path = dir + "/" + f.Path
+			}
+			ws = append(ws, f)
+		} else {
+			made[f.Path] = true
+		}
+	}
+	if len(made) == 0 {
+		return ws, nil, command
+	}
+	cmd = slices.Clone(command)
+	for i, a := range cmd {
+		if made[a] {
+			cmd[i] = executor.RunDir + "/" + a
+		}
+	}
+	return ws, files, cmd
 }
 
 // builtCommand is what a built image runs, as docker run does: the
@@ -383,6 +420,9 @@ func (p *Policy) image(in Input) (string, error) {
 		return "", err
 	}
 	info, err := p.resolve(in, r)
+	if errors.Is(err, ErrImageNotFound) {
+		return "", err // names the image already
+	}
 	if err != nil {
 		return "", fmt.Errorf("image %s: %w", spec.Image, err)
 	}
@@ -455,6 +495,14 @@ func (p *Policy) install(in Input, image string) (*executor.Install, error) {
 	for k, v := range spec.Env {
 		envMap[k] = v
 	}
+	// Few, short retries: a failure that retrying does not cure (a
+	// certificate the install does not trust, a host the proxy refuses)
+	// fails in seconds, not after pip's and npm's minute of retries.
+	for k, v := range installRetries {
+		if _, set := envMap[k]; !set {
+			envMap[k] = v
+		}
+	}
 	// The host's package sources win over anything the plugin set.
 	if c.PipIndexURL != "" {
 		envMap["PIP_INDEX_URL"] = c.PipIndexURL
@@ -508,6 +556,16 @@ func (p *Policy) install(in Input, image string) (*executor.Install, error) {
 	inst.Key = contentKey("install", in.Owner, in.Runtime, in.Version.Version, image, strings.Join(spec.Command, "\x00"),
 		strings.Join(env, "\x00"), spec.OutputDir, fmt.Sprint(egress), filesDigest(files))
 	return inst, nil
+}
+
+// installRetries are the package managers' retry settings of an install
+// step, unless the plugin set its own: one retry, soon.
+var installRetries = map[string]string{
+	"PIP_RETRIES":                       "1",
+	"PIP_TIMEOUT":                       "30",
+	"NPM_CONFIG_FETCH_RETRIES":          "1",
+	"NPM_CONFIG_FETCH_RETRY_MINTIMEOUT": "1000",
+	"NPM_CONFIG_FETCH_RETRY_MAXTIMEOUT": "3000",
 }
 
 // caFile is where an install step finds the host's CA bundle.

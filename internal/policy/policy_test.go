@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/runhost/runhost/internal/dockerfile"
 	"github.com/runhost/runhost/internal/executor"
+	"github.com/runhost/runhost/internal/workspace"
 	"github.com/runhost/runhost/shared"
 )
 
@@ -83,6 +85,57 @@ func TestJobDefaults(t *testing.T) {
 	}
 	if job.Labels["runhost.run"] != "r1" || job.Labels["runhost.runtime"] != "python" {
 		t.Errorf("labels = %v", job.Labels)
+	}
+}
+
+// TestWorkspaceFiles: in a workspace run the files the caller sent go to
+// the workspace directory; once the plugin made a file of its own, the
+// whole program is in the private run directory too and the command names
+// the plugin-made file there; the working directory stays the workspace's.
+func TestWorkspaceFiles(t *testing.T) {
+	ws := &workspace.Ref{Session: "s1", Dir: "proj"}
+	helper := shared.File{Path: "helper.py", Content: []byte("x = 1")}
+	tests := []struct {
+		name       string
+		files      []shared.File
+		sent       []string
+		wantFiles  []string // under FilesDir
+		wantRun    []string // under the run directory
+		wantCmdArg string
+	}{
+		{"code only", []shared.File{{Path: "main.py"}}, nil, nil, []string{"main.py"}, executor.RunDir + "/main.py"},
+		{"files only", []shared.File{{Path: "main.py"}, helper}, []string{"main.py", "helper.py"}, []string{"proj/main.py", "proj/helper.py"}, nil, "main.py"},
+		{"code and a module", []shared.File{{Path: "main.py"}, helper}, []string{"helper.py"}, []string{"proj/helper.py"}, []string{"main.py", "helper.py"}, executor.RunDir + "/main.py"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := New(testConfig())
+			job, err := p.Job(input(func(in *Input) {
+				in.Spec.Files = tt.files
+				in.Workspace, in.WorkspaceSource, in.Sent = ws, "/srv/ws/s1", tt.sent
+			}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			paths := func(fs []executor.File) (out []string) {
+				for _, f := range fs {
+					out = append(out, f.Path)
+				}
+				return out
+			}
+			if got := paths(job.Files); !slices.Equal(got, tt.wantFiles) {
+				t.Errorf("workspace files = %v, want %v", got, tt.wantFiles)
+			}
+			if got := paths(job.RunFiles); !slices.Equal(got, tt.wantRun) {
+				t.Errorf("run directory files = %v, want %v", got, tt.wantRun)
+			}
+			if job.Command[1] != tt.wantCmdArg {
+				t.Errorf("command = %v, want the file as %s", job.Command, tt.wantCmdArg)
+			}
+			if job.WorkDir != "/workspaces/s1/proj" || job.FilesDir != "/workspaces/s1" {
+				t.Errorf("work dir %s, files dir %s", job.WorkDir, job.FilesDir)
+			}
+		})
 	}
 }
 
@@ -176,6 +229,12 @@ func TestCustomImages(t *testing.T) {
 		{"pattern refuses", []string{"alpine:*"}, custom("runhost/node:20"), ErrImageNotAllowed},
 		{"no capability: a plugin fault", nil, func(in *Input) { in.Spec.Image = "alpine:3" }, ErrSpecRefused},
 		{"allowed but not on the engine", []string{"*"}, custom("alpine:4"), executor.ErrImageMissing},
+		{"a seed image by default, not on the engine", nil, custom("python:3.11-slim"), ErrImageNotFound},
+		{"a seed image, fully qualified", nil, custom("docker.io/library/ubuntu:22.04"), ErrImageNotFound},
+		{"an alias runs its target", nil, custom("node:20-alpine"), nil},
+		{"an alias, fully qualified", nil, custom("docker.io/library/node:20-alpine"), nil},
+		{"an alias's target is judged", []string{"node:20-alpine"}, custom("node:20-alpine"), ErrImageNotAllowed},
+		{"an alias to runhost's own image", []string{"*"}, custom("evil:1"), ErrImageNotAllowed},
 		// Never, whatever the allow-list says.
 		{"another tenant's built image", []string{"*"}, custom("runhost/build:other"), ErrImageNotAllowed},
 		{"built image, fully qualified", []string{"*"}, custom("docker.io/runhost/build:other"), ErrImageNotAllowed},
@@ -197,12 +256,16 @@ func TestCustomImages(t *testing.T) {
 			cfg := testConfig()
 			cfg.AllowedImages = tt.allowed
 			cfg.InternalImages = []string{"corp/k8s-init:1", "reg.example/tenant/builds"}
+			cfg.ImageAliases = map[string]string{"node:20-alpine": "runhost/node:20", "evil:1": "runhost/egress:1"}
 			job, err := New(cfg).Job(input(tt.mutate))
 			if !errors.Is(err, tt.err) && !(tt.err == nil && err == nil) {
 				t.Fatalf("got image %s: %v, want %v", job.Image, err, tt.err)
 			}
 			if err == nil && !strings.HasPrefix(job.Image, "sha256:") {
 				t.Errorf("the job runs %q, not the image the policy pinned", job.Image)
+			}
+			if errors.Is(err, ErrImageNotFound) && len(tt.allowed) == 0 && !strings.Contains(err.Error(), "images this host can run: runhost/python:3.11, runhost/node:20, node:20-alpine (= runhost/node:20) (") {
+				t.Errorf("the refusal must list the images this host can run: %v", err)
 			}
 			if errors.Is(err, ErrImageNotAllowed) && len(tt.allowed) == 0 && !strings.Contains(err.Error(), "RUNHOST_ALLOWED_IMAGES") {
 				t.Errorf("the refusal must name the setting: %v", err)

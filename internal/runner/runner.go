@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"path"
 	"slices"
 	"time"
 
@@ -126,11 +125,6 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if ws != nil {
-		if err := r.checkOverwrite(*ws, req.Files, spec.Files); err != nil {
-			return Result{}, err
-		}
-	}
 	id := newRunID()
 	in := policy.Input{
 		RunID:          id,
@@ -142,6 +136,7 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 		Stdin:          req.Stdin,
 		DeclaredImages: r.declaredImages(),
 		Workspace:      ws,
+		Sent:           sentPaths(req.Files),
 		Owner:          req.Caller.Name,
 		Resolve: func(ref string) (executor.ImageInfo, error) {
 			return r.executor.ResolveImage(ctx, ref)
@@ -189,28 +184,13 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	return out, nil
 }
 
-// checkOverwrite refuses a workspace run whose plugin-made files (the main
-// file made from code) would replace files already in the workspace: only
-// files the caller sent explicitly may overwrite.
-func (r *Runner) checkOverwrite(ws workspace.Ref, sent, planned []shared.File) error {
-	explicit := make(map[string]bool, len(sent))
-	for _, f := range sent {
-		explicit[f.Path] = true
+// sentPaths are the paths of the files the caller sent.
+func sentPaths(files []shared.File) []string {
+	out := make([]string, len(files))
+	for i, f := range files {
+		out[i] = f.Path
 	}
-	for _, f := range planned {
-		if explicit[f.Path] {
-			continue
-		}
-		p := path.Join(ws.Dir, f.Path)
-		exists, err := r.workspaces.Exists(ws, f.Path)
-		if err != nil {
-			return fmt.Errorf("workspace %s: %w", ws, err)
-		}
-		if exists {
-			return fmt.Errorf("%w: the run would write %s, which is already in workspace %s; send the program as files to overwrite it, or run in another directory", workspace.ErrExists, p, ws.Session)
-		}
-	}
-	return nil
+	return out
 }
 
 // contextFiles reads a build context from the workspace.
@@ -336,6 +316,9 @@ type RuntimeInfo struct {
 	Plugin    registry.FileReport       // the process serving it
 	Installed map[string]bool           // by version
 	SelfTests map[string]SelfTestResult // by version; absent until checked
+	// ImageAliases, for runtimes that take an image or a Dockerfile, are
+	// the image names this host maps to its own images.
+	ImageAliases map[string]string
 }
 
 // Runtimes lists every served runtime. Installed is false for versions whose
@@ -360,6 +343,9 @@ func (r *Runner) Runtime(ctx context.Context, name string) (RuntimeInfo, error) 
 func (r *Runner) info(ctx context.Context, p *registry.Plugin) RuntimeInfo {
 	d := p.Description()
 	info := RuntimeInfo{Description: d, Plugin: p.Report(), Installed: map[string]bool{}, SelfTests: map[string]SelfTestResult{}}
+	if slices.Contains(d.Capabilities, shared.CapCustomImage) || slices.Contains(d.Capabilities, shared.CapDockerfile) {
+		info.ImageAliases = r.policy.ImageAliases()
+	}
 	for _, v := range d.Versions {
 		if st, ok := r.selfTests.get(d.Name, v.Version); ok {
 			info.SelfTests[v.Version] = st

@@ -59,9 +59,6 @@ type SessionBase struct {
 	Network   []string     // hosts every run may reach through the egress proxy
 	Job       executor.Job // the container-level part of every run's job
 	Kernel    executor.Job // how the interpreter was started (interpreter mode)
-	// Written are workspace files earlier runs of the session made from
-	// code: later runs may replace them (and nothing else already there).
-	Written map[string]bool
 	// Interpreter: the session keeps an interpreter; runs are its cells.
 	Interpreter bool
 }
@@ -88,7 +85,7 @@ func (r *Runner) StartSession(ctx context.Context, spec SessionSpec) (executor.S
 	if err != nil {
 		return nil, SessionBase{}, err
 	}
-	base := SessionBase{Runtime: desc.Name, Version: version, Caps: desc.Capabilities, Limits: spec.Limits, Network: hosts, Written: map[string]bool{}}
+	base := SessionBase{Runtime: desc.Name, Version: version, Caps: desc.Capabilities, Limits: spec.Limits, Network: hosts}
 	var kernel shared.Spec
 	if spec.Mode == ModeInterpreter {
 		if kernel, err = r.planKernel(ctx, p, desc, version); err != nil {
@@ -306,18 +303,6 @@ func (r *Runner) runCell(ctx context.Context, sess executor.Session, base *Sessi
 // runSessionJob decides spec's job as a run's, with the session's
 // container, and runs it in the session; cell, when set, makes it a cell.
 func (r *Runner) runSessionJob(ctx context.Context, sess executor.Session, base *SessionBase, req Request, spec shared.Spec, limits policy.Requested, cell func(*executor.Job)) (Result, error) {
-	if ws := base.Workspace; ws != nil {
-		sent := append([]shared.File{}, req.Files...)
-		for p := range base.Written {
-			sent = append(sent, shared.File{Path: p})
-		}
-		if err := r.checkOverwrite(*ws, sent, spec.Files); err != nil {
-			return Result{}, err
-		}
-		for _, f := range spec.Files {
-			base.Written[f.Path] = true
-		}
-	}
 	id := newRunID()
 	job, err := r.policy.Job(policy.Input{
 		RunID:           id,
@@ -329,6 +314,7 @@ func (r *Runner) runSessionJob(ctx context.Context, sess executor.Session, base 
 		Stdin:           req.Stdin,
 		Workspace:       base.Workspace,
 		WorkspaceSource: base.Source,
+		Sent:            sentPaths(req.Files),
 		Network:         base.Network,
 	})
 	if err != nil {

@@ -24,6 +24,7 @@ package workspace
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path"
 	"strings"
 
@@ -45,7 +46,6 @@ var (
 	ErrTooLarge      = errors.New("file too large")
 	ErrQuota         = errors.New("session quota exceeded")
 	ErrNotDir        = errors.New("a path component is not a directory")
-	ErrExists        = errors.New("file exists")
 )
 
 // CheckSession reports whether id is a valid workspace name: 1 to 64
@@ -122,4 +122,20 @@ func CheckSessionPath(rel string) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %q is not a session directory (<name> or %s/<key>/<name>)", ErrBadSession, rel, TenantsDir)
+}
+
+// PrepareRoot makes the workspace root the operator named (a missing
+// directory is created, its parents too) and proves the host can write
+// there: a root the host cannot use fails the start, not the first run.
+func PrepareRoot(root string) error {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return fmt.Errorf("create it: %w", err)
+	}
+	f, err := os.CreateTemp(root, ".runhost-write-check-*")
+	if err != nil {
+		return fmt.Errorf("the host cannot write there: %w", err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
 }

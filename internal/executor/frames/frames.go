@@ -44,11 +44,16 @@ func Encode(job executor.Job, extra func(*initproc.Header)) ([]byte, error) {
 	if h.Session {
 		h.StdinSize = int64(len(job.Stdin))
 	}
-	contents := make([][]byte, len(job.Files))
+	contents := make([][]byte, 0, len(job.Files)+len(job.RunFiles))
 	size := 0
-	for i, f := range job.Files {
+	for _, f := range job.Files {
 		h.Files = append(h.Files, initproc.FileHeader{Path: f.Path})
-		contents[i] = f.Content
+		contents = append(contents, f.Content)
+		size += len(f.Content)
+	}
+	for _, f := range job.RunFiles {
+		h.Files = append(h.Files, initproc.FileHeader{Path: f.Path, Dir: executor.RunDir})
+		contents = append(contents, f.Content)
 		size += len(f.Content)
 	}
 	var buf bytes.Buffer
