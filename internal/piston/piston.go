@@ -84,11 +84,6 @@ type handler struct {
 	d Deps
 }
 
-// errorBody is Piston's error shape.
-type errorBody struct {
-	Message string `json:"message"`
-}
-
 func (h *handler) entries(ctx context.Context) []entry {
 	return catalog(h.d.Runner.Runtimes(ctx))
 }

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
@@ -130,18 +129,6 @@ func TestBuildError(t *testing.T) {
 	}
 }
 
-// inspectOnly is an engine that knows images by name and nothing else.
-type inspectOnly struct {
-	engine
-	ids map[string]string
-}
-
-func (f inspectOnly) ImageInspect(_ context.Context, ref string, _ ...client.ImageInspectOption) (image.InspectResponse, error) {
-	if id, ok := f.ids[ref]; ok {
-		return image.InspectResponse{ID: id}, nil
-	}
-	return image.InspectResponse{}, cerrdefs.ErrNotFound
-}
 
 func TestWithoutNoise(t *testing.T) {
 	log := "time=\"2026-11-29T09:34:56Z\" level=warning msg=\"failed check for fsverity support\" error=\"mkdir /.runhost-bases/x: read-only file system\"\n#1 [internal] load build definition\n#1 DONE 0.0s\n"
