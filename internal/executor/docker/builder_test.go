@@ -129,7 +129,6 @@ func TestBuildError(t *testing.T) {
 	}
 }
 
-
 func TestWithoutNoise(t *testing.T) {
 	log := "time=\"2026-11-29T09:34:56Z\" level=warning msg=\"failed check for fsverity support\" error=\"mkdir /.runhost-bases/x: read-only file system\"\n#1 [internal] load build definition\n#1 DONE 0.0s\n"
 	if got := string(withoutNoise([]byte(log))); got != "#1 [internal] load build definition\n#1 DONE 0.0s\n" {
