@@ -197,19 +197,22 @@ func TestMCPGoClient(t *testing.T) {
 			t.Errorf("write_file: %q", text)
 		}
 		ok(t, alice, "write_file", map[string]any{"workspace": "proj", "path": "chart.png", "content": base64.StdEncoding.EncodeToString(mcpPNG), "encoding": "base64"})
-		// (The session's run wrote main.py at the top: a run from code
-		// may not replace it, so this one runs in a sub-directory.)
+		// A run from code leaves no main.py in the workspace (the program
+		// lives in the run's private directory).
 		text := ok(t, alice, "run_code", map[string]any{"runtime": "python", "workspace": "proj/in", "code": "print(open('data.csv').read().splitlines()[1])"})
 		if !strings.Contains(text, "--- stdout ---\n1,2") {
 			t.Errorf("a run reads the written file: %q", text)
 		}
 		text = ok(t, alice, "list_files", map[string]any{"workspace": "proj"})
-		for _, want := range []string{"chart.png\tfile\t", "in/data.csv\tfile\t8", "in/main.py\tfile\t", "made.txt\tfile\t16", "main.py\tfile\t"} {
+		for _, want := range []string{"chart.png\tfile\t", "in/data.csv\tfile\t8", "made.txt\tfile\t16"} {
 			if !strings.Contains(text, want) {
 				t.Errorf("list_files: %q lacks %q", text, want)
 			}
 		}
-		if text := ok(t, alice, "list_files", map[string]any{"workspace": "proj", "dir": "in"}); !strings.HasPrefix(text, "in/data.csv\tfile\t8\nin/main.py\tfile\t") {
+		if strings.Contains(text, "main.py") {
+			t.Errorf("list_files: %q: code runs left their program in the workspace", text)
+		}
+		if text := ok(t, alice, "list_files", map[string]any{"workspace": "proj", "dir": "in"}); text != "in/data.csv\tfile\t8" {
 			t.Errorf("list_files in/: %q", text)
 		}
 		if text := ok(t, alice, "list_files", nil); text != "proj" {
