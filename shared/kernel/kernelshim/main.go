@@ -27,6 +27,8 @@ import (
 	"syscall"
 
 	"github.com/runhost/runhost/shared/kernel"
+
+	"github.com/runhost/runhost/shared/kernel/internal/shimframe"
 )
 
 type setup struct {
@@ -60,18 +62,6 @@ func (w *writer) frame(tag byte, payload []byte) error {
 	return w.w.Flush()
 }
 
-func readFrame(r io.Reader) (byte, []byte, error) {
-	var h [5]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return 0, nil, err
-	}
-	payload := make([]byte, binary.BigEndian.Uint32(h[1:]))
-	if _, err := io.ReadFull(r, payload); err != nil {
-		return 0, nil, err
-	}
-	return h[0], payload, nil
-}
-
 func main() {
 	out := &writer{w: bufio.NewWriterSize(os.Stdout, 64<<10)}
 	if err := run(os.Stdin, out); err != nil {
@@ -84,7 +74,7 @@ func run(stdin io.Reader, out *writer) error {
 	if err := out.frame('H', nil); err != nil {
 		return err
 	}
-	tag, payload, err := readFrame(stdin)
+	tag, payload, err := shimframe.Read(stdin)
 	if err != nil || tag != 'S' {
 		return fmt.Errorf("want the setup frame: tag %q, %v", tag, err)
 	}
@@ -131,7 +121,7 @@ func run(stdin io.Reader, out *writer) error {
 		// The test's frames: requests, interrupts, close.
 		defer reqW.Close()
 		for {
-			tag, payload, err := readFrame(stdin)
+			tag, payload, err := shimframe.Read(stdin)
 			if err != nil {
 				return
 			}

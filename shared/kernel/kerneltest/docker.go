@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/runhost/runhost/shared/kernel"
+
+	"github.com/runhost/runhost/shared/kernel/internal/shimframe"
 )
 
 // File is a file the shim writes before it starts the driver.
@@ -130,7 +132,7 @@ func StartDocker(t testing.TB, opts DockerOptions) *Driver {
 	r := bufio.NewReaderSize(stdout, 64<<10)
 	// Only after the hello may more bytes follow the shim's: head must not
 	// read past them.
-	if tag, payload, err := readFrame(r); err != nil || tag != 'H' {
+	if tag, payload, err := shimframe.Read(r); err != nil || tag != 'H' {
 		_ = cmd.Wait()
 		t.Fatalf("the shim did not start: tag %q %q, %v; docker: %s", tag, payload, err, dk.stderr.String())
 	}
@@ -151,7 +153,7 @@ func (dk *docker) read(r *bufio.Reader, d *Driver) {
 	var exit *Exit
 	var failure error
 	for {
-		tag, payload, err := readFrame(r)
+		tag, payload, err := shimframe.Read(r)
 		if err != nil {
 			if exit == nil && failure == nil {
 				failure = fmt.Errorf("the shim's stream ended: %v", err)
@@ -178,18 +180,6 @@ func (dk *docker) read(r *bufio.Reader, d *Driver) {
 		failure = fmt.Errorf("%w; docker: %s", failure, dk.stderr.String())
 	}
 	d.finish(exit, failure)
-}
-
-func readFrame(r io.Reader) (byte, []byte, error) {
-	var h [5]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return 0, nil, err
-	}
-	payload := make([]byte, binary.BigEndian.Uint32(h[1:]))
-	if _, err := io.ReadFull(r, payload); err != nil {
-		return 0, nil, err
-	}
-	return h[0], payload, nil
 }
 
 func (dk *docker) frame(tag byte, payload []byte) error {
