@@ -27,6 +27,7 @@ display() does the same job with the objects' _repr_*_ methods.
 """
 
 import _ast  # the parser's node types; the ast module costs 15 ms to import
+import _thread
 import builtins
 import io
 import json
@@ -195,13 +196,59 @@ def _read_request():
 
 
 def _on_sigint(signum, frame):
-    global _interrupt_pending
+    global _interrupt_pending, _lost_interrupt
     if not _in_cell:
         return
     if _sending:
         _interrupt_pending = True
         return
+    if _in_hook:
+        _lost_interrupt = True
+        return
+    _lost_interrupt = False
     raise KeyboardInterrupt
+
+
+# Python swallows an exception raised in a finalizer (__del__, a weakref
+# callback, anything the garbage collector runs): a SIGINT whose
+# KeyboardInterrupt is raised there would be lost and the cell would go on
+# (sleeping, say). The unraisable hook sees it go by and a thread sends SIGINT
+# again until it lands in the cell itself; one that lands in yet another
+# finalizer comes back here.
+_default_unraisablehook = sys.unraisablehook
+_pthread_kill = signal.pthread_kill
+_MAIN_THREAD = threading.main_thread().ident
+_lost_interrupt = False
+_in_hook = False
+_redelivering = False
+
+
+def _redeliver():
+    global _redelivering
+    import time
+
+    try:
+        while _lost_interrupt and _in_cell:
+            time.sleep(0.005)
+            if _lost_interrupt and _in_cell:
+                _pthread_kill(_MAIN_THREAD, signal.SIGINT)
+    except Exception:
+        pass
+    finally:
+        _redelivering = False
+
+
+def _on_unraisable(unraisable):
+    global _in_hook, _lost_interrupt, _redelivering
+    if not issubclass(unraisable.exc_type, KeyboardInterrupt) or not _in_cell or _in_child():
+        _default_unraisablehook(unraisable)
+        return
+    _in_hook = True  # a SIGINT that arrives now is only noted
+    _lost_interrupt = True
+    if not _redelivering:
+        _redelivering = True
+        _thread.start_new_thread(_redeliver, ())
+    _in_hook = False
 
 
 # ---------------------------------------------------------------------------
@@ -678,7 +725,7 @@ def _error_of(exc):
 
 
 def _serve(request):
-    global _current_cell, _in_cell, _interrupt_pending
+    global _current_cell, _in_cell, _interrupt_pending, _lost_interrupt
     try:
         msg = _loads(request)
         cell_id = msg["id"]
@@ -691,6 +738,7 @@ def _serve(request):
     error = None
     _current_cell = cell_id
     _interrupt_pending = False
+    _lost_interrupt = False
     signal.signal(signal.SIGINT, _on_sigint)
     try:
         try:
@@ -753,6 +801,7 @@ def main():
     global _ipython_installed
     _setup_fds()
     signal.signal(signal.SIGINT, _on_sigint)
+    sys.unraisablehook = _on_unraisable
     # The cell's namespace is a module of its own, installed as __main__ so
     # that pickle and multiprocessing find the user's functions.
     sys.modules["__main__"] = _user_module

@@ -235,6 +235,10 @@ func interrupts(t *testing.T, d *kerneltest.Driver) {
 	for _, code := range []string{
 		"print('started', flush=True)\nimport time\ntime.sleep(600)",
 		"print('started', flush=True)\nwhile True:\n    pass",
+		// Python swallows what a finalizer raises; an interrupt that lands
+		// in one (here while it is slow) must still end the cell.
+		"import time\nclass Slow:\n    def __del__(self):\n        print('started', flush=True)\n        end = time.time() + 5\n        while time.time() < end:\n            pass\ns = Slow()\ndel s\ntime.sleep(600)",
+		"import time, weakref\nclass T: pass\nt = T()\ndef slow(_):\n    print('started', flush=True)\n    end = time.time() + 5\n    while time.time() < end:\n        pass\nr = weakref.ref(t, slow)\ndel t\nwhile True:\n    pass",
 	} {
 		p := d.Start(code)
 		p.WaitOutput("started")
@@ -243,6 +247,9 @@ func interrupts(t *testing.T, d *kerneltest.Driver) {
 		failed("KeyboardInterrupt")(t, c)
 		if tb := strings.Join(c.Error.Traceback, "\n"); !strings.Contains(tb, "<cell-") {
 			t.Errorf("traceback %s", tb)
+		}
+		if strings.Contains(c.Stderr, "Exception ignored") {
+			t.Errorf("stderr %q: the interrupt was reported as ignored", c.Stderr)
 		}
 	}
 	d.Interrupt() // between cells: ignored
@@ -384,3 +391,4 @@ func BenchmarkKernelMemory(b *testing.B) {
 		b.ReportMetric(rss(), "df100-rss-MB")
 	}
 }
+
