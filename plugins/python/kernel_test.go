@@ -391,4 +391,3 @@ func BenchmarkKernelMemory(b *testing.B) {
 		b.ReportMetric(rss(), "df100-rss-MB")
 	}
 }
-
