@@ -15,66 +15,26 @@ import (
 	"time"
 
 	"github.com/runhost/runhost/internal/auth"
+	"github.com/runhost/runhost/internal/e2e/scenario"
 	"github.com/runhost/runhost/internal/testenv"
 )
 
 // cellResult is the result of a cell of an interpreter session.
-type cellResult struct {
-	runResult
-	Results []map[string]json.RawMessage `json:"results"`
-	Error   *struct {
-		Name      string   `json:"name"`
-		Value     string   `json:"value"`
-		Traceback []string `json:"traceback"`
-	} `json:"error"`
-	Restarted bool `json:"restarted"`
-}
-
-// text is the text/plain of result i ("" when there is none).
-func (r cellResult) text(i int) string {
-	if i >= len(r.Results) {
-		return ""
-	}
-	var s string
-	_ = json.Unmarshal(r.Results[i]["text/plain"], &s)
-	return s
-}
+type cellResult = scenario.Cell
 
 // startInterpreter starts an interpreter session and ends it with the test.
 func startInterpreter(t *testing.T, h *host, runtime, version string) string {
 	t.Helper()
-	status, body := h.post("/sessions", map[string]any{"runtime": runtime, "version": version, "mode": "interpreter"})
-	if status != http.StatusCreated {
-		t.Fatalf("start an interpreter session of %s %s: %d %s", runtime, version, status, body)
-	}
-	var info struct {
-		ID   string `json:"id"`
-		Mode string `json:"mode"`
-	}
-	if err := json.Unmarshal(body, &info); err != nil || info.Mode != "interpreter" {
-		t.Fatalf("session %s: %v", body, err)
-	}
-	t.Cleanup(func() { h.do(context.Background(), http.MethodDelete, "/sessions/"+info.ID, nil) })
-	return info.ID
+	id := scenario.StartInterpreter(t, h.post, runtime, version)
+	t.Cleanup(func() { h.do(context.Background(), http.MethodDelete, "/sessions/"+id, nil) })
+	return id
 }
 
 // cell runs code in session id and returns its result (the request must
 // be answered 200).
 func (h *host) cell(id, code string, extra ...any) cellResult {
 	h.t.Helper()
-	req := map[string]any{"code": code}
-	for i := 0; i+1 < len(extra); i += 2 {
-		req[extra[i].(string)] = extra[i+1]
-	}
-	status, body := h.post("/sessions/"+id+"/run", req)
-	if status != http.StatusOK {
-		h.t.Fatalf("cell %q: %d %s", code, status, body)
-	}
-	var res cellResult
-	if err := json.Unmarshal(body, &res); err != nil {
-		h.t.Fatalf("cell %q: %s: %v", code, body, err)
-	}
-	return res
+	return scenario.RunCell(h.t, h.post, id, code, extra...)
 }
 
 // waitBusy waits until session id is running a cell (or not).
@@ -91,10 +51,10 @@ func (h *host) waitBusy(id string, busy bool) {
 }
 
 // TestInterpreterPython: a Python interpreter session on the plain image
-// keeps its state between cells, reports the last expression's value and
-// exceptions, interrupts a cell at its timeout and when its client hangs
-// up (the state survives), refuses a second cell while one runs, restarts
-// an interpreter a cell killed, and hides the session from another key.
+// passes the scenario every executor passes (state, values, errors, a
+// timeout's interrupt, a restart); here also a client's hang-up interrupts
+// the cell and keeps the state, a second cell while one runs is refused,
+// and another key cannot see the session.
 func TestInterpreterPython(t *testing.T) {
 	alice, bob := auth.NewKey(), auth.NewKey()
 	file := filepath.Join(t.TempDir(), "keys")
@@ -104,32 +64,8 @@ func TestInterpreterPython(t *testing.T) {
 	h := startHost(t, "RUNHOST_API_KEYS_FILE="+file, "RUNHOST_INTERPRETER_GRACE_MS=2000")
 	h.Key = alice
 	id := startInterpreter(t, h, "python", "3.11")
-
-	if res := h.cell(id, "x = 41"); len(res.Results) != 0 || res.Error != nil || res.ExitCode != 0 {
-		t.Fatalf("x = 41: %+v", res)
-	}
-	if res := h.cell(id, "print('hi')\nx + 1"); res.text(0) != "42" || res.Stdout != "hi\n" {
-		t.Fatalf("x + 1: results %s stdout %q", res.Results, res.Stdout)
-	}
-
-	// An exception is the cell's error; the session goes on.
-	res := h.cell(id, "def f():\n    return 1 / 0\nf()")
-	if res.Error == nil || res.Error.Name != "ZeroDivisionError" || res.ExitCode != 1 ||
-		!strings.Contains(strings.Join(res.Error.Traceback, "\n"), "<cell-") || res.Restarted {
-		t.Fatalf("an exception: %+v", res.Error)
-	}
-	if res := h.cell(id, "x"); res.text(0) != "41" {
-		t.Fatalf("after an exception: %s", res.Results)
-	}
-
-	// A timeout interrupts the cell: timed out, KeyboardInterrupt, state kept.
-	res = h.cell(id, "import time\nx = 7\nwhile True:\n    time.sleep(0.05)", "timeout_ms", 1000)
-	if !res.TimedOut || res.Error == nil || res.Error.Name != "KeyboardInterrupt" || res.Restarted {
-		t.Fatalf("a timed-out cell: timed_out %v restarted %v error %+v", res.TimedOut, res.Restarted, res.Error)
-	}
-	if res := h.cell(id, "x"); res.text(0) != "7" {
-		t.Fatalf("after a timeout: %s", res.Results)
-	}
+	scenario.InterpreterPython(t, h.post, id)
+	h.cell(id, "x = 7")
 
 	// A second cell while one runs is 409; hanging up interrupts the
 	// first, and the session and its state stay.
@@ -152,7 +88,7 @@ func TestInterpreterPython(t *testing.T) {
 	hangUp()
 	<-done
 	h.waitBusy(id, false)
-	if res := h.cell(id, "x * 6"); res.text(0) != "42" || res.Restarted {
+	if res := h.cell(id, "x * 6"); res.Text(0) != "42" || res.Restarted {
 		t.Fatalf("after a hang-up: %s restarted %v", res.Results, res.Restarted)
 	}
 
@@ -161,19 +97,6 @@ func TestInterpreterPython(t *testing.T) {
 	other.Key = bob
 	if status, body := other.post("/sessions/"+id+"/run", map[string]any{"code": "x"}); status != http.StatusNotFound || errorCode(body) != "session_not_found" {
 		t.Errorf("bob's cell in alice's session: %d %s", status, body)
-	}
-
-	// A cell that ends its interpreter: restarted, the state is lost, the
-	// next cell works.
-	res = h.cell(id, "import os\nos._exit(3)")
-	if !res.Restarted || res.Error == nil {
-		t.Fatalf("a cell that kills its interpreter: %+v", res)
-	}
-	if res := h.cell(id, "1 + 1"); res.text(0) != "2" || res.Restarted {
-		t.Fatalf("after a restart: %s", res.Results)
-	}
-	if res := h.cell(id, "x"); res.Error == nil || res.Error.Name != "NameError" {
-		t.Fatalf("the state after a restart: %+v", res.Error)
 	}
 
 	// An unknown mode is refused.
@@ -252,7 +175,7 @@ func TestInterpreterStreams(t *testing.T) {
 	if len(events) == 0 || events[len(events)-1] != "result" || !slices.Equal(output, wantOutput) || !slices.Equal(rich, wantRich) {
 		t.Errorf("events: %q; want the output %q and the rich results %q, in order, then result", events, wantOutput, wantRich)
 	}
-	if last.text(0) != "1" || last.text(1) != "2" {
+	if last.Text(0) != "1" || last.Text(1) != "2" {
 		t.Errorf("the final result's results: %s", last.Results)
 	}
 }
@@ -294,7 +217,7 @@ func TestInterpreterDataImage(t *testing.T) {
 	if len(res.Results) == 1 {
 		_ = json.Unmarshal(res.Results[0]["text/html"], &html)
 	}
-	if !strings.Contains(html, "<table") || !strings.Contains(res.text(0), "a  b") {
+	if !strings.Contains(html, "<table") || !strings.Contains(res.Text(0), "a  b") {
 		t.Errorf("a DataFrame: %s (stderr %q)", res.Results, res.Stderr)
 	}
 }
@@ -304,18 +227,5 @@ func TestInterpreterDataImage(t *testing.T) {
 // stack.
 func TestInterpreterNode(t *testing.T) {
 	h := startHost(t)
-	id := startInterpreter(t, h, "node", "20")
-	if res := h.cell(id, "let a = 40\nconst b = await Promise.resolve(2)"); res.Error != nil {
-		t.Fatalf("declarations: %+v", res.Error)
-	}
-	if res := h.cell(id, "a + b"); res.text(0) != "42" {
-		t.Fatalf("a + b: %s", res.Results)
-	}
-	res := h.cell(id, "function f() { return null.x }\nf()")
-	if res.Error == nil || res.Error.Name != "TypeError" || !strings.Contains(strings.Join(res.Error.Traceback, "\n"), "at f") {
-		t.Fatalf("an error: %+v", res.Error)
-	}
-	if res := h.cell(id, "a"); res.text(0) != "40" {
-		t.Fatalf("after an error: %s", res.Results)
-	}
+	scenario.InterpreterNode(t, h.post, startInterpreter(t, h, "node", "20"))
 }

@@ -23,6 +23,8 @@ type Result struct {
 	Stderr   string `json:"stderr"`
 	TimedOut bool   `json:"timed_out"`
 	Stage    string `json:"stage"`
+	// DurationMS is the run's duration, for a test's log.
+	DurationMS int64 `json:"duration_ms"`
 	Install  *struct {
 		Cached bool `json:"cached"`
 	} `json:"install"`
