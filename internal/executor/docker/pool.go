@@ -39,8 +39,8 @@ func (e *Executor) PoolStats() PoolStats { return e.pool.Stats() }
 
 // takePooled returns a started container for job, or nil.
 func (e *Executor) takePooled(job executor.Job) *started {
-	if job.Install != nil || job.Workspace != nil || job.Network != nil {
-		return nil
+	if job.Install != nil || job.Workspace != nil || job.Network != nil || job.User != e.user {
+		return nil // the pool's containers have no mounts, no network, and the executor's user
 	}
 	c, ok := e.pool.Take(warmpool.KeyOf(job.Image, job.OCIRuntime, job.Limits))
 	if !ok {

@@ -41,6 +41,7 @@ func TestPoolHandOff(t *testing.T) {
 		{"other limits", func(j *executor.Job) { j.Limits.MemoryBytes *= 2 }},
 		{"other runtime", func(j *executor.Job) { j.OCIRuntime = "runsc" }},
 		{"a workspace", func(j *executor.Job) { j.Workspace = &executor.Mount{Source: "/ws", Target: "/workspace"} }},
+		{"another user", func(j *executor.Job) { j.User = "2000:2000" }},
 	}
 	for i, m := range misfits {
 		t.Run(m.name, func(t *testing.T) {
