@@ -250,7 +250,7 @@ func debianRequires(depends string, dists map[string]string, upstream []string) 
 		for _, alt := range strings.Split(group, "|") {
 			m := debRelation.FindStringSubmatch(strings.TrimSpace(alt))
 			if m == nil {
-				return nil, fmt.Errorf("Depends: cannot read %q", alt)
+				return nil, fmt.Errorf("cannot read the Depends relation %q", alt)
 			}
 			if m[1] == "python3" || strings.HasPrefix(m[1], "python3.") || m[1] == "python3-minimal" {
 				interpreter = true

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -145,14 +146,14 @@ func TestDebianWheels(t *testing.T) {
 	}
 	page := string(files["simple/greet-pkg/index.html"])
 	if !strings.Contains(page, `href="/files/greet_pkg-1.0-py3-none-any.whl#sha256=`) {
-		t.Fatalf("project page: %q (files %v)", page, keys(files))
+		t.Fatalf("project page: %q (files %v)", page, slices.Sorted(maps.Keys(files)))
 	}
 	got := unzip(t, files["files/greet_pkg-1.0-py3-none-any.whl"])
 	wantNames := []string{
 		"greet/__init__.py", "greet/data/link.txt", "greet/data/real.txt", "greet/lib.js",
 		"greet_pkg-1.0.dist-info/METADATA", "greet_pkg-1.0.dist-info/WHEEL", "greet_pkg-1.0.dist-info/entry_points.txt", "greet_pkg-1.0.dist-info/RECORD",
 	}
-	if names := keys(got); !slices.Equal(names, sortedCopy(wantNames)) {
+	if names := slices.Sorted(maps.Keys(got)); !slices.Equal(names, sortedCopy(wantNames)) {
 		t.Fatalf("wheel files %q, want %q", names, sortedCopy(wantNames))
 	}
 	if got["greet/data/link.txt"] != "data" || got["greet/lib.js"] != "js" {
@@ -240,15 +241,6 @@ func unzip(t *testing.T, b []byte) map[string]string {
 		}
 		out[f.Name] = string(c)
 	}
-	return out
-}
-
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
 	return out
 }
 
