@@ -197,6 +197,7 @@ print(f"Status: {{response.status_code}}")
             mount_workspace=True,
         )
         self.assertEqual(result["exit_code"], 0, result)
+        self.assertEqual(result["image"], "node:20-alpine")  # the name asked for, whatever it maps to
         lines = result["stdout"].splitlines()
         self.assertEqual(len(lines), 2, result)
         self.assertTrue(lines[0].startswith("v20."), lines)
