@@ -20,7 +20,7 @@ PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 
 .PHONY: all build engine images examples test-examples run selftest test test-unit e2e-dind bench load load-restart proto lint clean
-.PHONY: browser e2e-k8s
+.PHONY: browser debian-wheels e2e-k8s
 
 all: build
 
@@ -76,8 +76,12 @@ selftest: engine build images
 browser:
 	@scripts/ensure-chromium.sh
 
+## debian-wheels: Debian's python3-requests, python3-flask and their dependencies, for the tests' package index (.cache/debian-wheels)
+debian-wheels:
+	@scripts/debian-wheels.sh
+
 ## test: the self-tests, the examples, then the whole suite against the real engine, images and plugin binaries
-test: browser selftest examples test-examples
+test: browser debian-wheels selftest examples test-examples
 	$(GO) test $(TEST_FLAGS) ./...
 
 ## test-unit: tests that need no engine

@@ -368,14 +368,42 @@ func volumesLabelled(t *testing.T, cli *client.Client, label string) []string {
 // under a new ID), removed with its cache volume after the test.
 func testBaseImage(t *testing.T, cli *client.Client) (name, id string) {
 	t.Helper()
+	return commitTestImage(t, cli, "runhost-test/base:", "runhost/shell:bookworm", nil)
+}
+
+// commitTestImage makes an image of its own, named prefix and a number:
+// from's, after script (if any) ran in it as root with no network,
+// committed with changes (Dockerfile instructions; the script's user and
+// command stay unless they change them). The image and the
+// build bases cache's volume of it are removed after the test.
+func commitTestImage(t *testing.T, cli *client.Client, prefix, from string, script []string, changes ...string) (name, id string) {
+	t.Helper()
 	ctx := context.Background()
-	name = uniqueTestName("runhost-test/base:")
-	created, err := cli.ContainerCreate(ctx, &container.Config{Image: "runhost/shell:bookworm", Cmd: []string{"true"}, Labels: map[string]string{"runhost.test": "true"}}, nil, nil, nil, "")
+	name = uniqueTestName(prefix)
+	cfg := &container.Config{Image: from, Cmd: []string{"true"}, Labels: map[string]string{"runhost.test": "true"}}
+	if script != nil {
+		cfg.Cmd, cfg.User = script, "0"
+	}
+	created, err := cli.ContainerCreate(ctx, cfg, &container.HostConfig{NetworkMode: "none"}, nil, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true})
-	committed, err := cli.ContainerCommit(ctx, created.ID, container.CommitOptions{Reference: name, Changes: []string{"LABEL runhost.test.base=" + name}})
+	if script != nil {
+		waitC, errC := cli.ContainerWait(ctx, created.ID, container.WaitConditionNextExit)
+		if err := cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case w := <-waitC:
+			if w.StatusCode != 0 {
+				t.Fatalf("making %s: %q exited %d", name, script, w.StatusCode)
+			}
+		case err := <-errC:
+			t.Fatal(err)
+		}
+	}
+	committed, err := cli.ContainerCommit(ctx, created.ID, container.CommitOptions{Reference: name, Changes: append(changes, "LABEL runhost.test.base="+name)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +24,7 @@ import (
 
 // packageIndex is a local pip index and npm registry on a Docker network the
 // test creates, so install tests need no internet. It serves pkgindex's
-// wheel and npm package.
+// wheel and npm package, and the extra files a test adds (debianWheels).
 type packageIndex struct {
 	Network     string // join it with RUNHOST_INSTALL_NETWORK
 	Subnet      string // its address range, allowed with RUNHOST_EGRESS_ALLOW_CIDRS
@@ -29,7 +34,7 @@ type packageIndex struct {
 
 const indexPort = "8000"
 
-func startPackageIndex(t testing.TB, cli *client.Client) packageIndex {
+func startPackageIndex(t testing.TB, cli *client.Client, extra ...map[string][]byte) packageIndex {
 	t.Helper()
 	ctx := context.Background()
 	var suffix [4]byte
@@ -53,8 +58,10 @@ func startPackageIndex(t testing.TB, cli *client.Client) packageIndex {
 		t.Fatal(err)
 	}
 	files := map[string][]byte{}
-	for name, b := range content {
-		files["srv/"+name] = b
+	for _, m := range append([]map[string][]byte{content}, extra...) {
+		for name, b := range m {
+			files["srv/"+name] = b
+		}
 	}
 
 	created, err := cli.ContainerCreate(ctx, &container.Config{
@@ -100,4 +107,41 @@ func (p packageIndex) env() []string {
 		"RUNHOST_NPM_REGISTRY=" + p.NpmRegistry,
 		"RUNHOST_EGRESS_ALLOW_CIDRS=" + p.Subnet,
 	}
+}
+
+var debianWheelFiles struct {
+	sync.Once
+	files   map[string][]byte
+	dropped []string
+	took    time.Duration
+	err     error
+}
+
+// debianWheels is the package index's real wheels: requests, flask and
+// their dependencies, made from Debian's packages (pkgindex.DebianWheels),
+// which scripts/debian-wheels.sh fetches into .cache/debian-wheels (`make
+// test` runs it; here it runs again, doing nothing when the cache is
+// there). Where it cannot fetch them the test fails in CI, else skips.
+func debianWheels(t testing.TB) map[string][]byte {
+	t.Helper()
+	w := &debianWheelFiles
+	w.Do(func() {
+		root := testenv.RepoRoot()
+		out, err := exec.Command(filepath.Join(root, "scripts", "debian-wheels.sh")).CombinedOutput()
+		if err != nil {
+			w.err = fmt.Errorf("scripts/debian-wheels.sh: %w\n%s", err, out)
+			return
+		}
+		start := time.Now()
+		w.files, w.dropped, w.err = pkgindex.DebianWheels(filepath.Join(root, ".cache", "debian-wheels"))
+		w.took = time.Since(start)
+	})
+	if w.err != nil {
+		if testenv.InCI() {
+			t.Fatalf("CI=true and the Debian packages for the package index are missing: %v", w.err)
+		}
+		t.Skipf("the Debian packages for the package index are missing: %v", w.err)
+	}
+	t.Logf("%d wheels from Debian's packages, made in %v; left out: %s", len(w.files)/2, w.took.Round(time.Millisecond), strings.Join(w.dropped, "; "))
+	return w.files
 }

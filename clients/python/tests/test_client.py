@@ -3,15 +3,19 @@
     RUNHOST_URL=http://127.0.0.1:8080 PYTHONPATH=clients/python \\
         python3 -m unittest discover -s clients/python/tests -v
 
-The host needs workspaces (RUNHOST_WORKSPACE_ROOT). Optional:
-RUNHOST_TEST_REQUIREMENT (a pip requirement the host's package index serves,
-e.g. ``runhost-greet==1.0``) and RUNHOST_TEST_IMPORT (its import name, e.g.
-``runhost_greet``); without them the requirements example checks that a
-failed install is reported as a result. RUNHOST_TEST_HTTPS_URL: an HTTPS URL
-standing for the seed's api.github.com, on a host the key is granted with
-``egress=HOST egress-default`` (RUNHOST_CA_BUNDLE trusting its certificate);
-without it the example checks that a run without a grant has no network.
-RUNHOST_API_KEY is sent when set.
+The host needs workspaces (RUNHOST_WORKSPACE_ROOT) and must run the seed's
+images (``python:3.11-slim``, ``node:20-alpine``: pulled by ``make images``
+where a registry answers, or mapped with RUNHOST_IMAGE_ALIASES).
+RUNHOST_TEST_HTTPS_URL: an HTTPS URL standing for the seed's
+api.github.com. With it, the seed's Advanced Example runs as written and
+must succeed, so the host must give what the seed's users have: a package
+index serving ``requests`` and ``flask`` to installs and to builds, the
+key granted ``egress=HOST egress-default build-egress`` (RUNHOST_CA_BUNDLE
+trusting the URL's certificate), and RUNHOST_TEST_UNGRANTED_API_KEY, a key
+without grants. Without it, the same examples check what a key without
+grants gets: no network for the run, a build log saying the build had none.
+RUNHOST_API_KEY is sent when set. ``go test -run TestPythonClient
+./internal/e2e/`` sets all of this up with local servers.
 
 Nothing is skipped: without RUNHOST_URL every test fails, saying so.
 """
@@ -19,6 +23,7 @@ Nothing is skipped: without RUNHOST_URL every test fails, saying so.
 import base64
 import http.server
 import os
+import sys
 import threading
 import unittest
 import urllib.parse
@@ -29,6 +34,32 @@ from runhost import DindExecutor, RunhostClient, RunhostError, get_executor
 URL = os.environ.get("RUNHOST_URL", "")
 API_KEY = os.environ.get("RUNHOST_API_KEY") or None
 HTTPS_URL = os.environ.get("RUNHOST_TEST_HTTPS_URL") or None
+UNGRANTED_API_KEY = os.environ.get("RUNHOST_TEST_UNGRANTED_API_KEY") or None
+
+# The seed's Advanced Example's Dockerfile, as written.
+SEED_DOCKERFILE = '''
+FROM python:3.11-slim
+RUN pip install flask
+COPY . /app
+WORKDIR /app
+CMD ["python", "app.py"]
+    '''
+
+# The app.py it runs: a Flask app that answers one request through Flask's
+# test client and ends (app.run() would serve until the run's timeout).
+SEED_APP = b'''from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.route("/")
+def hello():
+    return "Hello from Flask"
+
+
+if __name__ == "__main__":
+    print(app.test_client().get("/").get_data(as_text=True))
+'''
 
 
 def https_target():
@@ -121,54 +152,37 @@ class SeedBasicExample(_Base):
 
 
 class SeedAdvancedExample(_Base):
-    """The seed's Advanced Example, adapted where it needs the internet or a
-    registry: a requirement from the test's own index instead of `requests`
-    (PyPI), runhost/node:20 instead of node:20-alpine, runhost/python:3.11
-    instead of python:3.11-slim (and no `pip install flask` in the build,
-    which has no network)."""
+    """The seed's Advanced Example as written. Only what stands for the
+    internet differs: the HTTPS URL (HTTPS_URL for api.github.com) and what
+    the host maps the seed's image names to; `requests` and `flask` come
+    from the host's package index. Without HTTPS_URL, what a key without
+    grants gets (see the module's docstring)."""
 
     def setUp(self):
         super().setUp()
         self.executor = DindExecutor(base_url=URL, api_key=API_KEY)
 
     def test_run_python_code_with_requirements(self):
-        requirement = os.environ.get("RUNHOST_TEST_REQUIREMENT")
-        module = os.environ.get("RUNHOST_TEST_IMPORT")
-        if requirement and module:
-            # 依存パッケージ付きで実行
-            result = self.executor.run_python_code(
-                code=f'''
-import {module}
-print(f"Status: {{{module}.__name__}} imported")
-    ''',
-                requirements=[requirement],
-                timeout=60,
-            )
-            self.assertEqual(result["stage"], "run", result)
-            self.assertEqual(result["stdout"], f"Status: {module} imported\n", result)
-            self.assertTrue(result["success"], result)
-            self.assertIn("install", result)
-        else:
-            self.assert_failed_install(self.executor, "runhost-no-such-package==1.0")
-
-    def test_run_python_code_reaching_an_https_api(self):
-        # The seed's `requests.get("https://api.github.com")`: HTTPS_URL
-        # stands for the API and urllib for requests (not in the test's
-        # index); the seed's call has no network parameter, so the key's
-        # grant is its default (egress-default).
+        # The seed's call has no network parameter: the key's grant is its
+        # default (egress-default).
         url = HTTPS_URL or "https://api.example.invalid/"
+        # 依存パッケージ付きで実行
         result = self.executor.run_python_code(
             code=f'''
-import urllib.request
-response = urllib.request.urlopen("{url}", timeout=15)
-print(f"Status: {{response.status}}")
+import requests
+response = requests.get("{url}")
+print(f"Status: {{response.status_code}}")
     ''',
+            requirements=["requests"],
             timeout=60,
         )
         if HTTPS_URL:
+            self.assertEqual(result["stage"], "run", result)
             self.assertEqual(result["stdout"], "Status: 200\n", result)
             self.assertTrue(result["success"], result)
+            self.assertIn("install", result)
             self.assertEqual(result["network"]["contacted"], [https_target()], result)
+            print(f"install of requests: {result['install']}", file=sys.stderr)
         else:
             self.assertFalse(result["success"], result)
             self.assertNotIn("network", result)
@@ -177,13 +191,13 @@ print(f"Status: {{response.status}}")
         self.claim_session("project")
         # カスタムイメージで実行
         result = self.executor.run_command(
-            image="runhost/node:20",
+            image="node:20-alpine",
             command="node --version && npm --version",
             working_dir="/workspaces/project",
             mount_workspace=True,
         )
         self.assertEqual(result["exit_code"], 0, result)
-        self.assertEqual(result["image"], "runhost/node:20")
+        self.assertEqual(result["image"], "node:20-alpine")  # the name asked for, whatever it maps to
         lines = result["stdout"].splitlines()
         self.assertEqual(len(lines), 2, result)
         self.assertTrue(lines[0].startswith("v20."), lines)
@@ -191,24 +205,44 @@ print(f"Status: {{response.status}}")
 
     def test_build_and_run_from_a_workspace_context(self):
         session = self.claim_session("session-id")
-        self.client.put_file(session, "my-app/app.py", b"import os\nprint('Hello from', os.getcwd())\n")
+        self.client.put_file(session, "my-app/app.py", SEED_APP)
         # Dockerfileからビルドして実行
         result = self.executor.build_and_run(
-            dockerfile_content='''
-FROM runhost/python:3.11
-COPY . /app
-WORKDIR /app
-CMD ["python3", "app.py"]
-    ''',
+            dockerfile_content=SEED_DOCKERFILE,
             context_path="session-id/my-app",
         )
-        self.assertEqual(result["stage"], "run", result)
-        self.assertEqual(result["stdout"], "Hello from /app\n", result)
-        self.assertTrue(result["success"], result)
         self.assertIn("build_log", result)
+        if not HTTPS_URL:
+            self.assert_no_build_network(result)
+            return
+        self.assertEqual(result["stage"], "run", result)
+        self.assertEqual(result["stdout"], "Hello from Flask\n", result)
+        self.assertTrue(result["success"], result)
         if not result["build"]["cached"]:  # a reused image has no new log
-            self.assertIn("COPY . /app", result["build_log"])
+            self.assertIn("RUN pip install flask", result["build_log"])
+            self.assertRegex(result["build_log"], r"Successfully installed .*flask-", result["build_log"])
         self.assertTrue(result["build"]["image"].startswith("runhost/build:"), result["build"])
+        build = {k: result["build"][k] for k in ("cached", "duration_ms")}
+        print(f"build with pip install flask: {build}", file=sys.stderr)
+
+    def test_build_without_build_egress_says_the_network_is_not_granted(self):
+        if HTTPS_URL and not UNGRANTED_API_KEY:
+            self.fail("RUNHOST_TEST_HTTPS_URL needs RUNHOST_TEST_UNGRANTED_API_KEY, a key without grants")
+        executor = DindExecutor(base_url=URL, api_key=UNGRANTED_API_KEY or API_KEY)
+        # The same Dockerfile, its context sent as files (the workspace
+        # session-id belongs to the other key).
+        result = executor.build_and_run(dockerfile_content=SEED_DOCKERFILE, files={"app.py": SEED_APP})
+        self.assert_no_build_network(result)
+
+    def assert_no_build_network(self, result):
+        self.assertEqual(result["stage"], "build", result)
+        self.assertFalse(result["success"], result)
+        self.assertIn("RUN pip install flask", result["build_log"])
+        # pip ran and reached no index ...
+        self.assertIn("Could not find a version that satisfies the requirement flask", result["build_log"])
+        # ... and the log says why.
+        self.assertIn("this build had no network", result["build_log"])
+        self.assertIn("build-egress", result["build_log"])  # the grant that gives one
 
 
 class Executor(_Base):
