@@ -173,6 +173,9 @@ func TestPlaygroundInterpreter(t *testing.T) {
 		if hidden := eval[bool](p, `document.getElementById("stdin").closest(".row").hidden`); !hidden {
 			t.Error("stdin is offered to cells")
 		}
+		if s := p.read(); s.Code != "x = 41\nx + 1\n" {
+			t.Errorf("the editor in interpreter mode starts with %q, not the cell starter", s.Code)
+		}
 
 		if c := p.runCell("x = 41"); c.State != "done" || len(c.Results) != 0 || c.Code != "x = 41" || c.Error != "" {
 			t.Fatalf("cell 1: %+v", c)
@@ -235,6 +238,18 @@ func TestPlaygroundInterpreter(t *testing.T) {
 			t.Errorf("x after a restart: %+v", c)
 		}
 
+		// Back to Program mode: the session ends, the program comes back.
+		id = p.sessionOf()
+		p.set("mode", "run")
+		sessionGone(t, id)
+		if s := p.read(); !strings.Contains(s.Code, "sys.stdin.read()") || s.Output != "" {
+			t.Errorf("program mode after interpreter mode: %+v", s)
+		}
+		p.set("mode", "interpreter")
+		if c := p.runCell("y = 1"); c.State != "done" {
+			t.Fatalf("a cell after switching back: %+v", c)
+		}
+
 		// Leaving the page ends its session.
 		id = p.sessionOf()
 		p.do(chromedp.Navigate("about:blank"))
@@ -247,6 +262,9 @@ func TestPlaygroundInterpreter(t *testing.T) {
 	t.Run("DataImage", func(t *testing.T) {
 		testenv.RequireImages(t, h.Docker, "runhost/python:3.11-data")
 		p := interpreterPage(t, browser, h, "python", "3.11-data")
+		// The first imports of matplotlib, pandas and IPython take seconds
+		// of CPU on a loaded machine: the cells get a minute.
+		p.typeInto("timeout", "60000")
 		c := p.runCell("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9]);")
 		if c.State != "done" || len(c.Results) != 1 || c.Results[0].MIME != "image/png" || !strings.HasPrefix(c.Results[0].Alt, "<Figure size") {
 			t.Fatalf("a figure: %+v", c)

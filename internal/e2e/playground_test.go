@@ -211,6 +211,7 @@ func TestPlayground(t *testing.T) {
 			{"/playground/", "text/html; charset=utf-8"},
 			{"/playground/app.js", "text/javascript; charset=utf-8"},
 			{"/playground/style.css", "text/css; charset=utf-8"},
+			{"/playground/result.css", "text/css; charset=utf-8"},
 			{"/playground/icon.svg", "image/svg+xml"},
 		} {
 			resp, err := http.Get(h.URL + tt.path)

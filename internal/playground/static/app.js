@@ -161,12 +161,13 @@ function selectMode(mode) {
   if (state.abort || mode === state.mode) return;
   saveCode();
   endSession();
+  const was = state.current;
+  state.current = ""; // the editor's text is saved: selectRuntime loads the new mode's
   stored("runhost.mode", mode);
   applyMode(mode);
   resetOutput();
   const usable = usableRuntimes();
-  const keep = usable.find((rt) => rt.name === state.current);
-  const next = keep || usable.find((rt) => rt.name === "python") || usable[0];
+  const next = usable.find((rt) => rt.name === was) || usable.find((rt) => rt.name === "python") || usable[0];
   if (next) selectRuntime(next.name);
   status("Ready.");
 }
@@ -349,6 +350,10 @@ function busy(on) {
   $("restart").disabled = on;
   $("mode").disabled = on;
   $("stop").hidden = !on;
+  // A cell's runtime and version are its session's: fixed while it runs.
+  const rt = state.runtimes.find((r) => r.name === state.current);
+  $("runtime").disabled = on && state.mode === "interpreter";
+  $("version").disabled = (on && state.mode === "interpreter") || !rt || rt.versions.length < 2;
 }
 
 function run() {
