@@ -130,6 +130,9 @@ func (p *page) runCell(code string) cellView {
 func interpreterPage(t *testing.T, browser context.Context, h *host, runtime, version string) *page {
 	t.Helper()
 	p := openPage(t, browser, h.URL+"/")
+	if s := p.read(); s.State != "ready" {
+		t.Fatalf("the page is not ready: %+v", s)
+	}
 	p.set("mode", "interpreter")
 	p.set("runtime", runtime)
 	if version != "" {
@@ -152,8 +155,16 @@ const resultHead = `<!doctype html><meta charset="utf-8"><link rel="stylesheet" 
 const dot = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 
 func TestPlaygroundInterpreter(t *testing.T) {
-	h := startHost(t)
+	// With keys: the page's sessions are its key's, and every call about
+	// one (the DELETE as the page goes included) carries it.
+	h, key := startBrowserKeyHost(t)
+	h.Key = key
 	browser := startBrowser(t, requireChromium(t))
+	// The key typed once, as a person does; the browser keeps it for the
+	// pages below.
+	first := openPage(t, browser, h.URL+"/")
+	first.typeInto("key", key)
+	first.do(chromedp.Blur(chromedp.ID("key")), chromedp.WaitReady(chromedp.CSS(`body[data-state="ready"]`)))
 	sessionGone := func(t *testing.T, id string) {
 		t.Helper()
 		testenv.Eventually(t, time.Minute, "session "+id+" ended", func() bool {
