@@ -211,7 +211,7 @@ func TestPlaygroundInterpreter(t *testing.T) {
 			t.Errorf("the editor lost a cell that failed: %q", s.Code)
 		}
 
-		// Markdown and LaTeX as text, JSON pretty.
+		// Markdown as text, JSON pretty-printed.
 		c = p.runCell(`display({"text/markdown": "# Title *md*", "text/plain": "md"}, raw=True)` + "\n" +
 			`display({"application/json": {"a": [1, 2]}, "text/plain": "json"}, raw=True)`)
 		want := []richView{{MIME: "text/markdown", Text: "# Title *md*"}, {MIME: "application/json", Text: "{\n  \"a\": [\n    1,\n    2\n  ]\n}"}}
