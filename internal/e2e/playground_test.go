@@ -211,6 +211,7 @@ func TestPlayground(t *testing.T) {
 			{"/playground/", "text/html; charset=utf-8"},
 			{"/playground/app.js", "text/javascript; charset=utf-8"},
 			{"/playground/style.css", "text/css; charset=utf-8"},
+			{"/playground/result.css", "text/css; charset=utf-8"},
 			{"/playground/icon.svg", "image/svg+xml"},
 		} {
 			resp, err := http.Get(h.URL + tt.path)
@@ -317,15 +318,21 @@ func TestPlayground(t *testing.T) {
 	})
 }
 
-// The API key: asked for when the host wants one, sent as a Bearer key,
-// remembered by the browser.
-func TestPlaygroundAPIKey(t *testing.T) {
+// startBrowserKeyHost starts a host whose one key, "browser", it returns.
+func startBrowserKeyHost(t *testing.T) (*host, string) {
+	t.Helper()
 	key := auth.NewKey()
 	file := filepath.Join(t.TempDir(), "keys")
 	if err := os.WriteFile(file, []byte("browser "+auth.Hash(key)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h := startHost(t, "RUNHOST_API_KEYS_FILE="+file)
+	return startHost(t, "RUNHOST_API_KEYS_FILE="+file), key
+}
+
+// The API key: asked for when the host wants one, sent as a Bearer key,
+// remembered by the browser.
+func TestPlaygroundAPIKey(t *testing.T) {
+	h, key := startBrowserKeyHost(t)
 	browser := startBrowser(t, requireChromium(t))
 
 	p := openPage(t, browser, h.URL+"/")

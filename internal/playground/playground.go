@@ -14,8 +14,11 @@ var static embed.FS
 // ContentSecurityPolicy is sent with every playground response. The page has
 // no inline script or style and talks only to its own origin, so 'self' is
 // enough; a script injected through output that escaped escaping still could
-// not run, load anything or send data elsewhere.
-const ContentSecurityPolicy = "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+// not run, load anything or send data elsewhere. Images may also be data:
+// URLs: an interpreter cell's PNG, JPEG and SVG results are shown that way.
+// A cell's HTML result is in a sandboxed srcdoc frame, which inherits this
+// policy: it cannot load anything from elsewhere either.
+const ContentSecurityPolicy = "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 // Handler serves the page and its assets.
 func Handler() http.Handler {

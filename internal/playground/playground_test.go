@@ -28,6 +28,7 @@ func TestAssetsContentTypeAndCSP(t *testing.T) {
 		{"/", "text/html; charset=utf-8"},
 		{"/app.js", "text/javascript; charset=utf-8"},
 		{"/style.css", "text/css; charset=utf-8"},
+		{"/result.css", "text/css; charset=utf-8"},
 		{"/icon.svg", "image/svg+xml"},
 	}
 	for _, tt := range tests {
@@ -82,12 +83,22 @@ func TestPageFitsTheCSP(t *testing.T) {
 	}
 }
 
-// TestScriptNeverParsesData: output is written with textContent only.
+// TestScriptNeverParsesData: output is written with textContent only. The
+// one exception, a cell's text/html result, is rewritten by cleanHTML and
+// set as the content of a frame whose sandbox="" is set first; the page
+// itself never parses HTML from data.
 func TestScriptNeverParsesData(t *testing.T) {
 	_, js := get(t, "/app.js")
-	for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"} {
+	for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function",
+		"createContextualFragment", "DOMParser", "parseFromString", "setHTMLUnsafe", "parseHTMLUnsafe", "allow-"} {
 		if strings.Contains(js, bad) {
 			t.Errorf("app.js uses %s", bad)
 		}
+	}
+	if n := strings.Count(js, "srcdoc"); n != 1 {
+		t.Errorf("app.js names srcdoc %d times, want once (the sandboxed frame)", n)
+	}
+	if !regexp.MustCompile(`frame\.setAttribute\("sandbox", ""\);[^}]*frame\.srcdoc = [^;]*\+ markup;`).MatchString(js) {
+		t.Error(`app.js sets a frame's srcdoc other than to cleaned markup right after sandbox=""`)
 	}
 }
