@@ -133,8 +133,8 @@ func (d *Driver) notifyLocked() {
 }
 
 // take waits for the next item; ok is false once the driver ended and
-// nothing is left.
-func (d *Driver) take() (item, bool) {
+// nothing is left. waiting says what was waited for, in a hang's failure.
+func (d *Driver) take(waiting func() string) (item, bool) {
 	deadline := time.After(Hang)
 	for {
 		d.mu.Lock()
@@ -153,7 +153,7 @@ func (d *Driver) take() (item, bool) {
 		select {
 		case <-ch:
 		case <-deadline:
-			d.t.Fatalf("the driver sent nothing for %s", Hang)
+			d.t.Fatalf("the driver sent nothing for %s, waiting for %s", Hang, waiting())
 		}
 	}
 }
@@ -161,7 +161,7 @@ func (d *Driver) take() (item, bool) {
 func (d *Driver) awaitReady() {
 	d.t.Helper()
 	for {
-		it, ok := d.take()
+		it, ok := d.take(func() string { return "its ready message" })
 		if !ok {
 			d.t.Fatalf("the driver ended before it was ready: %s", d.describeEnd())
 		}
@@ -216,7 +216,9 @@ func (d *Driver) Start(code string) *Pending {
 // step takes one item into the cell; false when the driver ended.
 func (p *Pending) step() bool {
 	p.d.t.Helper()
-	it, ok := p.d.take()
+	it, ok := p.d.take(func() string {
+		return fmt.Sprintf("cell %d (so far stdout %.500q, stderr %.500q, %d results)", p.cell.ID, p.cell.Stdout, p.cell.Stderr, len(p.cell.Results))
+	})
 	if !ok {
 		return false
 	}
@@ -305,7 +307,7 @@ func (d *Driver) Interrupt() {
 func (d *Driver) Wait() Exit {
 	d.t.Helper()
 	for {
-		if _, ok := d.take(); !ok {
+		if _, ok := d.take(func() string { return "the driver to end" }); !ok {
 			break
 		}
 	}
