@@ -2,7 +2,8 @@
 # The builder image Dockerfile builds run in (on Docker and on Kubernetes), made offline (no registry):
 # BuildKit (buildkitd, buildctl) and rootlesskit built from the Go module proxy, crane (to
 # read back what a build pushed), on a debootstrapped Debian with runc and uidmap, and
-# images/builder's entry script and default buildkitd.toml. Prints the image name, and tags it
+# images/builder's entry script, default buildkitd.toml and runhost-runc (the runc BuildKit
+# runs RUN steps with: it gives a granted build's steps the host's CA bundle). Prints the image name, and tags it
 # runhost/builder:latest too (the Docker executor's default RUNHOST_BUILDER_IMAGE).
 #
 # Debian's newuidmap/newgidmap are setuid root and built without libcap: they would write
@@ -19,9 +20,9 @@ CACHE=${BUILDER_CACHE:-$ROOT/.cache/builder}
 TAG=$(cat images/builder/* scripts/builder-image.sh | sha256sum | cut -c1-12)
 IMAGE=runhost/builder:$TAG
 LATEST=runhost/builder:latest
-# What the host expects of the image's entry script (RUNHOST_BUILD_PROCESS_SANDBOX): the Docker
+# What the host expects of the image (3: RUNHOST_BUILD_PROCESS_SANDBOX, RUNHOST_BUILD_CA): the Docker
 # executor refuses a builder image without this label value (internal/executor/docker/builder.go).
-PROTOCOL=2
+PROTOCOL=3
 log() { printf '[builder-image] %s\n' "$*" >&2; }
 
 if docker image inspect "$IMAGE" >/dev/null 2>&1; then
@@ -52,6 +53,8 @@ if [ ! -x "$BIN/buildkitd" ] || [ ! -x "$BIN/buildctl" ]; then
 fi
 [ -x "$BIN/rootlesskit" ] || GOBIN=$BIN $GO install -trimpath -ldflags='-s -w' "github.com/rootless-containers/rootlesskit/v2/cmd/rootlesskit@$ROOTLESSKIT"
 [ -x "$BIN/crane" ] || GOBIN=$BIN $GO install -trimpath -ldflags='-s -w' "github.com/google/go-containerregistry/cmd/crane@$CRANE"
+# runhost-runc is this checkout's (images/builder, in the image's tag): never cached.
+$GO build -trimpath -ldflags='-s -w' -o "$CACHE/runhost-runc" ./images/builder
 
 log "root filesystem (debootstrap, runc, uidmap)"
 fs=$(mktemp -d)
@@ -62,7 +65,7 @@ chroot "$fs" sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get
 umount "$fs/proc"
 chroot "$fs" sh -c 'useradd -u 1000 -m -s /bin/sh build && echo build:100000:65536 >/etc/subuid && echo build:100000:65536 >/etc/subgid && mkdir -p /etc/buildkit /home/build/.local/share/buildkit && chown -R build:build /home/build'
 install -m 0644 images/builder/buildkitd.toml "$fs/etc/buildkit/buildkitd.toml"
-install -m 0755 images/builder/runhost-build "$BIN/buildkitd" "$BIN/buildctl" "$BIN/rootlesskit" "$BIN/crane" "$fs/usr/local/bin/"
+install -m 0755 images/builder/runhost-build "$CACHE/runhost-runc" "$BIN/buildkitd" "$BIN/buildctl" "$BIN/rootlesskit" "$BIN/crane" "$fs/usr/local/bin/"
 rm -rf "$fs"/usr/share/doc/* "$fs"/usr/share/man/* "$fs"/var/cache/apt/*
 # No setuid or setgid program at all (newuidmap/newgidmap included): the Docker executor runs the
 # builder without no-new-privileges (file capabilities need it), so none may make a process root.

@@ -327,7 +327,7 @@ func settings() []Setting {
 		{"RUNHOST_RUN_EGRESS_DEFAULT", "false", "host without keys: every run gets RUNHOST_RUN_EGRESS_ALLOW without asking (a key's `egress-default`), so clients with no `network` parameter reach those hosts", boolean(func(c *Config) *bool { return &c.Egress.RunDefault })},
 		{"RUNHOST_PIP_INDEX_URL", "", "package index for pip installs (pip's default, PyPI, when empty)", httpURL(func(c *Config) **url.URL { return &c.Installs.PipIndexURL })},
 		{"RUNHOST_NPM_REGISTRY", "", "registry for npm installs (npm's default when empty)", httpURL(func(c *Config) **url.URL { return &c.Installs.NpmRegistry })},
-		{"RUNHOST_CA_BUNDLE", "", "PEM bundle install steps and builds trust (so a TLS-intercepting proxy the machine trusts works for them too); `none`: only the images' own CAs", caBundle},
+		{"RUNHOST_CA_BUNDLE", "", "PEM bundle install steps, granted runs and the RUN steps of granted builds trust (so a TLS-intercepting proxy the machine trusts works for them too; never in a built image); `none`: only the images' own CAs", caBundle},
 		{"RUNHOST_INSTALL_TIMEOUT_MS", "300000", "wall-clock timeout of one dependency install", millis(func(c *Config) *time.Duration { return &c.Installs.Timeout })},
 		{"RUNHOST_INSTALL_MEMORY_MB", "1024", "memory limit of a dependency install", mebibytes(func(c *Config) *int64 { return &c.Installs.MemoryBytes })},
 		{"RUNHOST_INSTALL_DISK_MB", "512", "size of the filesystem a dependency install writes its output to (a tmpfs counted against RUNHOST_INSTALL_MEMORY_MB); an install that needs more fails and nothing is cached", mebibytes(func(c *Config) *int64 { return &c.Installs.DiskBytes })},

@@ -1,6 +1,7 @@
 package deploytest
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,5 +47,38 @@ func TestComposeWorkspaceOff(t *testing.T) {
 	for _, files := range [][]string{{baseFile}, {baseFile, dindFile}} {
 		host := service(t, loadProject(t, env, files...), "runhost")
 		wantEnv(t, host, map[string]string{"RUNHOST_WORKSPACE_ROOT": "off"})
+	}
+}
+
+// TestFreshCheckoutHasTheWorkspace: `docker compose up` on a fresh
+// checkout finds the directory behind the workspace volume (a local bind
+// volume of a missing directory fails to mount, in both deployments): the
+// default device is ./workspace of the checkout, which git keeps (its
+// .gitkeep), so it exists after a clone and belongs to whoever cloned,
+// while everything the workspace holds stays out of git.
+func TestFreshCheckoutHasTheWorkspace(t *testing.T) {
+	root := repoRoot(t)
+	for _, files := range [][]string{{baseFile}, {baseFile, dindFile}} {
+		p := loadProject(t, map[string]string{"PWD": root}, files...)
+		wantWorkspaceVolume(t, p, filepath.Join(root, "workspace"))
+	}
+	git := func(args ...string) error {
+		cmd := exec.Command("git", append([]string{"-C", root}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil && len(out) > 0 {
+			return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+		}
+		return err
+	}
+	if err := git("ls-files", "--error-unmatch", "workspace/.gitkeep"); err != nil {
+		t.Errorf("git does not keep workspace/ (workspace/.gitkeep): %v", err)
+	}
+	if err := git("check-ignore", "-q", "--no-index", "workspace/.gitkeep"); err == nil {
+		t.Error("workspace/.gitkeep is ignored: a fresh checkout would lack ./workspace")
+	}
+	for _, data := range []string{"workspace/notes.txt", "workspace/proj/app.py", "workspace/.tenants/alice/p/x"} {
+		if err := git("check-ignore", "-q", "--no-index", data); err != nil {
+			t.Errorf("%s is not ignored: workspace files would end up in git (%v)", data, err)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/runhost/runhost/internal/auth"
 	"github.com/runhost/runhost/internal/e2e/pkgindex"
+	"github.com/runhost/runhost/internal/executor"
 	"github.com/runhost/runhost/internal/executor/docker"
 	"github.com/runhost/runhost/internal/testenv"
 )
@@ -320,6 +322,16 @@ func TestRunNetworkByGrant(t *testing.T) {
 		res := granted.runNetwork("/runtimes/python/run", map[string]any{"code": fetchPy, "args": []string{apiURL}})
 		if got := fetched(t, res); !strings.Contains(got[apiURL], "ERROR") || res.Network != nil {
 			t.Errorf("a run that did not ask: %q, network %+v", got[apiURL], res.Network)
+		}
+	})
+	t.Run("the CA bundle", func(t *testing.T) {
+		probe := fmt.Sprintf(caProbe, strings.Join(executor.CAEnv, " "))
+		want := "CA-ENV " + strings.Join(slices.Sorted(slices.Values(executor.CAEnv)), ",") + " readable"
+		if res := granted.run("python", map[string]any{"code": probe, "network": allow}); !strings.Contains(res.Stdout, want) {
+			t.Errorf("a granted run: %q, want %q", res.Stdout, want)
+		}
+		if res := granted.run("python", map[string]any{"code": probe}); !strings.Contains(res.Stdout, "CA-ENV - none") {
+			t.Errorf("a run without network: %q, want no CA variables", res.Stdout)
 		}
 	})
 	t.Run("default grant", func(t *testing.T) {

@@ -127,6 +127,11 @@ type Network struct {
 // NetworkCAFile is where a granted run finds the host's CA bundle.
 const NetworkCAFile = "/tmp/.runhost-ca.pem"
 
+// CAEnv are the variables that point a granted run's (or a granted build's
+// RUN steps') programs at the host's CA bundle: OpenSSL and Python's ssl,
+// requests, curl, Node, pip, npm, git.
+var CAEnv = []string{"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "PIP_CERT", "NPM_CONFIG_CAFILE", "GIT_SSL_CAINFO"}
+
 // NetworkLog is what a granted run asked the egress proxy for, as
 // host:port: reached, refused by the proxy, or not reachable.
 type NetworkLog struct {
@@ -189,8 +194,12 @@ type Build struct {
 	// RUN --mount from), each pinned to the exact image the host checked.
 	// The executor builds so that a name resolves to its Ref and nothing
 	// else is reachable.
-	Bases       []BaseImage
-	Network     bool // RUN steps reach the network, through the egress proxy
+	Bases   []BaseImage
+	Network bool // RUN steps reach the network, through the egress proxy
+	// CA is the host's CA bundle, which a granted build's RUN steps trust
+	// (at the builder's path, with CAEnv pointing there); nil for none.
+	// Only with Network; never in the built image.
+	CA          []byte
 	Timeout     time.Duration
 	MemoryBytes int64
 	NanoCPUs    int64

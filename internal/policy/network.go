@@ -88,11 +88,6 @@ func NetworkHosts(asked *NetworkRequest) ([]string, error) {
 	return hosts, nil
 }
 
-// caEnv are the variables that point a granted run's programs at the
-// host's CA bundle (OpenSSL and Python's ssl, requests, curl, Node, pip,
-// npm, git).
-var caEnv = []string{"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "PIP_CERT", "NPM_CONFIG_CAFILE", "GIT_SSL_CAINFO"}
-
 // network is the job's network for the hosts the runner decided, with the
 // host's CA bundle; env gets the CA variables the spec did not set itself.
 func (p *Policy) network(hosts []string, env map[string]string) *executor.Network {
@@ -100,7 +95,7 @@ func (p *Policy) network(hosts []string, env map[string]string) *executor.Networ
 		return nil
 	}
 	if len(p.cfg.CABundle) > 0 {
-		for _, k := range caEnv {
+		for _, k := range executor.CAEnv {
 			if _, set := env[k]; !set {
 				env[k] = executor.NetworkCAFile
 			}

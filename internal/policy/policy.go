@@ -64,7 +64,7 @@ type Config struct {
 	InstallDisk         int64 // bytes of the filesystem an install's output is written to
 	PipIndexURL         string
 	NpmRegistry         string
-	CABundle            []byte // PEM given to install steps; nil for none
+	CABundle            []byte // PEM given to install steps, granted runs and granted builds; nil for none
 
 	// Grants narrow what named plugins may ask for (RUNHOST_POLICY).
 	Grants map[string]Grant
@@ -643,6 +643,11 @@ func (p *Policy) Build(in Input) (executor.Build, error) {
 	if g, ok := p.grantOf(in.Runtime); ok && g.BuildNetwork != nil && !*g.BuildNetwork {
 		network = false
 	}
+	// A granted build's RUN steps trust what installs trust.
+	var ca []byte
+	if network {
+		ca = c.CABundle
+	}
 	m := p.maxima(in.Runtime)
 	return executor.Build{
 		Key:         contentKey("build", in.Owner, b.Dockerfile, strings.Join(args, "\x00"), filesDigest(files), fmt.Sprint(network), strings.Join(pins, "\x00")),
@@ -650,6 +655,7 @@ func (p *Policy) Build(in Input) (executor.Build, error) {
 		Context:     files,
 		BuildArgs:   b.BuildArgs,
 		Network:     network,
+		CA:          ca,
 		Timeout:     c.BuildTimeout,
 		MemoryBytes: min(c.BuildMemory, m.memory),
 		NanoCPUs:    int64(c.MaxCPUs * 1e9),

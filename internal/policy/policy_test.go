@@ -381,6 +381,14 @@ func TestBuild(t *testing.T) {
 	if err != nil || b.Network || b.Timeout != time.Minute || len(b.Key) != 64 {
 		t.Fatalf("build = %+v, %v", b, err)
 	}
+	// The CA bundle goes with the network grant, and only with it.
+	cfg.CABundle = []byte("PEM")
+	for _, granted := range []bool{false, true} {
+		b, err := New(cfg).Build(input(func(in *Input) { withBuild(nil)(in); in.BuildEgress = granted }))
+		if err != nil || b.Network != granted || (string(b.CA) == "PEM") != granted {
+			t.Errorf("build-egress %v: network %v, CA %q, %v", granted, b.Network, b.CA, err)
+		}
+	}
 	if _, err := p.Build(input(withBuild([]shared.File{{Path: "a", Content: make([]byte, 200)}}))); !errors.Is(err, ErrContextTooLarge) {
 		t.Errorf("oversize context: %v", err)
 	}

@@ -46,14 +46,18 @@ const (
 	// builderUser is the builder image's user, whose subordinate ids
 	// rootless BuildKit maps.
 	builderUser = "1000:1000"
+	// buildCAFile is a granted build's CA bundle in the run directory,
+	// beside the context (never in it).
+	buildCAFile = "runhost-ca.pem"
 )
 
 // LabelBuilder on the builder image is the version of its entry script's
-// interface; builderProtocol is the one this host speaks
-// (RUNHOST_BUILD_PROCESS_SANDBOX). scripts/builder-image.sh sets it.
+// interface; builderProtocol is the one this host speaks (2:
+// RUNHOST_BUILD_PROCESS_SANDBOX; 3: RUNHOST_BUILD_CA, which runhost-runc
+// gives RUN steps). scripts/builder-image.sh sets it.
 const (
 	LabelBuilder    = "runhost.builder"
-	builderProtocol = "2"
+	builderProtocol = "3"
 )
 
 // builderExitNoStart is runhost-build's exit code when buildkitd did not
@@ -352,6 +356,7 @@ func builderJob(b executor.Build, builderImage, ref string, contextArgs []string
 	for _, k := range sortedKeys(b.BuildArgs) {
 		args = append(args, "--opt", "build-arg:"+k+"="+b.BuildArgs[k])
 	}
+	env := []string{"HOME=/home/build", "RUNHOST_BUILD_PROCESS_SANDBOX=true"}
 	if b.Network {
 		// BuildKit's predefined proxy arguments: RUN steps see them, the
 		// image and its history do not.
@@ -359,6 +364,14 @@ func builderJob(b executor.Build, builderImage, ref string, contextArgs []string
 			if k, v, _ := strings.Cut(kv, "="); strings.HasSuffix(strings.ToLower(k), "_proxy") {
 				args = append(args, "--opt", "build-arg:"+k+"="+v)
 			}
+		}
+		// The CA bundle goes to the builder's runtime (runhost-runc), which
+		// gives it to each RUN step's container, outside BuildKit's view:
+		// no layer, config, history or cache key has it.
+		if len(b.CA) > 0 {
+			files = append(files, executor.File{Path: buildCAFile, Content: b.CA})
+			size += int64(len(b.CA))
+			env = append(env, "RUNHOST_BUILD_CA="+executor.RunDir+"/"+buildCAFile, "RUNHOST_BUILD_CA_ENV="+strings.Join(executor.CAEnv, " "))
 		}
 	} else {
 		args = append(args, "--opt", "force-network-mode=none")
@@ -371,7 +384,7 @@ func builderJob(b executor.Build, builderImage, ref string, contextArgs []string
 		ID:      uniqueName("build-" + b.Key[:12] + "-"),
 		Image:   builderImage,
 		Command: args,
-		Env:     []string{"HOME=/home/build", "RUNHOST_BUILD_PROCESS_SANDBOX=true"},
+		Env:     env,
 		WorkDir: executor.RunDir,
 		Files:   files,
 		User:    builderUser,

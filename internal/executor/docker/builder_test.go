@@ -102,17 +102,49 @@ func TestBuilderJob(t *testing.T) {
 			t.Errorf("proxy argument %s without the network grant", a)
 		}
 	}
+	// A CA bundle without the grant is not given (the policy never sets
+	// one, but the executor does not rely on it).
+	b.CA = []byte("PEM")
+	if job := builderJob(b, "runhost/builder:t", "runhost/build:x", nil); hasCA(job) {
+		t.Errorf("the CA bundle without the network grant: env %v", job.Env)
+	}
 
 	b.Network = true
 	got = opts(builderJob(b, "runhost/builder:t", "runhost/build:x", nil))
 	if slices.Contains(got, "force-network-mode=none") || !slices.Contains(got, "build-arg:HTTP_PROXY=http://"+proxyListen) || !slices.Contains(got, "build-arg:https_proxy=http://"+proxyListen) {
 		t.Errorf("with the grant: %v", got)
 	}
-	for _, e := range builderJob(b, "runhost/builder:t", "runhost/build:x", nil).Env {
+	job = builderJob(b, "runhost/builder:t", "runhost/build:x", nil)
+	for _, e := range job.Env {
 		if strings.Contains(strings.ToLower(e), "proxy=") {
 			t.Errorf("the builder itself gets %s: BuildKit would fetch through the proxy", e)
 		}
 	}
+	// The bundle goes beside the context, for runhost-runc; never into the
+	// context or a build argument, where the image could keep it.
+	if !hasCA(job) || !slices.Contains(job.Env, "RUNHOST_BUILD_CA_ENV="+strings.Join(executor.CAEnv, " ")) {
+		t.Errorf("the granted build's env %v", job.Env)
+	}
+	for _, f := range job.Files {
+		if f.Path == buildCAFile && string(f.Content) != "PEM" || strings.HasPrefix(f.Path, "context/") && string(f.Content) == "PEM" {
+			t.Errorf("file %s: %q", f.Path, f.Content)
+		}
+	}
+	for _, a := range job.Command {
+		if strings.Contains(a, "PEM") || strings.Contains(a, "CERT") {
+			t.Errorf("the bundle reaches BuildKit: %s", a)
+		}
+	}
+	b.CA = nil
+	if job := builderJob(b, "runhost/builder:t", "runhost/build:x", nil); hasCA(job) {
+		t.Errorf("no bundle configured (RUNHOST_CA_BUNDLE=none), yet env %v", job.Env)
+	}
+}
+
+// hasCA says whether a builder job carries a CA bundle for its RUN steps.
+func hasCA(job executor.Job) bool {
+	file := slices.ContainsFunc(job.Files, func(f executor.File) bool { return f.Path == buildCAFile })
+	return file || slices.Contains(job.Env, "RUNHOST_BUILD_CA="+executor.RunDir+"/"+buildCAFile)
 }
 
 func TestBuildError(t *testing.T) {
