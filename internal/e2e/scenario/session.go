@@ -25,7 +25,7 @@ type Result struct {
 	Stage    string `json:"stage"`
 	// DurationMS is the run's duration, for a test's log.
 	DurationMS int64 `json:"duration_ms"`
-	Install  *struct {
+	Install    *struct {
 		Cached bool `json:"cached"`
 	} `json:"install"`
 }
