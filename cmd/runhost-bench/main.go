@@ -61,6 +61,7 @@ type result struct {
 
 func main() {
 	flag.Parse()
+	loadStart = loadAverage()
 	host, err := startHost()
 	if err != nil {
 		fail(err)
@@ -230,7 +231,9 @@ func quietRuns(h *hostProc) string {
 func table(rs []result, rss int64) string {
 	var b strings.Builder
 	b.WriteString("# Benchmarks\n\n")
-	fmt.Fprintf(&b, "Measured by `make bench` (`go run ./cmd/runhost-bench`) on %s.\n\n", machine())
+	fmt.Fprintf(&b, "Measured by `make bench` (`go run ./cmd/runhost-bench`) on %s. "+
+		"Load average (1 min) when the bench started: %s, when the paths were measured: %s (well above 0: other work shared the cores, and the figures are slower than on a quiet machine).\n\n",
+		machine(), loadStart, loadAverage())
 	fmt.Fprintf(&b, "Every path runs `python3 -c %q` in `%s` with the same limits (256 MiB, 1 CPU, 128 pids, no network, read-only root). "+
 		"Latency: %d runs one at a time; throughput: %d runs by 8 concurrent clients; CPU: the whole machine's CPU time during the throughput phase, per run. "+
 		"The host runs with `RUNHOST_POOL=python=24` (a pool sized for the burst of back-to-back runs; the default is python=2): a run that finds the pool empty takes the cold path, and the pool refills at the rate the engine starts containers.\n\n",
@@ -257,6 +260,18 @@ func table(rs []result, rss int64) string {
 	}
 	fmt.Fprintf(&b, "\nHost resident memory, idle, with every plugin loaded (host + plugin processes): %.1f MiB.\n", float64(rss)/(1<<20))
 	return b.String()
+}
+
+// loadStart is the load average when the bench started.
+var loadStart string
+
+// loadAverage is the machine's 1-minute load average.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Fields(string(b))[0]
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
@@ -442,7 +457,7 @@ func interpreterSessions(h *hostProc) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nInterpreter sessions: start is `POST /sessions` with `\"mode\":\"interpreter\"` until it answers (container started, driver ready), "+
 		"p50 and range of %d sessions started one after another with `memory_mb` 1024; memory is read by a cell of an idle session: "+
-		"%s, and the interpreter's resident memory.\n\n", sessionStarts, workingSet)
+		"%s, and the interpreter's resident memory. Load average (1 min) when these were measured: %s.\n\n", sessionStarts, workingSet, loadAverage())
 	b.WriteString("| interpreter | start p50 | start min–max | idle: container working set | idle: interpreter RSS |\n|---|---|---|---|---|\n")
 	for _, rt := range interpreterRuntimes {
 		name := rt.runtime + " " + rt.version
