@@ -511,8 +511,8 @@ func memoryLine(h *hostProc, s, code string) string {
 // and the cell end to end) and the memory of a session holding a 100 MiB
 // DataFrame.
 func dataImage(h *hostProc) string {
-	const fresh = 3
-	var imports, cells []time.Duration
+	const fresh = 5
+	var imports, cpus, cells []time.Duration
 	var df string
 	built := 0 // font caches matplotlib wrote in the last session
 	for i := range fresh {
@@ -522,24 +522,26 @@ func dataImage(h *hostProc) string {
 		}
 		t := time.Now()
 		rb, err := h.postAnswer("/sessions/"+s+"/run", map[string]any{
-			"code": "import glob, os, time\nt = time.perf_counter()\nimport matplotlib.pyplot\nprint(time.perf_counter() - t, " +
+			"code": "import glob, os, time\nt, c = time.perf_counter(), time.process_time()\nimport matplotlib.pyplot\n" +
+				"print(time.perf_counter() - t, time.process_time() - c, " +
 				"len(glob.glob(os.path.join(matplotlib.get_cachedir(), 'fontlist-*.json'))))",
 			"timeout_ms": 60000,
 		}, `"exit_code":0`)
 		cell := time.Since(t)
 		var res struct{ Stdout string }
-		var secs float64
+		var secs, cpu float64
 		if err == nil {
 			err = json.Unmarshal(rb, &res)
 		}
 		if err == nil {
-			_, err = fmt.Sscan(res.Stdout, &secs, &built)
+			_, err = fmt.Sscan(res.Stdout, &secs, &cpu, &built)
 		}
 		if err != nil {
 			h.endSession(s)
 			return fmt.Sprintf("\nData image: the first import of matplotlib not measured (%v).\n", err)
 		}
 		imports = append(imports, time.Duration(secs*float64(time.Second)))
+		cpus = append(cpus, time.Duration(cpu*float64(time.Second)))
 		cells = append(cells, cell)
 		if i == fresh-1 {
 			df = memoryLine(h, s, "import numpy as np, pandas as pd\ndf = pd.DataFrame(np.ones((1310720, 10)))\n"+
@@ -549,12 +551,13 @@ func dataImage(h *hostProc) string {
 	}
 	sort.Slice(imports, func(i, j int) bool { return imports[i] < imports[j] })
 	sort.Slice(cells, func(i, j int) bool { return cells[i] < cells[j] })
-	fmt.Fprintf(os.Stderr, "data image: first import of matplotlib.pyplot %v, cells %v; with a DataFrame %s\n", imports, cells, df)
+	sort.Slice(cpus, func(i, j int) bool { return cpus[i] < cpus[j] })
+	fmt.Fprintf(os.Stderr, "data image: first import of matplotlib.pyplot %v (CPU %v), cells %v; with a DataFrame %s\n", imports, cpus, cells, df)
 	return fmt.Sprintf("\nData image (python 3.11-data): the first `import matplotlib.pyplot` in a fresh interpreter session (p50 of %d sessions) "+
-		"takes %s inside the cell (min %s), %s for the cell end to end; font caches matplotlib built in the session's cache directory: %d. "+
+		"takes %s inside the cell (min %s), of which %s of CPU (waiting for a core under load adds to the first, not to this), %s for the cell end to end; font caches matplotlib built in the session's cache directory: %d. "+
 		"A session holding a 100 MiB pandas DataFrame (numpy and pandas imported): "+
 		"container working set, interpreter RSS: %s.\n",
-		fresh, ms(imports[len(imports)/2]), ms(imports[0]), ms(cells[len(cells)/2]), built, strings.ReplaceAll(df, " | ", ", "))
+		fresh, ms(imports[len(imports)/2]), ms(imports[0]), ms(cpus[len(cpus)/2]), ms(cells[len(cells)/2]), built, strings.ReplaceAll(df, " | ", ", "))
 }
 
 // endSession deletes session id.
