@@ -5,6 +5,10 @@
 #   offline:  debootstrap a minimal Debian root filesystem from Debian's
 #             packages, install the runtime with apt in a chroot, add the
 #             non-root user 1000 and `docker import` the result.
+# An image's directory may hold `setup`, an executable run as root in the
+# image once its packages are installed (offline: in the chroot; registry:
+# the image's Dockerfile runs it), e.g. to prebuild caches a read-only run
+# cannot write.
 # RUNHOST_IMAGE_SOURCE=auto (default) tries the registry first and falls back
 # to offline; `registry` or `offline` forces one. Root filesystems and .debs
 # are cached under RUNHOST_IMAGE_CACHE (default .cache/images).
@@ -65,6 +69,13 @@ build_offline() {
     >"$CACHE/apt-${image//[\/:]/_}.log" 2>&1 \
     || { tail -20 "$CACHE/apt-${image//[\/:]/_}.log" >&2; log "$image: apt-get failed"; exit 1; }
   as_root chroot "$root" useradd --uid 1000 --user-group --create-home --shell /bin/bash runner
+  if [ -f "$dir_/setup" ]; then
+    log "$image: $dir_/setup"
+    as_root install -m 0755 "$dir_/setup" "$root/tmp/runhost-image-setup"
+    as_root chroot "$root" /tmp/runhost-image-setup >>"$CACHE/apt-${image//[\/:]/_}.log" 2>&1 \
+      || { tail -20 "$CACHE/apt-${image//[\/:]/_}.log" >&2; log "$image: $dir_/setup failed"; exit 1; }
+    as_root rm -f "$root/tmp/runhost-image-setup"
+  fi
   as_root mkdir -p "$root/code"
   as_root umount "$root/proc"
   # Trim what a runtime image does not need.
@@ -89,9 +100,10 @@ build_registry() {
 while read -r image dir_ suite packages; do
   [[ -z "$image" || "$image" == \#* ]] && continue
   if [ ${#ONLY[@]} -gt 0 ] && [[ ! " ${ONLY[*]} " == *" $image "* ]]; then continue; fi
-  # The recipe hash changes when the image's line, its Dockerfile or this
-  # script changes; an image built from another recipe is rebuilt.
-  recipe=$(cat <(echo "$image $dir_ $suite $packages") "$dir_/Dockerfile" "$0" | sha256sum | cut -c1-16)
+  # The recipe hash changes when the image's line, a file of its directory
+  # (the Dockerfile, setup) or this script changes; an image built from
+  # another recipe is rebuilt.
+  recipe=$(cat <(echo "$image $dir_ $suite $packages") <(cd "$dir_" && find . -maxdepth 1 -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) "$0" | sha256sum | cut -c1-16)
   have=$(docker image inspect -f '{{index .Config.Labels "runhost.recipe"}}' "$image" 2>/dev/null || true)
   if [ "$have" = "$recipe" ]; then
     log "$image: present"

@@ -10,8 +10,10 @@
 // For each: median and p95 latency at concurrency 1, throughput at
 // concurrency 8, and CPU seconds per run for the whole machine. It also
 // reports the host's resident memory, idle, with every plugin loaded, and
-// the memory of an interpreter session's container, idle and holding a
-// 100 MB DataFrame. It prints a table and writes it to docs/benchmarks.md.
+// for interpreter sessions (python 3.11, 3.11-data, node 20) the time to
+// start one, its memory idle, the first `import matplotlib.pyplot` on the
+// data image and its memory holding a 100 MiB DataFrame. It prints a table
+// and writes it to docs/benchmarks.md.
 //
 //	go run ./cmd/runhost-bench            (make bench)
 //	go run ./cmd/runhost-bench -paths e   (some paths; prints, writes nothing)
@@ -59,6 +61,7 @@ type result struct {
 
 func main() {
 	flag.Parse()
+	loadStart = loadAverage()
 	host, err := startHost()
 	if err != nil {
 		fail(err)
@@ -128,12 +131,22 @@ func main() {
 		results = append(results, r)
 		fmt.Fprintf(os.Stderr, "%s: p50 %s, %.1f runs/s\n", r.name, r.p50, r.throughput)
 	}
+	// The paths' 16 sessions are the key's whole allowance
+	// (RUNHOST_SESSIONS_PER_KEY): end them before the interpreter sessions
+	// are measured, so those start on a quiet host instead of a 429.
+	close(cells)
+	for s := range cells {
+		sessions = append(sessions, s)
+	}
+	for _, s := range sessions {
+		host.endSession(s)
+	}
 	report := table(results, rss)
 	if *only == "" {
 		report += quietRuns(host)
 		report += memoryBreakdown(host)
 	}
-	report += interpreterMemory(host)
+	report += interpreterSessions(host)
 	fmt.Print(report)
 	if *only != "" {
 		return
@@ -218,7 +231,9 @@ func quietRuns(h *hostProc) string {
 func table(rs []result, rss int64) string {
 	var b strings.Builder
 	b.WriteString("# Benchmarks\n\n")
-	fmt.Fprintf(&b, "Measured by `make bench` (`go run ./cmd/runhost-bench`) on %s.\n\n", machine())
+	fmt.Fprintf(&b, "Measured by `make bench` (`go run ./cmd/runhost-bench`) on %s. "+
+		"Load average (1 min) when the bench started: %s, when the paths were measured: %s (well above 0: other work shared the cores, and the figures are slower than on a quiet machine).\n\n",
+		machine(), loadStart, loadAverage())
 	fmt.Fprintf(&b, "Every path runs `python3 -c %q` in `%s` with the same limits (256 MiB, 1 CPU, 128 pids, no network, read-only root). "+
 		"Latency: %d runs one at a time; throughput: %d runs by 8 concurrent clients; CPU: the whole machine's CPU time during the throughput phase, per run. "+
 		"The host runs with `RUNHOST_POOL=python=24` (a pool sized for the burst of back-to-back runs; the default is python=2): a run that finds the pool empty takes the cold path, and the pool refills at the rate the engine starts containers.\n\n",
@@ -245,6 +260,18 @@ func table(rs []result, rss int64) string {
 	}
 	fmt.Fprintf(&b, "\nHost resident memory, idle, with every plugin loaded (host + plugin processes): %.1f MiB.\n", float64(rss)/(1<<20))
 	return b.String()
+}
+
+// loadStart is the load average when the bench started.
+var loadStart string
+
+// loadAverage is the machine's 1-minute load average.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Fields(string(b))[0]
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
@@ -387,44 +414,158 @@ func (h *hostProc) newInterpreter(version string, memoryMB int) (string, error) 
 	return h.startSession(map[string]any{"runtime": "python", "version": version, "mode": "interpreter", "memory_mb": memoryMB})
 }
 
-// interpreterMemory reports the memory of an interpreter session's
-// container on the data image (its cgroup's memory.current, read by a
-// cell: init, the driver and what the session's tmpfs hold), idle and
-// holding a 100 MB DataFrame.
-func interpreterMemory(h *hostProc) string {
-	s, err := h.newInterpreter("3.11-data", 1024)
-	if err != nil {
-		return fmt.Sprintf("\nInterpreter session memory: not measured (%v).\n", err)
-	}
-	defer func() {
-		req, _ := http.NewRequest(http.MethodDelete, h.url+"/sessions/"+s, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
+// interpreterRuntimes are the interpreter sessions the bench starts.
+var interpreterRuntimes = []struct {
+	runtime, version string
+	memory           string // a cell that prints workingSet and the interpreter's RSS, in bytes
+}{
+	{"python", "3.11", pythonMemory},
+	{"python", "3.11-data", pythonMemory},
+	{"node", "20", "{\n" +
+		"const fs = require('fs')\n" +
+		"const [d, usage, inactive] = fs.existsSync('/sys/fs/cgroup/memory.current') ? ['/sys/fs/cgroup', 'memory.current', 'inactive_file'] : ['/sys/fs/cgroup/memory', 'memory.usage_in_bytes', 'total_inactive_file']\n" +
+		"const stat = Object.fromEntries(fs.readFileSync(d + '/memory.stat', 'utf8').trim().split('\\n').map(l => l.split(' ')))\n" +
+		"console.log(Number(fs.readFileSync(d + '/' + usage, 'utf8')) - Number(stat[inactive]), process.memoryUsage().rss)\n" +
+		"}"},
+}
+
+// workingSet is how the container's memory is counted: its cgroup's usage
+// less the inactive file cache (what docker stats and the kubelet show),
+// read inside the container from cgroup v2 or v1.
+const workingSet = "the container's working set (cgroup memory usage less inactive file cache, as `docker stats` and the kubelet count it: " +
+	"init, the driver, what it allocated and the active page cache of the files it read)"
+
+const pythonMemory = "def _runhost_bench_memory():\n" +
+	"    import os\n" +
+	"    for d, usage, inactive in (('/sys/fs/cgroup', 'memory.current', 'inactive_file'), ('/sys/fs/cgroup/memory', 'memory.usage_in_bytes', 'total_inactive_file')):\n" +
+	"        if os.path.exists(os.path.join(d, usage)):\n" +
+	"            stat = dict(l.split() for l in open(os.path.join(d, 'memory.stat')))\n" +
+	"            rss = [l for l in open('/proc/self/status') if l.startswith('VmRSS:')][0].split()[1]\n" +
+	"            print(int(open(os.path.join(d, usage)).read()) - int(stat[inactive]), int(rss) * 1024)\n" +
+	"_runhost_bench_memory()\n"
+
+// sessionStarts is how many sessions of each runtime are started, one
+// after another, to time the start.
+const sessionStarts = 5
+
+// interpreterSessions measures interpreter sessions: the time POST
+// /sessions takes to answer (a container started and the driver ready),
+// the memory of an idle session, and on the data image the first
+// `import matplotlib.pyplot` of a fresh session and the memory of a
+// session holding a 100 MiB DataFrame.
+func interpreterSessions(h *hostProc) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nInterpreter sessions: start is `POST /sessions` with `\"mode\":\"interpreter\"` until it answers (container started, driver ready), "+
+		"p50 and range of %d sessions started one after another with `memory_mb` 1024; memory is read by a cell of an idle session: "+
+		"%s, and the interpreter's resident memory. Load average (1 min) when these were measured: %s.\n\n", sessionStarts, workingSet, loadAverage())
+	b.WriteString("| interpreter | start p50 | start min–max | idle: container working set | idle: interpreter RSS |\n|---|---|---|---|---|\n")
+	for _, rt := range interpreterRuntimes {
+		name := rt.runtime + " " + rt.version
+		var starts []time.Duration
+		var idle string
+		for i := range sessionStarts {
+			t := time.Now()
+			s, err := h.startSession(map[string]any{"runtime": rt.runtime, "version": rt.version, "mode": "interpreter", "memory_mb": 1024})
+			if err != nil {
+				idle = fmt.Sprintf("not measured (%v)", err)
+				break
+			}
+			starts = append(starts, time.Since(t))
+			if i == sessionStarts-1 {
+				idle = memoryLine(h, s, rt.memory)
+			}
+			h.endSession(s)
 		}
-	}()
-	current := func(code string) (float64, error) {
-		rb, err := h.postAnswer("/sessions/"+s+"/run", map[string]any{"code": code + "\nint(open('/sys/fs/cgroup/memory.current').read())", "timeout_ms": 60000}, `"text/plain"`)
+		fmt.Fprintf(os.Stderr, "%s interpreter: starts %v, idle %s\n", name, starts, idle)
+		if len(starts) == 0 {
+			fmt.Fprintf(&b, "| %s | not measured | | %s | |\n", name, idle)
+			continue
+		}
+		sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
+		fmt.Fprintf(&b, "| %s | %s | %s–%s | %s |\n", name, ms(starts[len(starts)/2]), ms(starts[0]), ms(starts[len(starts)-1]), idle)
+	}
+	b.WriteString(dataImage(h))
+	return b.String()
+}
+
+// memoryLine runs the memory cell code in session s and returns its two
+// numbers as table cells.
+func memoryLine(h *hostProc, s, code string) string {
+	rb, err := h.postAnswer("/sessions/"+s+"/run", map[string]any{"code": code, "timeout_ms": 60000}, `"exit_code":0`)
+	if err != nil {
+		return fmt.Sprintf("not measured (%v) |", err)
+	}
+	var res struct{ Stdout string }
+	var current, rss float64
+	if err := json.Unmarshal(rb, &res); err != nil {
+		return fmt.Sprintf("not measured (%v) |", err)
+	}
+	if _, err := fmt.Sscan(res.Stdout, &current, &rss); err != nil {
+		return fmt.Sprintf("not measured (%q: %v) |", res.Stdout, err)
+	}
+	return fmt.Sprintf("%.1f MiB | %.1f MiB", current/(1<<20), rss/(1<<20))
+}
+
+// dataImage measures, on the data image, the first `import
+// matplotlib.pyplot` in fresh sessions (the import timed inside the cell,
+// and the cell end to end) and the memory of a session holding a 100 MiB
+// DataFrame.
+func dataImage(h *hostProc) string {
+	const fresh = 5
+	var imports, cpus, cells []time.Duration
+	var df string
+	built := 0 // font caches matplotlib wrote in the last session
+	for i := range fresh {
+		s, err := h.newInterpreter("3.11-data", 1024)
 		if err != nil {
-			return 0, err
+			return fmt.Sprintf("\nData image: not measured (%v).\n", err)
 		}
-		var res struct {
-			Results []map[string]string `json:"results"`
+		t := time.Now()
+		rb, err := h.postAnswer("/sessions/"+s+"/run", map[string]any{
+			"code": "import glob, os, time\nt, c = time.perf_counter(), time.process_time()\nimport matplotlib.pyplot\n" +
+				"print(time.perf_counter() - t, time.process_time() - c, " +
+				"len(glob.glob(os.path.join(matplotlib.get_cachedir(), 'fontlist-*.json'))))",
+			"timeout_ms": 60000,
+		}, `"exit_code":0`)
+		cell := time.Since(t)
+		var res struct{ Stdout string }
+		var secs, cpu float64
+		if err == nil {
+			err = json.Unmarshal(rb, &res)
 		}
-		if err := json.Unmarshal(rb, &res); err != nil || len(res.Results) == 0 {
-			return 0, fmt.Errorf("no result: %s", rb)
+		if err == nil {
+			_, err = fmt.Sscan(res.Stdout, &secs, &cpu, &built)
 		}
-		n, err := strconv.ParseFloat(res.Results[len(res.Results)-1]["text/plain"], 64)
-		return n / (1 << 20), err
+		if err != nil {
+			h.endSession(s)
+			return fmt.Sprintf("\nData image: the first import of matplotlib not measured (%v).\n", err)
+		}
+		imports = append(imports, time.Duration(secs*float64(time.Second)))
+		cpus = append(cpus, time.Duration(cpu*float64(time.Second)))
+		cells = append(cells, cell)
+		if i == fresh-1 {
+			df = memoryLine(h, s, "import numpy as np, pandas as pd\ndf = pd.DataFrame(np.ones((1310720, 10)))\n"+
+				"assert df.memory_usage(index=False).sum() == 100 << 20\n"+pythonMemory)
+		}
+		h.endSession(s)
 	}
-	idle, err := current("")
-	if err != nil {
-		return fmt.Sprintf("\nInterpreter session memory: not measured (%v).\n", err)
+	sort.Slice(imports, func(i, j int) bool { return imports[i] < imports[j] })
+	sort.Slice(cells, func(i, j int) bool { return cells[i] < cells[j] })
+	sort.Slice(cpus, func(i, j int) bool { return cpus[i] < cpus[j] })
+	fmt.Fprintf(os.Stderr, "data image: first import of matplotlib.pyplot %v (CPU %v), cells %v; with a DataFrame %s\n", imports, cpus, cells, df)
+	return fmt.Sprintf("\nData image (python 3.11-data): the first `import matplotlib.pyplot` in a fresh interpreter session (p50 of %d sessions) "+
+		"takes %s inside the cell (min %s), of which %s of CPU (waiting for a core under load adds to the first, not to this), %s for the cell end to end; font caches matplotlib built in the session's cache directory: %d. "+
+		"A session holding a 100 MiB pandas DataFrame (numpy and pandas imported): "+
+		"container working set, interpreter RSS: %s.\n",
+		fresh, ms(imports[len(imports)/2]), ms(imports[0]), ms(cpus[len(cpus)/2]), ms(cells[len(cells)/2]), built, strings.ReplaceAll(df, " | ", ", "))
+}
+
+// endSession deletes session id.
+func (h *hostProc) endSession(id string) {
+	req, _ := http.NewRequest(http.MethodDelete, h.url+"/sessions/"+id, nil)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
 	}
-	df, err := current("import numpy as np, pandas as pd\ndf = pd.DataFrame(np.ones((1310720, 10)))\nassert df.memory_usage(index=False).sum() == 100 << 20")
-	if err != nil {
-		return fmt.Sprintf("\nInterpreter session memory: idle %.1f MiB; with a DataFrame not measured (%v).\n", idle, err)
-	}
-	return fmt.Sprintf("\nInterpreter session (python 3.11-data), the container's memory (cgroup memory.current): idle %.1f MiB; holding a 100 MiB pandas DataFrame (numpy and pandas imported) %.1f MiB.\n", idle, df)
 }
 
 func (h *hostProc) newSession() (string, error) {
