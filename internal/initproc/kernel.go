@@ -29,12 +29,17 @@ import (
 //
 // The driver's stdout and stderr are the cell's, framed as a run's are. A
 // cell past its timeout (or cancelled, or past the output limit) is
-// interrupted with SIGINT; a driver that does not finish the cell within
+// interrupted with SIGINT, repeated every interruptAgain until it ends (a
+// driver takes one interrupt per cell); a driver that does not finish the cell within
 // the grace period, or that dies, is killed and started again, and the
 // cell's exit says Restarted.
 
 // KernelProtocol is the only driver protocol init speaks.
 const KernelProtocol = "runhost-kernel/1"
+
+// interruptAgain is how often an interrupted cell that has not ended gets
+// SIGINT again.
+const interruptAgain = 50 * time.Millisecond
 
 // Kernel starts a session's resident driver (see above).
 type Kernel struct {
@@ -330,13 +335,21 @@ func (k *kernel) cell(h Header, body io.Reader, cancel <-chan struct{}) Exit {
 		defer t.Stop()
 		timeout = t.C
 	}
-	var grace <-chan time.Time
+	var grace, again <-chan time.Time
+	stopAgain := func() {}
+	defer func() { stopAgain() }()
 	interrupt := func(mark *bool) {
 		*mark = true
 		timeout, cancel, over = nil, nil, nil
 		if grace == nil {
 			_ = syscall.Kill(k.pid, syscall.SIGINT)
 			grace = time.After(time.Duration(max(k.start.Kernel.InterruptGraceMS, 100)) * time.Millisecond)
+			// SIGINT again until the cell ends: an interpreter may handle a
+			// signal only after the blocking call it was about to make
+			// (Python's time.sleep), or lose it (in a finalizer); drivers
+			// take one interrupt per cell and ignore the repeats.
+			t := time.NewTicker(interruptAgain)
+			again, stopAgain = t.C, t.Stop
 		}
 	}
 	var results int64
@@ -366,6 +379,8 @@ func (k *kernel) cell(h Header, body io.Reader, cancel <-chan struct{}) Exit {
 				k.finish()
 				return ex
 			}
+		case <-again:
+			_ = syscall.Kill(k.pid, syscall.SIGINT)
 		case <-timeout:
 			interrupt(&ex.TimedOut)
 		case <-cancel:

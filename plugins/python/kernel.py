@@ -18,7 +18,8 @@ of its last expression (a final bare expression statement that is not None
 and does not end with ";"), then every matplotlib figure still open (as
 image/png). An exception ends the cell with
 "error": {"name", "value", "traceback"} and the driver keeps serving. SIGINT
-interrupts the running cell (KeyboardInterrupt); between cells it is ignored.
+interrupts the running cell (one KeyboardInterrupt; its sender repeats it
+until the cell ends, and the repeats are ignored); between cells it is ignored.
 
 The driver uses the standard library only. When IPython is importable (the
 data image) its DisplayFormatter makes the rich representations and
@@ -27,7 +28,6 @@ display() does the same job with the objects' _repr_*_ methods.
 """
 
 import _ast  # the parser's node types; the ast module costs 15 ms to import
-import _thread
 import builtins
 import io
 import json
@@ -140,7 +140,7 @@ def _encode(msg):
 def _send(msg):
     """Send one message on the events pipe. A SIGINT that arrives while a
     message is half written is held until the message is complete."""
-    global _sending, _interrupt_pending
+    global _sending, _interrupt_pending, _interrupted
     if _in_child():
         return
     data = _encode(msg)
@@ -167,6 +167,7 @@ def _send(msg):
         del data
     if _interrupt_pending and _in_cell and threading.current_thread() is threading.main_thread():
         _interrupt_pending = False
+        _interrupted = True
         raise KeyboardInterrupt
 
 
@@ -196,58 +197,36 @@ def _read_request():
 
 
 def _on_sigint(signum, frame):
-    global _interrupt_pending, _lost_interrupt
-    if not _in_cell:
+    global _interrupt_pending, _interrupted
+    if not _in_cell or _interrupted or _in_hook:
         return
     if _sending:
         _interrupt_pending = True
         return
-    if _in_hook:
-        _lost_interrupt = True
-        return
-    _lost_interrupt = False
+    _interrupted = True
     raise KeyboardInterrupt
 
 
-# Python swallows an exception raised in a finalizer (__del__, a weakref
-# callback, anything the garbage collector runs): a SIGINT whose
-# KeyboardInterrupt is raised there would be lost and the cell would go on
-# (sleeping, say). The unraisable hook sees it go by and a thread sends SIGINT
-# again until it lands in the cell itself; one that lands in yet another
-# finalizer comes back here.
+# The sender of SIGINT (runhost-init) repeats it until the cell ends: Python
+# runs a handler only between bytecodes, so a SIGINT that arrives just before
+# a blocking call (time.sleep) begins is handled only when the call returns;
+# the next one interrupts the call. The cell gets one KeyboardInterrupt; the
+# repeats are ignored, unless that one was lost: Python swallows what a
+# finalizer (__del__, a weakref callback, the garbage collector's work)
+# raises, and the unraisable hook, seeing it go by, lets the next SIGINT
+# raise again.
 _default_unraisablehook = sys.unraisablehook
-_pthread_kill = signal.pthread_kill
-_MAIN_THREAD = threading.main_thread().ident
-_lost_interrupt = False
+_interrupted = False  # the running cell got its KeyboardInterrupt
 _in_hook = False
-_redelivering = False
-
-
-def _redeliver():
-    global _redelivering
-    import time
-
-    try:
-        while _lost_interrupt and _in_cell:
-            time.sleep(0.005)
-            if _lost_interrupt and _in_cell:
-                _pthread_kill(_MAIN_THREAD, signal.SIGINT)
-    except Exception:
-        pass
-    finally:
-        _redelivering = False
 
 
 def _on_unraisable(unraisable):
-    global _in_hook, _lost_interrupt, _redelivering
+    global _in_hook, _interrupted
     if not issubclass(unraisable.exc_type, KeyboardInterrupt) or not _in_cell or _in_child():
         _default_unraisablehook(unraisable)
         return
-    _in_hook = True  # a SIGINT that arrives now is only noted
-    _lost_interrupt = True
-    if not _redelivering:
-        _redelivering = True
-        _thread.start_new_thread(_redeliver, ())
+    _in_hook = True  # a SIGINT that arrives now is left to the next one
+    _interrupted = False
     _in_hook = False
 
 
@@ -725,7 +704,7 @@ def _error_of(exc):
 
 
 def _serve(request):
-    global _current_cell, _in_cell, _interrupt_pending, _lost_interrupt
+    global _current_cell, _in_cell, _interrupt_pending, _interrupted
     try:
         msg = _loads(request)
         cell_id = msg["id"]
@@ -738,7 +717,7 @@ def _serve(request):
     error = None
     _current_cell = cell_id
     _interrupt_pending = False
-    _lost_interrupt = False
+    _interrupted = False
     signal.signal(signal.SIGINT, _on_sigint)
     try:
         try:

@@ -90,6 +90,8 @@ type Driver struct {
 	exited  *Exit
 	failure error // the stream broke
 	stray   []string
+	running int64         // the cell awaiting its done, 0 for none
+	again   chan struct{} // closed to stop repeating an interrupt
 }
 
 type item struct {
@@ -123,6 +125,7 @@ func (d *Driver) finish(exit *Exit, err error) {
 	if err != nil && d.failure == nil {
 		d.failure = err
 	}
+	d.stopInterruptLocked()
 	d.notifyLocked()
 	d.mu.Unlock()
 }
@@ -207,6 +210,9 @@ func (d *Driver) Start(code string) *Pending {
 	if err != nil {
 		d.t.Fatal(err)
 	}
+	d.mu.Lock()
+	d.running = d.next
+	d.mu.Unlock()
 	if err := d.tr.send(body); err != nil {
 		d.t.Fatalf("send cell %d: %v (%s)", d.next, err, d.describeEnd())
 	}
@@ -245,6 +251,10 @@ func (p *Pending) step() bool {
 		case kernel.TypeDone:
 			p.cell.Error = ev.Error
 			p.done = true
+			p.d.mu.Lock()
+			p.d.running = 0
+			p.d.stopInterruptLocked()
+			p.d.mu.Unlock()
 		default:
 			p.d.t.Errorf("cell %d: a message of type %q", p.cell.ID, ev.Type)
 		}
@@ -294,11 +304,38 @@ func (d *Driver) Run(code string) Cell {
 	return d.Start(code).Wait()
 }
 
-// Interrupt sends SIGINT to the driver process.
+// Interrupt sends SIGINT to the driver process and, while a cell runs,
+// again every 50 ms until it ends, as runhost-init does.
 func (d *Driver) Interrupt() {
 	d.t.Helper()
 	if err := d.tr.interrupt(); err != nil {
 		d.t.Fatalf("interrupt: %v", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running == 0 || d.again != nil || d.exited != nil {
+		return
+	}
+	stop := make(chan struct{})
+	d.again = stop
+	go func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				_ = d.tr.interrupt()
+			}
+		}
+	}()
+}
+
+func (d *Driver) stopInterruptLocked() {
+	if d.again != nil {
+		close(d.again)
+		d.again = nil
 	}
 }
 
