@@ -21,6 +21,8 @@ import (
 //	result S         a rich result {"text/plain": S}
 //	raise            done with an error
 //	sleep            wait for SIGINT, then done with KeyboardInterrupt
+//	deaf             the same, but the first SIGINT is lost (as one that lands
+//	                 in a finalizer or just before a blocking call can be)
 //	hang             ignore SIGINT and sleep
 //	exit             end the driver
 //	flood            write to stdout without end
@@ -66,6 +68,10 @@ func fakeDriver() {
 		case "raise":
 			cellErr = map[string]any{"name": "ValueError", "value": "bad", "traceback": []string{"line 1", "ValueError: bad"}}
 		case "sleep":
+			<-ints
+			cellErr = map[string]any{"name": "KeyboardInterrupt", "value": ""}
+		case "deaf":
+			<-ints
 			<-ints
 			cellErr = map[string]any{"name": "KeyboardInterrupt", "value": ""}
 		case "hang":
@@ -175,6 +181,20 @@ func TestKernelInterruptKeepsState(t *testing.T) {
 	}
 	if _, out, _ := s.cell("get", 0, 0); out != "kept\n" {
 		t.Fatalf("state after an interrupt: %q", out)
+	}
+}
+
+// An interrupt is repeated until the cell ends: a driver that lost the
+// first SIGINT stops at the next, and keeps its state.
+func TestKernelRepeatsTheInterrupt(t *testing.T) {
+	s := startKernelSession(t)
+	s.cell("set kept", 0, 0)
+	ex, _, _ := s.cell("deaf", 300, 0)
+	if !ex.TimedOut || ex.Restarted || ex.CellError == nil || ex.CellError.Name != "KeyboardInterrupt" {
+		t.Fatalf("a cell that lost the first interrupt: %+v", ex)
+	}
+	if _, out, _ := s.cell("get", 0, 0); out != "kept\n" {
+		t.Fatalf("state after the interrupt: %q", out)
 	}
 }
 
