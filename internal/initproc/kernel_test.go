@@ -172,29 +172,22 @@ func TestKernelCells(t *testing.T) {
 	}
 }
 
+// An interrupted cell ends with KeyboardInterrupt and the state stays; the
+// interrupt is repeated until the cell ends, so a driver that lost the
+// first SIGINT stops at the next.
 func TestKernelInterruptKeepsState(t *testing.T) {
-	s := startKernelSession(t)
-	s.cell("set kept", 0, 0)
-	ex, _, _ := s.cell("sleep", 300, 0)
-	if !ex.TimedOut || ex.Restarted || ex.CellError == nil || ex.CellError.Name != "KeyboardInterrupt" {
-		t.Fatalf("interrupted cell: %+v", ex)
-	}
-	if _, out, _ := s.cell("get", 0, 0); out != "kept\n" {
-		t.Fatalf("state after an interrupt: %q", out)
-	}
-}
-
-// An interrupt is repeated until the cell ends: a driver that lost the
-// first SIGINT stops at the next, and keeps its state.
-func TestKernelRepeatsTheInterrupt(t *testing.T) {
-	s := startKernelSession(t)
-	s.cell("set kept", 0, 0)
-	ex, _, _ := s.cell("deaf", 300, 0)
-	if !ex.TimedOut || ex.Restarted || ex.CellError == nil || ex.CellError.Name != "KeyboardInterrupt" {
-		t.Fatalf("a cell that lost the first interrupt: %+v", ex)
-	}
-	if _, out, _ := s.cell("get", 0, 0); out != "kept\n" {
-		t.Fatalf("state after the interrupt: %q", out)
+	for _, cell := range []string{"sleep", "deaf"} {
+		t.Run(cell, func(t *testing.T) {
+			s := startKernelSession(t)
+			s.cell("set kept", 0, 0)
+			ex, _, _ := s.cell(cell, 300, 0)
+			if !ex.TimedOut || ex.Restarted || ex.CellError == nil || ex.CellError.Name != "KeyboardInterrupt" {
+				t.Fatalf("interrupted cell: %+v", ex)
+			}
+			if _, out, _ := s.cell("get", 0, 0); out != "kept\n" {
+				t.Fatalf("state after an interrupt: %q", out)
+			}
+		})
 	}
 }
 
