@@ -108,6 +108,26 @@ func (w *testWriter) Write(p []byte) (int, error) {
 func (w *testWriter) close() { w.mu.Lock(); w.done = true; w.mu.Unlock() }
 
 // do sends a request and returns the status and body.
+// stream posts a JSON body to path asking for Server-Sent Events and
+// returns the open response; the caller reads and closes it.
+func (h *host) stream(path, body string) *http.Response {
+	h.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, h.URL+path, strings.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	if h.Key != "" {
+		req.Header.Set("Authorization", "Bearer "+h.Key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatalf("POST %s: %v", path, err)
+	}
+	return resp
+}
+
 func (h *host) do(ctx context.Context, method, path string, body io.Reader) (int, []byte) {
 	h.t.Helper()
 	req, err := http.NewRequestWithContext(ctx, method, h.URL+path, body)

@@ -117,13 +117,7 @@ func TestInterpreterStreams(t *testing.T) {
 	h := startHost(t)
 	id := startInterpreter(t, h, "python", "3.11")
 	code := "print('a')\ndisplay(1)\nimport sys\nprint('b', file=sys.stderr)\n2"
-	req, _ := http.NewRequest(http.MethodPost, h.URL+"/sessions/"+id+"/run", strings.NewReader(`{"code":`+mustJSON(t, code)+`}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := h.stream("/sessions/"+id+"/run", `{"code":`+mustJSON(t, code)+`}`)
 	defer resp.Body.Close()
 	var events []string
 	var last cellResult

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -136,13 +135,7 @@ func TestStreamToAReadingClient(t *testing.T) {
 	h := startHost(t, slowEnv...)
 	const lines = 200000 // about 1.3 MB of output through a 64 KiB buffer
 	body := fmt.Sprintf(`{"code":"seq 1 %d"}`, lines)
-	req, _ := http.NewRequest(http.MethodPost, h.URL+"/runtimes/shell/run", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := h.stream("/runtimes/shell/run", body)
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("status %d, Content-Type %q", resp.StatusCode, resp.Header.Get("Content-Type"))

@@ -87,7 +87,7 @@ func addTools(srv *sdk.Server, t *tools) {
 	sdk.AddTool(srv, &sdk.Tool{
 		Name: "run_code",
 		Description: "Run a program once in a fresh sandboxed container and return its exit code, stdout and stderr. " +
-			"The container has no network and is removed afterwards: nothing persists between calls " +
+			"The container has no network unless the host grants this key hosts (see network) and is removed afterwards: nothing persists between calls " +
 			"(use create_session and run_in_session to work in steps, or a workspace for files that last). " +
 			"Give the program as code, or as files. A program that fails is a normal result with its exit code.",
 		InputSchema: schemaFor[runCodeArgs](),
@@ -95,7 +95,7 @@ func addTools(srv *sdk.Server, t *tools) {
 	}, tool(t, t.runCode))
 	sdk.AddTool(srv, &sdk.Tool{
 		Name: "create_session",
-		Description: "Start a session: one sandboxed container (no network) that serves run_in_session calls one at a time " +
+		Description: "Start a session: one sandboxed container (no network unless granted) that serves run_in_session calls one at a time " +
 			"and keeps its files, /tmp and run directory between them. It ends after ttl_s idle, at the host's maximum " +
 			"lifetime, or with end_session. Returns the session id.",
 		InputSchema: schemaFor[SessionArgs](),
