@@ -356,14 +356,6 @@ func runResponse(res runner.Result) RunResponse {
 	return out
 }
 
-// networkRequest is a request's network field for the runner.
-func networkRequest(n *Network) *policy.NetworkRequest {
-	if n == nil {
-		return nil
-	}
-	return &policy.NetworkRequest{Allow: n.Allow}
-}
-
 // decode reads exactly one JSON value with no unknown fields from a body of
 // bounded size. The browser guard has already checked the Content-Type.
 func (s *Server) decode(c echo.Context, v any) error {
@@ -467,7 +459,7 @@ func toRunnerRequest(runtime string, req RunRequest) (runner.Request, error) {
 		Runtime:     runtime,
 		Workspace:   req.Workspace,
 		ContextPath: req.ContextPath,
-		Network:     networkRequest(req.Network),
+		Network:     (*policy.NetworkRequest)(req.Network),
 		Stdin:       []byte(req.Stdin),
 		Limits:      runner.RequestedLimits(float64(req.TimeoutMS), float64(req.MemoryMB), req.CPUs),
 	}

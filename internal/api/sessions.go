@@ -62,7 +62,7 @@ func (s *Server) startSession(ctx context.Context, id auth.Identity, req Session
 		Mode:      req.Mode,
 		Workspace: req.Workspace,
 		Limits:    runner.RequestedLimits(0, float64(req.MemoryMB), req.CPUs),
-		Network:   networkRequest(req.Network),
+		Network:   (*policy.NetworkRequest)(req.Network),
 	}
 	if err := spec.Validate(); err != nil {
 		return sessions.Info{}, err

@@ -60,14 +60,6 @@ type Network struct {
 	Allow []string `json:"allow" jsonschema:"host names (api.example.com, *.example.com, host:port) within the key's grant"`
 }
 
-// networkRequest is n as the runner takes it.
-func networkRequest(n *Network) *policy.NetworkRequest {
-	if n == nil {
-		return nil
-	}
-	return &policy.NetworkRequest{Allow: n.Allow}
-}
-
 // sessionModes are the modes create_session offers; the host decides which
 // it serves (POST /sessions refuses the others).
 var sessionModes = []any{"plain", "interpreter"}
@@ -160,7 +152,7 @@ func runRequest(id auth.Identity, a runCodeArgs) (runner.Request, error) {
 		Workspace: a.Workspace,
 		Stdin:     []byte(a.Stdin),
 		Limits:    runner.RequestedLimits(float64(a.TimeoutMS), 0, 0),
-		Network:   networkRequest(a.Network),
+		Network:   (*policy.NetworkRequest)(a.Network),
 	}
 	if err := req.Validate(); err != nil {
 		return runner.Request{}, err

@@ -11,7 +11,9 @@ import (
 
 // NetworkRequest is what a run or session asks to reach through the
 // egress proxy; a nil *NetworkRequest means it did not ask. An empty Allow
-// asks for no network, even where the key's grant applies by default.
+// asks for no network, even where the key's grant applies by default. The
+// front ends' Network types (internal/api, internal/mcp) have the same
+// fields and convert to it.
 type NetworkRequest struct {
 	Allow []string
 }
